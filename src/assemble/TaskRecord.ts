@@ -1,0 +1,74 @@
+/** The final Celery state of a task: what `celery.task.state` says on its span. */
+export type TaskFinalState = 'SUCCESS' | 'FAILURE' | 'REVOKED' | 'REJECTED';
+
+/**
+ * How one execution attempt ended. RETRY: `self.retry()` re-queued the task; LOST: the attempt
+ * started but its outcome never arrived before the task ended or was given up on.
+ */
+export type AttemptOutcome = 'SUCCESS' | 'FAILURE' | 'RETRY' | 'REVOKED' | 'REJECTED' | 'LOST';
+
+/** One execution of the task body on a worker: `task-started` to its outcome. */
+export interface Attempt {
+  /** Epoch seconds of `task-started`; undefined when only the outcome was seen. */
+  startedAt?: number;
+  endedAt?: number;
+  hostname?: string;
+  outcome?: AttemptOutcome;
+  exception?: string;
+  traceback?: string;
+  /** `task-succeeded`'s `runtime`, seconds. */
+  runtime?: number;
+}
+
+/** Everything the bridge has learnt about one task id while it is in flight. */
+export interface TaskRecord {
+  readonly id: string;
+  name?: string;
+  rootId?: string;
+  /** Never the task itself: a retry's message names the task as its own parent. */
+  parentId?: string;
+  queue?: string;
+  exchange?: string;
+  routingKey?: string;
+  eta?: string;
+  expires?: string;
+  /** Highest `retries` seen on `task-sent` / `task-received`. */
+  retries?: number;
+  /** The worker of the latest worker event (by event time, not arrival). */
+  workerHostname?: string;
+  workerHostnameAt?: number;
+  /** Event time of the `task-sent` / `task-received` whose message fields (eta...) are kept. */
+  messageAt?: number;
+  args?: string;
+  kwargs?: string;
+  result?: string;
+  /** Epoch seconds of the first `task-sent`, `task-received` and of the last event. */
+  sentAt?: number;
+  receivedAt?: number;
+  /** Distinct `task-received` event times (a redelivery or retry is received again), capped. */
+  receivedTimes: number[];
+  lastEventAt: number;
+  attempts: Attempt[];
+  final?: TaskFinal;
+}
+
+export interface TaskFinal {
+  readonly state: TaskFinalState;
+  readonly at: number;
+  readonly exception?: string;
+  readonly traceback?: string;
+  readonly terminated?: boolean;
+  readonly signum?: string;
+  readonly expired?: boolean;
+}
+
+/** What the assembler hands to the exporter. */
+export interface FinishedTask {
+  readonly record: TaskRecord;
+  /**
+   * `complete`: final event seen and nothing known to be missing; `held_too_long`: final event
+   * seen, but something (an attempt's start or end, the name) never arrived within the grace
+   * period; `evicted`: never finished and pushed out of the bounded in-flight table.
+   */
+  readonly completeness: 'complete' | 'held_too_long' | 'evicted';
+}

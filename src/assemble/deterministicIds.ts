@@ -1,0 +1,39 @@
+import { createHash } from 'node:crypto';
+
+/**
+ * Trace and span ids as pure functions of Celery ids, so the same task gets the same ids whatever
+ * order its events arrive in, whichever bridge instance sees them, and across restarts.
+ *
+ * Celery task ids are UUID4 strings by default (celery/app/task.py `apply_async` -> `uuid()`):
+ * 122 random bits, so a canonical UUID root id is used as the trace id as it is (dashes removed).
+ * A user can then paste a root task id into Jaeger's trace-id search. Any other id (Celery lets a
+ * caller pick `task_id`) is hashed. W3C Trace Context forbids the all-zero ids, which a hash
+ * almost never yields; they are replaced all the same.
+ * https://www.w3.org/TR/trace-context/#trace-id
+ */
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export function traceIdFor(rootTaskId: string): string {
+  if (UUID.test(rootTaskId)) {
+    const hex = rootTaskId.replace(/-/g, '').toLowerCase();
+    if (hex !== '00000000000000000000000000000000') return hex;
+  }
+  return nonZero(digest(`trace:${rootTaskId}`).slice(0, 32));
+}
+
+export function spanIdFor(taskId: string): string {
+  return nonZero(digest(`task:${taskId}`).slice(0, 16));
+}
+
+/** One span per execution attempt, numbered from 0 in the order the attempts started. */
+export function attemptSpanIdFor(taskId: string, attemptIndex: number): string {
+  return nonZero(digest(`attempt:${attemptIndex}:${taskId}`).slice(0, 16));
+}
+
+function digest(text: string): string {
+  return createHash('sha256').update(text).digest('hex');
+}
+
+function nonZero(hex: string): string {
+  return /^0+$/.test(hex) ? `${hex.slice(0, -1)}1` : hex;
+}

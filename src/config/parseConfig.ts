@@ -1,0 +1,276 @@
+import { parseArgs } from 'node:util';
+import { ConfigError } from '../errors.js';
+import type { LogLevel } from '../log/Logger.js';
+import type { BridgeOptions, OtlpProtocol } from './BridgeOptions.js';
+import { parseBrokerUrl } from './brokerUrl.js';
+import { OPTION_SPECS, type OptionSpec } from './optionSpecs.js';
+
+export type ParsedCommand =
+  | { readonly command: 'run'; readonly options: BridgeOptions }
+  | { readonly command: 'help' }
+  | { readonly command: 'version' };
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+/**
+ * The one place where flags and environment become typed options. A flag beats its environment
+ * variable, which beats the default. Invalid input throws ConfigError naming the flag and the
+ * variable, so the user knows which of the two to fix.
+ */
+export function parseConfig(argv: readonly string[], env: Env): ParsedCommand {
+  const parsed = parseFlags(argv);
+  if (parsed.values['help'] === true) return { command: 'help' };
+  if (parsed.values['version'] === true) return { command: 'version' };
+
+  const raw = (flag: string): string => {
+    const spec = specFor(flag);
+    const fromFlag = parsed.values[flag];
+    if (typeof fromFlag === 'string') return fromFlag;
+    if (fromFlag === true) return 'true';
+    const fromEnv = env[spec.env];
+    if (fromEnv !== undefined && fromEnv.trim() !== '') return fromEnv.trim();
+    return spec.default ?? '';
+  };
+  const integer = (flag: string): number => parseInteger(specFor(flag), raw(flag));
+  const boolean = (flag: string): boolean => parseBoolean(specFor(flag), raw(flag));
+
+  const broker = parseBrokerUrl(raw('broker'));
+  const logLevel = raw('log-level');
+  if (!['debug', 'info', 'warn', 'error'].includes(logLevel)) {
+    throw new ConfigError(
+      `--log-level must be debug, info, warn or error, not ${JSON.stringify(logLevel)}`,
+    );
+  }
+  const maxAttributeLength = integer('max-attribute-length');
+  const spanAttributeLimit = env['OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT'];
+  return {
+    command: 'run',
+    options: {
+      broker,
+      eventsExchange: nonEmpty('events-exchange', raw('events-exchange')),
+      amqp: {
+        queueName: nonEmpty('amqp-queue', raw('amqp-queue')),
+        queueMaxBytes: integer('amqp-queue-max-bytes'),
+        queueMessageTtlMs: integer('amqp-queue-ttl-ms'),
+        queueExpiresMs: integer('amqp-queue-expires-ms'),
+        prefetchCount: integer('amqp-prefetch'),
+      },
+      redis: {
+        globalKeyPrefix: raw('redis-global-keyprefix'),
+        fanoutPrefix: fanoutPrefix(raw('redis-fanout-prefix'), broker.db),
+      },
+      otlp: {
+        tracesUrl: tracesUrl(parsed.values['otlp-endpoint'], env),
+        protocol: protocol(parsed.values['otlp-protocol'], env),
+        headers: {
+          ...parseKeyValueList('OTEL_EXPORTER_OTLP_HEADERS', env['OTEL_EXPORTER_OTLP_HEADERS']),
+          ...parseKeyValueList(
+            'OTEL_EXPORTER_OTLP_TRACES_HEADERS',
+            env['OTEL_EXPORTER_OTLP_TRACES_HEADERS'],
+          ),
+        },
+        compression: compression(env),
+        timeoutMs: envInteger(
+          env,
+          ['OTEL_EXPORTER_OTLP_TRACES_TIMEOUT', 'OTEL_EXPORTER_OTLP_TIMEOUT'],
+          10_000,
+        ),
+        serviceName: nonEmpty('service-name', raw('service-name')),
+        resourceAttributes: parseKeyValueList(
+          'OTEL_RESOURCE_ATTRIBUTES',
+          env['OTEL_RESOURCE_ATTRIBUTES'],
+        ),
+      },
+      // https://opentelemetry.io/docs/specs/otel/configuration/sdk-environment-variables/#batch-span-processor
+      exportQueue: {
+        scheduleDelayMs: envInteger(env, ['OTEL_BSP_SCHEDULE_DELAY'], 5000),
+        exportTimeoutMs: envInteger(env, ['OTEL_BSP_EXPORT_TIMEOUT'], 30_000),
+        // The spec's 2048 is sized for one application; a bridge carries a whole fleet's tasks.
+        maxQueueSize: envInteger(env, ['OTEL_BSP_MAX_QUEUE_SIZE'], 20_480, 1),
+        maxExportBatchSize: envInteger(env, ['OTEL_BSP_MAX_EXPORT_BATCH_SIZE'], 512, 1),
+      },
+      assembler: {
+        maxInFlightTasks: integer('max-in-flight-tasks'),
+        finishGraceMs: integer('finish-grace-ms'),
+        maxFinishedTaskIds: Math.max(10_000, integer('max-in-flight-tasks')),
+        captureArgs: boolean('capture-args'),
+        captureResult: boolean('capture-result'),
+      },
+      maxAttributeLength:
+        parsed.values['max-attribute-length'] === undefined && spanAttributeLimit !== undefined
+          ? envInteger(env, ['OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT'], maxAttributeLength, 64)
+          : maxAttributeLength,
+      maxCapturedLength: integer('max-captured-length'),
+      maxMessageBytes: integer('max-message-bytes'),
+      connectTimeoutMs: integer('connect-timeout-ms'),
+      logLevel: logLevel as LogLevel,
+    },
+  };
+}
+
+function parseFlags(argv: readonly string[]): {
+  values: Record<string, string | boolean | undefined>;
+} {
+  const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = {
+    help: { type: 'boolean', short: 'h' },
+    version: { type: 'boolean', short: 'v' },
+  };
+  for (const spec of OPTION_SPECS) {
+    options[spec.flag] = { type: spec.kind === 'boolean' ? 'boolean' : 'string' };
+  }
+  try {
+    const { values } = parseArgs({
+      args: [...argv],
+      options,
+      strict: true,
+      allowPositionals: false,
+    });
+    return { values: values };
+  } catch (error) {
+    throw new ConfigError(`${(error as Error).message}; run with --help for the list of options`);
+  }
+}
+
+function specFor(flag: string): OptionSpec {
+  const spec = OPTION_SPECS.find((candidate) => candidate.flag === flag);
+  if (spec === undefined) throw new Error(`no option spec for --${flag}`);
+  return spec;
+}
+
+function parseInteger(spec: OptionSpec, text: string): number {
+  const value = Number(text);
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(value) || value < (spec.min ?? 0)) {
+    throw new ConfigError(
+      `--${spec.flag} (${spec.env}) must be a whole number of at least ${spec.min ?? 0}, not ${JSON.stringify(text)}`,
+    );
+  }
+  return value;
+}
+
+function parseBoolean(spec: OptionSpec, text: string): boolean {
+  const lowered = text.toLowerCase();
+  if (['true', '1', 'yes', 'on'].includes(lowered)) return true;
+  if (['false', '0', 'no', 'off'].includes(lowered)) return false;
+  throw new ConfigError(
+    `--${spec.flag} (${spec.env}) must be true or false, not ${JSON.stringify(text)}`,
+  );
+}
+
+function nonEmpty(flag: string, value: string): string {
+  if (value === '') throw new ConfigError(`--${flag} must not be empty`);
+  return value;
+}
+
+function envInteger(env: Env, names: string[], fallback: number, min = 0): number {
+  for (const name of names) {
+    const text = env[name]?.trim();
+    if (text === undefined || text === '') continue;
+    const value = Number(text);
+    if (!/^\d+$/.test(text) || !Number.isSafeInteger(value) || value < min) {
+      throw new ConfigError(
+        `${name} must be a whole number of at least ${min}, not ${JSON.stringify(text)}`,
+      );
+    }
+    return value;
+  }
+  return fallback;
+}
+
+/**
+ * OTLP/HTTP endpoint rules: the signal-specific variable is used as is; the generic one (and the
+ * flag) is a base URL to which `v1/traces` is appended.
+ * https://opentelemetry.io/docs/specs/otel/protocol/exporter/#endpoint-urls-for-otlphttp
+ */
+function tracesUrl(flag: string | boolean | undefined, env: Env): string {
+  const specific = env['OTEL_EXPORTER_OTLP_TRACES_ENDPOINT']?.trim();
+  if (typeof flag !== 'string' && specific !== undefined && specific !== '') {
+    return checkHttpUrl(specific, 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT');
+  }
+  const base =
+    typeof flag === 'string'
+      ? flag
+      : env['OTEL_EXPORTER_OTLP_ENDPOINT']?.trim() || 'http://localhost:4318';
+  const source = typeof flag === 'string' ? '--otlp-endpoint' : 'OTEL_EXPORTER_OTLP_ENDPOINT';
+  checkHttpUrl(base, source);
+  return `${base.endsWith('/') ? base : `${base}/`}v1/traces`;
+}
+
+function checkHttpUrl(text: string, source: string): string {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new ConfigError(
+      `${source} ${JSON.stringify(text)} is not a URL: use e.g. http://localhost:4318`,
+    );
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new ConfigError(
+      `${source} must be an http:// or https:// URL (OTLP/HTTP), not ${url.protocol}//…`,
+    );
+  }
+  return text;
+}
+
+function protocol(flag: string | boolean | undefined, env: Env): OtlpProtocol {
+  const value =
+    (typeof flag === 'string' ? flag : undefined) ??
+    (env['OTEL_EXPORTER_OTLP_TRACES_PROTOCOL']?.trim() ||
+      env['OTEL_EXPORTER_OTLP_PROTOCOL']?.trim() ||
+      'http/protobuf');
+  if (value === 'http/protobuf' || value === 'http/json') return value;
+  if (value === 'grpc') {
+    throw new ConfigError(
+      "OTLP over gRPC is not supported: set OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf and point the endpoint at the collector's HTTP port (4318)",
+    );
+  }
+  throw new ConfigError(
+    `the OTLP protocol must be http/protobuf or http/json, not ${JSON.stringify(value)}`,
+  );
+}
+
+function compression(env: Env): 'gzip' | 'none' {
+  const value =
+    env['OTEL_EXPORTER_OTLP_TRACES_COMPRESSION']?.trim() ||
+    env['OTEL_EXPORTER_OTLP_COMPRESSION']?.trim() ||
+    'none';
+  if (value === 'gzip' || value === 'none') return value;
+  throw new ConfigError(
+    `OTEL_EXPORTER_OTLP_COMPRESSION must be gzip or none, not ${JSON.stringify(value)}`,
+  );
+}
+
+/**
+ * `key1=value1,key2=value2` with percent-encoded values, as OTEL_EXPORTER_OTLP_HEADERS and
+ * OTEL_RESOURCE_ATTRIBUTES use. Error messages name the key, never a value: headers hold secrets.
+ * https://opentelemetry.io/docs/specs/otel/protocol/exporter/#specifying-headers-via-environment-variables
+ */
+function parseKeyValueList(name: string, text: string | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (text === undefined || text.trim() === '') return out;
+  for (const item of text.split(',')) {
+    if (item.trim() === '') continue;
+    const equals = item.indexOf('=');
+    const key = equals === -1 ? item.trim() : item.slice(0, equals).trim();
+    if (equals === -1 || key === '') {
+      throw new ConfigError(
+        `${name} must look like key1=value1,key2=value2; an entry has no "key="`,
+      );
+    }
+    try {
+      out[key] = decodeURIComponent(item.slice(equals + 1).trim());
+    } catch {
+      throw new ConfigError(
+        `${name}: the value of ${JSON.stringify(key)} is not validly percent-encoded`,
+      );
+    }
+  }
+  return out;
+}
+
+function fanoutPrefix(value: string, db: number): string {
+  // kombu/transport/redis.py: keyprefix_fanout = '/{db}.' unless fanout_prefix is False or a str.
+  if (value === 'true') return `/${db}.`;
+  if (value === 'false') return '';
+  return value.replace('{db}', String(db));
+}

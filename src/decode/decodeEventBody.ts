@@ -1,0 +1,203 @@
+import type { RawEventMessage } from '../source/RawEventMessage.js';
+import {
+  type CeleryEvent,
+  type TaskEvent,
+  type TaskEventType,
+  type WorkerEvent,
+  type WorkerEventType,
+  TASK_EVENT_TYPES,
+  WORKER_EVENT_TYPES,
+} from './CeleryEvent.js';
+import type { DecodeRejection, DecodeRejectionReason } from './DecodeRejection.js';
+
+export interface DecodeOptions {
+  /** Larger bodies are rejected before parsing, so one message cannot hold a lot of memory. */
+  readonly maxMessageBytes: number;
+}
+
+/** Where decoded events and rejections go; the decoder allocates no result objects. */
+export interface DecodeSink {
+  event(event: CeleryEvent): void;
+  reject(rejection: DecodeRejection, count: number): void;
+}
+
+/** Task ids are UUIDs by default; anything far longer is not a task id we want as a map key. */
+const MAX_ID_LENGTH = 256;
+
+/**
+ * Decodes one broker message into Celery events.
+ *
+ * Celery 5 workers buffer task events and publish them as one JSON list under routing key
+ * `task.multi` (celery/events/dispatcher.py `EventDispatcher.flush`); everything else is a single
+ * JSON object. Only JSON is decodable without Python: pickle, msgpack and yaml bodies are
+ * rejected with a reason the caller reports once.
+ */
+export function decodeEventBody(
+  message: RawEventMessage,
+  options: DecodeOptions,
+  sink: DecodeSink,
+): void {
+  const contentType = mediaType(message.contentType);
+  if (contentType !== 'application/json') {
+    sink.reject(
+      {
+        reason: 'unsupported_content_type',
+        detail:
+          `content type ${JSON.stringify(message.contentType)} cannot be decoded: set ` +
+          `event_serializer = 'json' in the Celery config of every worker and client`,
+      },
+      1,
+    );
+    return;
+  }
+  if (message.compression !== undefined) {
+    sink.reject(
+      {
+        reason: 'compressed',
+        detail:
+          `Celery events arrive compressed (${message.compression}): the bridge reads ` +
+          'uncompressed events only; remove the compression setting of the event producers',
+      },
+      1,
+    );
+    return;
+  }
+  if (message.body.length > options.maxMessageBytes) {
+    sink.reject(
+      {
+        reason: 'message_too_large',
+        detail: `a ${message.body.length}-byte event message exceeds the ${options.maxMessageBytes}-byte limit (--max-message-bytes)`,
+      },
+      1,
+    );
+    return;
+  }
+  let parsed: unknown;
+  try {
+    // Buffer#toString decodes UTF-8 and replaces invalid sequences with U+FFFD instead of failing.
+    parsed = JSON.parse(message.body.toString('utf8'));
+  } catch (error) {
+    sink.reject(
+      {
+        reason: 'invalid_json',
+        detail: `a message on routing key ${message.routingKey} is not valid JSON (${(error as Error).message})`,
+      },
+      1,
+    );
+    return;
+  }
+  if (Array.isArray(parsed)) {
+    for (const item of parsed as unknown[]) decodeOne(item, sink);
+  } else {
+    decodeOne(parsed, sink);
+  }
+}
+
+function mediaType(contentType: string): string {
+  const semicolon = contentType.indexOf(';');
+  return (semicolon === -1 ? contentType : contentType.slice(0, semicolon)).trim().toLowerCase();
+}
+
+function decodeOne(value: unknown, sink: DecodeSink): void {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    return reject(sink, 'not_an_event', 'an event is not a JSON object');
+  }
+  const raw = value as Record<string, unknown>;
+  const type = raw['type'];
+  const timestamp = raw['timestamp'];
+  if (typeof type !== 'string') {
+    return reject(sink, 'not_an_event', 'an event has no string "type"');
+  }
+  if (typeof timestamp !== 'number' || !Number.isFinite(timestamp) || timestamp < 0) {
+    return reject(sink, 'invalid_field', `a ${clip(type)} event has no valid "timestamp"`);
+  }
+  if (TASK_EVENT_TYPES.has(type)) {
+    const uuid = raw['uuid'];
+    if (typeof uuid !== 'string' || uuid.length === 0 || uuid.length > MAX_ID_LENGTH) {
+      return reject(sink, 'invalid_field', `a ${type} event has no valid "uuid"`);
+    }
+    sink.event(taskEvent(type as TaskEventType, uuid, timestamp, raw));
+    return;
+  }
+  if (WORKER_EVENT_TYPES.has(type)) {
+    const hostname = raw['hostname'];
+    if (typeof hostname !== 'string' || hostname.length === 0) {
+      return reject(sink, 'invalid_field', `a ${type} event has no "hostname"`);
+    }
+    const event: WorkerEvent = {
+      type: type as WorkerEventType,
+      hostname,
+      timestamp,
+      freq: num(raw['freq']),
+      active: num(raw['active']),
+      processed: num(raw['processed']),
+    };
+    sink.event(event);
+    return;
+  }
+  reject(sink, 'unknown_event_type', `event type ${JSON.stringify(clip(type))} is not known`);
+}
+
+function taskEvent(
+  type: TaskEventType,
+  uuid: string,
+  timestamp: number,
+  raw: Record<string, unknown>,
+): TaskEvent {
+  return {
+    type,
+    uuid,
+    timestamp,
+    hostname: str(raw['hostname']),
+    name: str(raw['name']),
+    rootId: id(raw['root_id']),
+    parentId: id(raw['parent_id']),
+    retries: num(raw['retries']),
+    eta: str(raw['eta']),
+    expires: str(raw['expires']),
+    queue: str(raw['queue']),
+    exchange: str(raw['exchange']),
+    routingKey: str(raw['routing_key']),
+    args: str(raw['args']),
+    kwargs: str(raw['kwargs']),
+    result: str(raw['result']),
+    runtime: num(raw['runtime']),
+    exception: str(raw['exception']),
+    traceback: str(raw['traceback']),
+    terminated: bool(raw['terminated']),
+    signum: scalar(raw['signum']),
+    expired: bool(raw['expired']),
+    requeue: bool(raw['requeue']),
+  };
+}
+
+function reject(sink: DecodeSink, reason: DecodeRejectionReason, detail: string): void {
+  sink.reject({ reason, detail }, 1);
+}
+
+function str(value: unknown): string | undefined {
+  return typeof value === 'string' ? value : undefined;
+}
+
+function id(value: unknown): string | undefined {
+  return typeof value === 'string' && value.length > 0 && value.length <= MAX_ID_LENGTH
+    ? value
+    : undefined;
+}
+
+function num(value: unknown): number | undefined {
+  return typeof value === 'number' && Number.isFinite(value) ? value : undefined;
+}
+
+/** `signum` is a signal name or number, depending on how the revoke was sent. */
+function scalar(value: unknown): string | undefined {
+  return typeof value === 'string' || typeof value === 'number' ? String(value) : undefined;
+}
+
+function bool(value: unknown): boolean | undefined {
+  return typeof value === 'boolean' ? value : undefined;
+}
+
+function clip(text: string): string {
+  return text.length > 64 ? `${text.slice(0, 64)}…` : text;
+}

@@ -1,0 +1,26 @@
+import { OTLPTraceExporter as OtlpJsonTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
+import { OTLPTraceExporter as OtlpProtoTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
+import { CompressionAlgorithm } from '@opentelemetry/otlp-exporter-base';
+import type { SpanExporter } from '@opentelemetry/sdk-trace-base';
+import type { OtlpTraceOptions } from '../config/BridgeOptions.js';
+
+/**
+ * The OTLP/HTTP trace exporter for the configured protocol. Every setting is passed explicitly
+ * (parseConfig already read the OTEL_EXPORTER_OTLP_* variables with their standard precedence),
+ * so what the bridge validated is what the exporter uses. The exporter retries 429/502/503/504
+ * with backoff itself (otlp-exporter-base `RetryingTransport`).
+ */
+export function createTraceExporter(options: OtlpTraceOptions): SpanExporter {
+  const config = {
+    url: options.tracesUrl,
+    headers: options.headers,
+    compression:
+      options.compression === 'gzip' ? CompressionAlgorithm.GZIP : CompressionAlgorithm.NONE,
+    timeoutMillis: options.timeoutMs,
+    // Several batches in flight, so one slow request does not stall the whole pipeline.
+    concurrencyLimit: 4,
+  };
+  return options.protocol === 'http/json'
+    ? new OtlpJsonTraceExporter(config)
+    : new OtlpProtoTraceExporter(config);
+}

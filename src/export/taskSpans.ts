@@ -1,0 +1,327 @@
+import {
+  type Attributes,
+  type HrTime,
+  type SpanContext,
+  SpanKind,
+  SpanStatusCode,
+  TraceFlags,
+} from '@opentelemetry/api';
+import type { InstrumentationScope } from '@opentelemetry/core';
+import type { Resource } from '@opentelemetry/resources';
+import type { ReadableSpan, TimedEvent } from '@opentelemetry/sdk-trace-base';
+import { attemptSpanIdFor, spanIdFor, traceIdFor } from '../assemble/deterministicIds.js';
+import { parsePythonException } from '../assemble/parsePythonException.js';
+import type { Attempt, FinishedTask, TaskRecord } from '../assemble/TaskRecord.js';
+import { truncateMiddle } from './truncate.js';
+
+export interface TaskSpanOptions {
+  readonly resource: Resource;
+  readonly scope: InstrumentationScope;
+  /** `messaging.system`: `rabbitmq` or `redis`. */
+  readonly messagingSystem: string;
+  /** Longest string attribute value (tracebacks included); longer ones keep head and tail. */
+  readonly maxAttributeLength: number;
+  /** Longest args / kwargs / result value, when captured at all. */
+  readonly maxCapturedLength: number;
+}
+
+/** Span name used when no event told the task's name (the bridge started mid-flight). */
+export const UNKNOWN_TASK_NAME = 'celery.task';
+
+/**
+ * Builds the spans of one finished task: the task span (CONSUMER, named after the task, from its
+ * first sign to its final event) and one INTERNAL child span per execution attempt, named
+ * `run/<task name>` like opentelemetry-instrumentation-celery's worker span. The gap between the
+ * task span's start and an attempt's start is the time the task waited in the queue.
+ *
+ * Spans are built as plain ReadableSpan objects rather than through a Tracer: ids must be pure
+ * functions of Celery's ids and times come from the events, both of which a live Tracer would pick
+ * itself. The OTLP exporters serialise ReadableSpan as they would any SDK span.
+ */
+export function taskSpans(task: FinishedTask, options: TaskSpanOptions): ReadableSpan[] {
+  const record = task.record;
+  const traceId = traceIdFor(record.rootId ?? record.id);
+  const spanId = spanIdFor(record.id);
+  const parentId = parentTaskId(record);
+  const name = record.name ?? UNKNOWN_TASK_NAME;
+  const attempts = [...record.attempts].sort(byStart);
+
+  const start = taskStart(record, attempts);
+  const end = Math.max(start, record.final?.at ?? record.lastEventAt);
+  const attributes = taskAttributes(record, task, options, attempts.length);
+  const events: TimedEvent[] = [];
+  let status: ReadableSpan['status'] = { code: SpanStatusCode.UNSET };
+  const final = record.final;
+  if (final?.state === 'FAILURE') {
+    const exception = exceptionEvent(final.at, final.exception, final.traceback, options);
+    events.push(exception);
+    status = {
+      code: SpanStatusCode.ERROR,
+      message: String(exception.attributes?.['exception.message'] ?? ''),
+    };
+  } else if (final?.state === 'REVOKED') {
+    events.push({
+      name: 'task-revoked',
+      time: hrTime(final.at),
+      attributes: definedOnly({
+        'celery.revoke.terminated': final.terminated,
+        'celery.revoke.signum': final.signum,
+        'celery.revoke.expired': final.expired,
+      }),
+    });
+  } else if (final?.state === 'REJECTED') {
+    events.push({ name: 'task-rejected', time: hrTime(final.at) });
+  } else if (final === undefined) {
+    status = {
+      code: SpanStatusCode.ERROR,
+      message: 'task never finished while the bridge tracked it (evicted from the in-flight table)',
+    };
+  }
+
+  const taskContext = spanContext(traceId, spanId);
+  const spans: ReadableSpan[] = [
+    readableSpan({
+      name,
+      kind: SpanKind.CONSUMER,
+      context: taskContext,
+      parent: parentId === undefined ? undefined : spanContext(traceId, spanIdFor(parentId)),
+      start,
+      end,
+      attributes,
+      events,
+      status,
+      options,
+    }),
+  ];
+  attempts.forEach((attempt, index) => {
+    spans.push(attemptSpan(record, attempt, index, attempts, taskContext, end, name, options));
+  });
+  return spans;
+}
+
+function attemptSpan(
+  record: TaskRecord,
+  attempt: Attempt,
+  index: number,
+  attempts: Attempt[],
+  taskContext: SpanContext,
+  taskEnd: number,
+  taskName: string,
+  options: TaskSpanOptions,
+): ReadableSpan {
+  // A missing start or end (lost events) is bounded by what is known, and said so.
+  const end = attempt.endedAt ?? attempts[index + 1]?.startedAt ?? taskEnd;
+  const start =
+    attempt.startedAt ??
+    (attempt.runtime !== undefined && attempt.endedAt !== undefined
+      ? attempt.endedAt - attempt.runtime
+      : end);
+  const outcome = attempt.outcome ?? 'LOST';
+  const events: TimedEvent[] = [];
+  let status: ReadableSpan['status'] = { code: SpanStatusCode.UNSET };
+  if (outcome === 'FAILURE' || outcome === 'RETRY') {
+    const exception = exceptionEvent(end, attempt.exception, attempt.traceback, options);
+    events.push(exception);
+    status = {
+      code: SpanStatusCode.ERROR,
+      message: String(exception.attributes?.['exception.message'] ?? ''),
+    };
+  } else if (outcome === 'LOST') {
+    status = { code: SpanStatusCode.ERROR, message: 'the outcome of this attempt never arrived' };
+  }
+  return readableSpan({
+    name: `run/${taskName}`,
+    kind: SpanKind.INTERNAL,
+    context: spanContext(taskContext.traceId, attemptSpanIdFor(record.id, index)),
+    parent: taskContext,
+    start,
+    end: Math.max(start, end),
+    attributes: definedOnly({
+      'celery.task.id': record.id,
+      'celery.task.name': record.name,
+      'celery.attempt': index,
+      'celery.attempt.outcome': outcome,
+      'celery.attempt.start_unknown': attempt.startedAt === undefined ? true : undefined,
+      'celery.task.runtime': attempt.runtime,
+      'celery.worker.hostname': attempt.hostname,
+    }),
+    events,
+    status,
+    options,
+  });
+}
+
+function taskAttributes(
+  record: TaskRecord,
+  task: FinishedTask,
+  options: TaskSpanOptions,
+  attemptCount: number,
+): Attributes {
+  const captured = (value: string | undefined): string | undefined =>
+    value === undefined ? undefined : truncateMiddle(value, options.maxCapturedLength);
+  return definedOnly({
+    'celery.task.id': record.id,
+    'messaging.message.id': record.id,
+    'celery.task.name': record.name,
+    'celery.task.state': record.final?.state ?? currentState(record),
+    'celery.task.retries': Math.max(record.retries ?? 0, retriedAttempts(record)),
+    'celery.task.root_id': record.rootId,
+    'celery.task.parent_id': record.parentId,
+    'celery.task.attempts': attemptCount,
+    'celery.task.received_count': record.receivedTimes.length > 1 ? record.receivedTimes.length : undefined,
+    'celery.task.eta': record.eta,
+    'celery.task.expires': record.expires,
+    'celery.task.incomplete': task.completeness === 'complete' ? undefined : task.completeness,
+    'celery.worker.hostname': record.workerHostname,
+    'celery.task.args': captured(record.args),
+    'celery.task.kwargs': captured(record.kwargs),
+    'celery.task.result': captured(record.result),
+    'messaging.system': options.messagingSystem,
+    'messaging.operation.type': 'process',
+    'messaging.destination.name': record.queue,
+    'messaging.rabbitmq.destination.routing_key':
+      options.messagingSystem === 'rabbitmq' && record.routingKey ? record.routingKey : undefined,
+  });
+}
+
+/** What Celery would call the task's state now, for tasks exported before their final event. */
+function currentState(record: TaskRecord): string {
+  const last = record.attempts[record.attempts.length - 1];
+  if (last !== undefined)
+    return last.endedAt === undefined ? 'STARTED' : last.outcome === 'RETRY' ? 'RETRY' : 'STARTED';
+  return record.receivedAt !== undefined ? 'RECEIVED' : 'PENDING';
+}
+
+function retriedAttempts(record: TaskRecord): number {
+  let count = 0;
+  for (const attempt of record.attempts) if (attempt.outcome === 'RETRY') count++;
+  return count;
+}
+
+/**
+ * Celery's `retries` on a retried message counts the earlier attempts; the parent of a retry is
+ * the task itself, which the assembler already refused. A task whose parent is unknown but whose
+ * root is another task hangs under the root, so it still lands in the right trace.
+ */
+function parentTaskId(record: TaskRecord): string | undefined {
+  if (record.parentId !== undefined) return record.parentId;
+  if (record.rootId !== undefined && record.rootId !== record.id) return record.rootId;
+  return undefined;
+}
+
+function taskStart(record: TaskRecord, attempts: Attempt[]): number {
+  let start = record.sentAt ?? record.receivedAt ?? attempts[0]?.startedAt;
+  if (start === undefined) {
+    const first = attempts[0];
+    start =
+      first?.endedAt !== undefined && first.runtime !== undefined
+        ? first.endedAt - first.runtime
+        : (record.final?.at ?? record.lastEventAt);
+  }
+  return start;
+}
+
+function byStart(a: Attempt, b: Attempt): number {
+  return (a.startedAt ?? a.endedAt ?? 0) - (b.startedAt ?? b.endedAt ?? 0);
+}
+
+function exceptionEvent(
+  at: number,
+  repr: string | undefined,
+  traceback: string | undefined,
+  options: TaskSpanOptions,
+): TimedEvent {
+  const parsed = parsePythonException(repr, traceback);
+  // https://opentelemetry.io/docs/specs/semconv/exceptions/exceptions-spans/
+  return {
+    name: 'exception',
+    time: hrTime(at),
+    attributes: definedOnly({
+      'exception.type': parsed.type,
+      'exception.message': truncateMiddle(parsed.message, options.maxAttributeLength),
+      'exception.stacktrace':
+        traceback === undefined ? undefined : truncateMiddle(traceback, options.maxAttributeLength),
+    }),
+  };
+}
+
+interface SpanParts {
+  readonly name: string;
+  readonly kind: SpanKind;
+  readonly context: SpanContext;
+  readonly parent: SpanContext | undefined;
+  readonly start: number;
+  readonly end: number;
+  readonly attributes: Attributes;
+  readonly events: TimedEvent[];
+  readonly status: ReadableSpan['status'];
+  readonly options: TaskSpanOptions;
+}
+
+function readableSpan(parts: SpanParts): ReadableSpan {
+  const startTime = hrTime(parts.start);
+  const endTime = hrTime(parts.end);
+  const attributes = limitStrings(parts.attributes, parts.options.maxAttributeLength);
+  return {
+    name: parts.name,
+    kind: parts.kind,
+    spanContext: () => parts.context,
+    parentSpanContext: parts.parent,
+    startTime,
+    endTime,
+    duration: hrDuration(startTime, endTime),
+    status: parts.status,
+    attributes,
+    links: [],
+    events: parts.events,
+    ended: true,
+    resource: parts.options.resource,
+    instrumentationScope: parts.options.scope,
+    droppedAttributesCount: 0,
+    droppedEventsCount: 0,
+    droppedLinksCount: 0,
+  };
+}
+
+function spanContext(traceId: string, spanId: string): SpanContext {
+  return { traceId, spanId, traceFlags: TraceFlags.SAMPLED };
+}
+
+/**
+ * Epoch seconds (a float, microsecond resolution in practice) to OpenTelemetry's
+ * [seconds, nanoseconds] without going through a float of nanoseconds, which would lose precision.
+ */
+export function hrTime(epochSeconds: number): HrTime {
+  const seconds = Math.floor(epochSeconds);
+  const nanos = Math.round((epochSeconds - seconds) * 1e6) * 1e3;
+  return nanos >= 1e9 ? [seconds + 1, nanos - 1e9] : [seconds, nanos];
+}
+
+function hrDuration(start: HrTime, end: HrTime): HrTime {
+  let seconds = end[0] - start[0];
+  let nanos = end[1] - start[1];
+  if (nanos < 0) {
+    seconds -= 1;
+    nanos += 1e9;
+  }
+  return [seconds, nanos];
+}
+
+function limitStrings(attributes: Attributes, maxLength: number): Attributes {
+  for (const key of Object.keys(attributes)) {
+    const value = attributes[key];
+    if (typeof value === 'string' && value.length > maxLength) {
+      attributes[key] = truncateMiddle(value, maxLength);
+    }
+  }
+  return attributes;
+}
+
+function definedOnly(values: Record<string, string | number | boolean | undefined>): Attributes {
+  const out: Attributes = {};
+  for (const key of Object.keys(values)) {
+    const value = values[key];
+    if (value !== undefined) out[key] = value;
+  }
+  return out;
+}

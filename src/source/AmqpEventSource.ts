@@ -1,0 +1,198 @@
+import amqp from 'amqplib';
+import type { AmqpQueueOptions } from '../config/BridgeOptions.js';
+import type { BrokerEndpoint } from '../config/brokerUrl.js';
+import { BrokerSetupError, BrokerUnreachableError } from '../errors.js';
+import type { Logger } from '../log/Logger.js';
+import { describeError as describe } from './describeError.js';
+import { backoffDelayMs, type EventSource, type EventSourceHandlers } from './EventSource.js';
+
+export interface AmqpEventSourceOptions {
+  readonly broker: BrokerEndpoint;
+  readonly exchange: string;
+  readonly queue: AmqpQueueOptions;
+  readonly connectTimeoutMs: number;
+}
+
+/**
+ * Consumes Celery's event exchange on RabbitMQ through a queue of the bridge's own.
+ *
+ * Celery's own receiver uses an auto-delete queue with a 5 s message TTL
+ * (celery/events/receiver.py, `event_queue_ttl`), so events published while it is slow or
+ * restarting are gone. The bridge's queue instead outlives the bridge: a durable, named queue
+ * bound with `#` to the topic exchange, bounded in bytes (`x-max-length-bytes`, oldest dropped
+ * first), in age (`x-message-ttl`) and in life (`x-expires`: deleted once no bridge has consumed
+ * it for that long), and single-active-consumer so a second bridge waits as a standby.
+ * https://www.rabbitmq.com/docs/ttl https://www.rabbitmq.com/docs/maxlength
+ */
+export class AmqpEventSource implements EventSource {
+  private connection: amqp.ChannelModel | undefined;
+  private stopping = false;
+  private reconnectTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly options: AmqpEventSourceOptions,
+    private readonly handlers: EventSourceHandlers,
+    private readonly logger: Logger,
+  ) {}
+
+  async start(): Promise<void> {
+    const deadline = Date.now() + this.options.connectTimeoutMs;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.connectAndConsume();
+        return;
+      } catch (error) {
+        if (error instanceof BrokerSetupError) throw error;
+        const delay = backoffDelayMs(attempt);
+        if (this.stopping || Date.now() + delay > deadline) {
+          throw new BrokerUnreachableError(
+            `cannot reach RabbitMQ at ${this.options.broker.redactedUrl}: ${describe(error)}; ` +
+              `gave up after ${this.options.connectTimeoutMs} ms (--connect-timeout-ms). ` +
+              'Check the host, port, credentials and that RabbitMQ is running.',
+          );
+        }
+        this.logger.warn('RabbitMQ unreachable, retrying', {
+          broker: this.options.broker.redactedUrl,
+          error: describe(error),
+          retryInMs: delay,
+        });
+        await sleep(delay);
+      }
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    clearTimeout(this.reconnectTimer);
+    const connection = this.connection;
+    this.connection = undefined;
+    if (connection !== undefined) {
+      try {
+        await connection.close();
+      } catch {
+        // Already closed: nothing to release.
+      }
+    }
+  }
+
+  private async connectAndConsume(): Promise<void> {
+    const { broker, queue, exchange } = this.options;
+    const connection = await amqp.connect({
+      protocol: broker.tls ? 'amqps' : 'amqp',
+      hostname: broker.hostname,
+      port: broker.port,
+      username: broker.username ?? 'guest',
+      password: broker.password ?? 'guest',
+      vhost: broker.vhost,
+      heartbeat: 30,
+    });
+    try {
+      const channel = await connection.createChannel();
+      // Celery declares `celeryev` as a durable topic exchange (celery/events/event.py).
+      await channel.assertExchange(exchange, 'topic', { durable: true, autoDelete: false });
+      try {
+        await channel.assertQueue(queue.queueName, {
+          durable: true,
+          arguments: {
+            'x-max-length-bytes': queue.queueMaxBytes,
+            'x-overflow': 'drop-head',
+            'x-message-ttl': queue.queueMessageTtlMs,
+            'x-expires': queue.queueExpiresMs,
+            'x-single-active-consumer': true,
+          },
+        });
+      } catch (error) {
+        throw new BrokerSetupError(
+          `RabbitMQ refused to declare queue ${JSON.stringify(queue.queueName)}: ${describe(error)}. ` +
+            'If it exists with other arguments (an older bridge version or other --amqp-queue-* values), ' +
+            'delete it (rabbitmqctl delete_queue NAME) or choose another name with --amqp-queue.',
+        );
+      }
+      await channel.bindQueue(queue.queueName, exchange, '#');
+      await channel.prefetch(queue.prefetchCount);
+      let unacked: amqp.Message | undefined;
+      let unackedCount = 0;
+      let ackScheduled = false;
+      const ackNow = (): void => {
+        ackScheduled = false;
+        if (unacked !== undefined) channel.ack(unacked, true);
+        unacked = undefined;
+        unackedCount = 0;
+      };
+      await channel.consume(
+        queue.queueName,
+        (message) => {
+          if (message === null) {
+            // The broker cancelled the consumer (queue deleted): reconnect to redeclare it.
+            this.handlers.connection('disconnected', 'RabbitMQ cancelled the consumer');
+            void connection.close().catch(() => undefined);
+            return;
+          }
+          const properties = message.properties as {
+            contentType?: unknown;
+            contentEncoding?: unknown;
+            headers?: Record<string, unknown>;
+          };
+          const compression = properties.headers?.['compression'];
+          this.handlers.message({
+            routingKey: message.fields.routingKey,
+            contentType: typeof properties.contentType === 'string' ? properties.contentType : '',
+            contentEncoding:
+              typeof properties.contentEncoding === 'string'
+                ? properties.contentEncoding
+                : undefined,
+            compression: typeof compression === 'string' ? compression : undefined,
+            body: message.content,
+          });
+          // Acknowledge in batches (multiple=true): one frame per batch instead of per message.
+          unacked = message;
+          if (++unackedCount >= Math.max(1, queue.prefetchCount >> 1)) ackNow();
+          else if (!ackScheduled) {
+            ackScheduled = true;
+            setImmediate(() => {
+              if (ackScheduled) ackNow();
+            });
+          }
+        },
+        { noAck: false },
+      );
+    } catch (error) {
+      await connection.close().catch(() => undefined);
+      throw error;
+    }
+    this.connection = connection;
+    connection.on('error', (error: unknown) => {
+      this.logger.warn('RabbitMQ connection error', { error: describe(error) });
+    });
+    connection.on('close', () => {
+      if (this.stopping || this.connection !== connection) return;
+      this.connection = undefined;
+      this.handlers.connection('disconnected', `lost the connection to ${broker.redactedUrl}`);
+      this.reconnect(0);
+    });
+    this.handlers.connection(
+      'connected',
+      `consuming ${exchange} on ${broker.redactedUrl} via queue ${queue.queueName}`,
+    );
+  }
+
+  /** After a lost connection: retry for as long as the bridge runs. */
+  private reconnect(attempt: number): void {
+    if (this.stopping) return;
+    const delay = backoffDelayMs(attempt);
+    this.reconnectTimer = setTimeout(() => {
+      this.connectAndConsume().catch((error: unknown) => {
+        this.logger.warn('RabbitMQ reconnect failed, retrying', {
+          broker: this.options.broker.redactedUrl,
+          error: describe(error),
+          retryInMs: backoffDelayMs(attempt + 1),
+        });
+        this.reconnect(attempt + 1);
+      });
+    }, delay);
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

@@ -1,0 +1,97 @@
+import type { AssemblerCounters } from '../assemble/TaskAssembler.js';
+import type { DecodeRejection } from '../decode/DecodeRejection.js';
+import type { SpanExportCounters } from '../export/SpanExportQueue.js';
+import type { Logger } from '../log/Logger.js';
+
+/**
+ * The bridge's own counters. Problems are logged once per kind when first seen (with what to do),
+ * then only as a periodic summary: a flood of bad events never becomes a flood of log lines.
+ */
+export class BridgeStats implements AssemblerCounters, SpanExportCounters {
+  readonly eventsByType = new Map<string, number>();
+  readonly rejectedByReason = new Map<string, number>();
+  readonly droppedSpansByReason = new Map<string, number>();
+  spansExported = 0;
+  tasksExported = 0;
+  lateEvents = 0;
+  duplicateEvents = 0;
+  evictedTasks = 0;
+  brokerDisconnects = 0;
+  private readonly reported = new Set<string>();
+  private sinceSummary = new Map<string, number>();
+
+  constructor(private readonly logger: Logger) {}
+
+  event(type: string): void {
+    this.eventsByType.set(type, (this.eventsByType.get(type) ?? 0) + 1);
+  }
+
+  rejected(rejection: DecodeRejection, count: number): void {
+    this.add(this.rejectedByReason, rejection.reason, count);
+    this.noteProblem(`rejected:${rejection.reason}`, count);
+    // One line per distinct detail kind (e.g. per unsupported content type), not per event.
+    const key = `${rejection.reason}:${rejection.detail.slice(0, 120)}`;
+    if (this.reported.size < 1000 && !this.reported.has(key)) {
+      this.reported.add(key);
+      this.logger.warn('event rejected', { reason: rejection.reason, detail: rejection.detail });
+    }
+  }
+
+  lateEvent(): void {
+    this.lateEvents++;
+  }
+
+  duplicateEvent(): void {
+    this.duplicateEvents++;
+  }
+
+  tasksEvicted(count: number): void {
+    this.evictedTasks += count;
+    this.noteProblem('tasks_evicted', count);
+    this.once(
+      'tasks_evicted',
+      'the in-flight task table is full: the oldest unfinished tasks are exported as incomplete spans (raise --max-in-flight-tasks if tasks legitimately wait long)',
+    );
+  }
+
+  taskExported(): void {
+    this.tasksExported++;
+  }
+
+  exported(count: number): void {
+    this.spansExported += count;
+  }
+
+  dropped(reason: 'queue_full' | 'export_failed', count: number, detail: string): void {
+    this.add(this.droppedSpansByReason, reason, count);
+    this.noteProblem(`spans_dropped:${reason}`, count);
+    this.once(`dropped:${reason}`, detail);
+  }
+
+  brokerDisconnected(): void {
+    this.brokerDisconnects++;
+  }
+
+  /** Logs what went wrong since the last call, if anything. Called on a timer. */
+  logSummary(): void {
+    if (this.sinceSummary.size === 0) return;
+    const fields: Record<string, number> = {};
+    for (const [key, value] of this.sinceSummary) fields[key] = value;
+    this.sinceSummary = new Map();
+    this.logger.warn('problems since the last summary', fields);
+  }
+
+  private once(key: string, detail: string): void {
+    if (this.reported.has(key)) return;
+    this.reported.add(key);
+    this.logger.warn(detail);
+  }
+
+  private noteProblem(key: string, count: number): void {
+    this.add(this.sinceSummary, key, count);
+  }
+
+  private add(map: Map<string, number>, key: string, count: number): void {
+    map.set(key, (map.get(key) ?? 0) + count);
+  }
+}

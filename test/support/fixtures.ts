@@ -1,0 +1,40 @@
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import type { RawEventMessage } from '../../src/source/RawEventMessage.js';
+
+const dir = fileURLToPath(new URL('../fixtures/', import.meta.url));
+
+interface AmqpLine {
+  routing_key: string;
+  content_type: string;
+  body: string;
+}
+
+interface RedisLine {
+  channel: string;
+  payload: string;
+}
+
+function lines<T>(file: string): T[] {
+  return readFileSync(dir + file, 'utf8')
+    .split('\n')
+    .filter((line) => line.trim() !== '')
+    .map((line) => JSON.parse(line) as T);
+}
+
+/** The captured RabbitMQ stream, as the AMQP source hands messages to the decoder. */
+export function amqpFixtureMessages(): RawEventMessage[] {
+  return lines<AmqpLine>('amqp-celery-5.2.6.jsonl').map((line) => ({
+    routingKey: line.routing_key,
+    contentType: line.content_type,
+    body: Buffer.from(line.body, 'utf8'),
+  }));
+}
+
+/** The captured Redis stream: channel names and raw kombu envelopes. */
+export function redisFixturePayloads(): { channel: string; payload: Buffer }[] {
+  return lines<RedisLine>('redis-celery-5.2.6.jsonl').map((line) => ({
+    channel: line.channel,
+    payload: Buffer.from(line.payload, 'utf8'),
+  }));
+}
