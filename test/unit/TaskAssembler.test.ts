@@ -26,16 +26,20 @@ function fullId(prefix: string): string {
 
 function taskSpan(spans: ReadableSpan[], prefix: string): ReadableSpan {
   const id = fullId(prefix);
-  const found = spans.filter((s) => s.kind === SpanKind.CONSUMER && s.attributes['celery.task.id'] === id);
+  const found = spans.filter(
+    (s) => s.kind === SpanKind.CONSUMER && s.attributes['celery.task.id'] === id,
+  );
   expect(found).toHaveLength(1);
-  return found[0] as ReadableSpan;
+  return found[0];
 }
 
 function attemptSpans(spans: ReadableSpan[], prefix: string): ReadableSpan[] {
   const id = fullId(prefix);
   return spans
     .filter((s) => s.kind === SpanKind.INTERNAL && s.attributes['celery.task.id'] === id)
-    .sort((a, b) => Number(a.attributes['celery.attempt']) - Number(b.attributes['celery.attempt']));
+    .sort(
+      (a, b) => Number(a.attributes['celery.attempt']) - Number(b.attributes['celery.attempt']),
+    );
 }
 
 const seconds = (time: [number, number]): number => time[0] + time[1] / 1e9;
@@ -47,7 +51,7 @@ function shuffled<T>(items: T[], seed: number): T[] {
   for (let i = out.length - 1; i > 0; i--) {
     state = (state * 1103515245 + 12345) % 2147483648;
     const j = state % (i + 1);
-    [out[i], out[j]] = [out[j] as T, out[i] as T];
+    [out[i], out[j]] = [out[j], out[i]];
   }
   return out;
 }
@@ -71,7 +75,7 @@ function interleaved(events: TaskEvent[], seed: number): TaskEvent[] {
   while (queues.some((q) => q.length > 0)) {
     state = (state * 1103515245 + 12345) % 2147483648;
     const nonEmpty = queues.filter((q) => q.length > 0);
-    const queue = nonEmpty[state % nonEmpty.length] as TaskEvent[];
+    const queue = nonEmpty[state % nonEmpty.length];
     out.push(queue.shift() as TaskEvent);
   }
   return out;
@@ -114,7 +118,8 @@ describe('TaskAssembler + taskSpans on the captured stream', () => {
   it('nests tasks spawned with .delay() under the spawning task', () => {
     const spawn = taskSpan(run.spans, ids.spawn);
     const children = run.spans.filter(
-      (s) => s.kind === SpanKind.CONSUMER && s.attributes['celery.task.parent_id'] === fullId(ids.spawn),
+      (s) =>
+        s.kind === SpanKind.CONSUMER && s.attributes['celery.task.parent_id'] === fullId(ids.spawn),
     );
     expect(children).toHaveLength(2);
     for (const child of children) {
@@ -126,8 +131,12 @@ describe('TaskAssembler + taskSpans on the captured stream', () => {
   it('starts at task-sent, ends at the final event, with the queue wait before the attempt', () => {
     const span = taskSpan(run.spans, ids.chainRoot);
     const sent = fixtureEvents.find((e) => e.uuid === ids.chainRoot && e.type === 'task-sent');
-    const succeeded = fixtureEvents.find((e) => e.uuid === ids.chainRoot && e.type === 'task-succeeded');
-    const started = fixtureEvents.find((e) => e.uuid === ids.chainRoot && e.type === 'task-started');
+    const succeeded = fixtureEvents.find(
+      (e) => e.uuid === ids.chainRoot && e.type === 'task-succeeded',
+    );
+    const started = fixtureEvents.find(
+      (e) => e.uuid === ids.chainRoot && e.type === 'task-started',
+    );
     expect(seconds(span.startTime)).toBeCloseTo(sent?.timestamp ?? 0, 6);
     expect(seconds(span.endTime)).toBeCloseTo(succeeded?.timestamp ?? 0, 6);
     const [attempt] = attemptSpans(run.spans, ids.chainRoot);
@@ -157,13 +166,21 @@ describe('TaskAssembler + taskSpans on the captured stream', () => {
 
   it('records every retry on the attempt it ended, and the final outcome on the task', () => {
     const span = taskSpan(run.spans, ids.flaky);
-    expect(span.attributes).toMatchObject({ 'celery.task.state': 'SUCCESS', 'celery.task.retries': 2, 'celery.task.attempts': 3 });
+    expect(span.attributes).toMatchObject({
+      'celery.task.state': 'SUCCESS',
+      'celery.task.retries': 2,
+      'celery.task.attempts': 3,
+    });
     expect(span.status.code).toBe(SpanStatusCode.UNSET);
     // The retry message names the task as its own parent: no cycle, it stays a root.
     expect(span.parentSpanContext).toBeUndefined();
     expect(span.attributes['celery.task.parent_id']).toBeUndefined();
     const attempts = attemptSpans(run.spans, ids.flaky);
-    expect(attempts.map((a) => a.attributes['celery.attempt.outcome'])).toEqual(['RETRY', 'RETRY', 'SUCCESS']);
+    expect(attempts.map((a) => a.attributes['celery.attempt.outcome'])).toEqual([
+      'RETRY',
+      'RETRY',
+      'SUCCESS',
+    ]);
     expect(attempts.map((a) => a.events[0]?.attributes?.['exception.message'])).toEqual([
       'transient, try 0',
       'transient, try 1',
@@ -172,7 +189,9 @@ describe('TaskAssembler + taskSpans on the captured stream', () => {
     expect(attempts[0]?.events[0]?.attributes?.['exception.type']).toBe('ConnectionError');
     expect(new Set(attempts.map((a) => a.spanContext().spanId)).size).toBe(3);
     for (let i = 1; i < attempts.length; i++) {
-      expect(seconds(attempts[i]?.startTime ?? [0, 0])).toBeGreaterThan(seconds(attempts[i - 1]?.endTime ?? [0, 0]));
+      expect(seconds(attempts[i]?.startTime ?? [0, 0])).toBeGreaterThan(
+        seconds(attempts[i - 1]?.endTime ?? [0, 0]),
+      );
     }
   });
 
@@ -185,7 +204,11 @@ describe('TaskAssembler + taskSpans on the captured stream', () => {
   });
 
   it('exports no args, kwargs or results unless asked to', () => {
-    expect(run.spans.some((s) => 'celery.task.args' in s.attributes || 'celery.task.result' in s.attributes)).toBe(false);
+    expect(
+      run.spans.some(
+        (s) => 'celery.task.args' in s.attributes || 'celery.task.result' in s.attributes,
+      ),
+    ).toBe(false);
     const opted = assemble(fixtureEvents, { captureArgs: true, captureResult: true });
     expect(taskSpan(opted.spans, ids.chainRoot).attributes).toMatchObject({
       'celery.task.args': '(2, 2)',
@@ -204,13 +227,16 @@ describe('TaskAssembler + taskSpans on the captured stream', () => {
 describe('TaskAssembler under real-world disorder', () => {
   const baseline = assemble(fixtureEvents).spans.map(spanSummary);
   const sortKey = (s: Record<string, unknown>): string => `${String(s['spanId'])}`;
-  const sorted = (spans: Record<string, unknown>[]) => [...spans].sort((a, b) => sortKey(a).localeCompare(sortKey(b)));
+  const sorted = (spans: Record<string, unknown>[]) =>
+    [...spans].sort((a, b) => sortKey(a).localeCompare(sortKey(b)));
 
-  it('gives the same spans however the processes\' event streams interleave', () => {
+  it("gives the same spans however the processes' event streams interleave", () => {
     for (let seed = 1; seed <= 60; seed++) {
       const run = assemble(interleaved(fixtureEvents, seed));
       expect(sorted(run.spans.map(spanSummary)), `seed ${seed}`).toEqual(sorted(baseline));
-      expect(run.finished.length, `seed ${seed}`).toBe(new Set(fixtureEvents.map((e) => e.uuid)).size);
+      expect(run.finished.length, `seed ${seed}`).toBe(
+        new Set(fixtureEvents.map((e) => e.uuid)).size,
+      );
     }
   });
 
@@ -256,7 +282,10 @@ describe('TaskAssembler under real-world disorder', () => {
     expect(run.spans.filter((s) => s.attributes['celery.task.id'] === id)).toHaveLength(0);
     run.assembler.handle(own.find((e) => e.type === 'task-sent') as TaskEvent);
     const span = taskSpan(run.spans, ids.chainRoot);
-    expect(seconds(span.startTime)).toBeCloseTo(own.find((e) => e.type === 'task-sent')?.timestamp ?? 0, 6);
+    expect(seconds(span.startTime)).toBeCloseTo(
+      own.find((e) => e.type === 'task-sent')?.timestamp ?? 0,
+      6,
+    );
   });
 
   it('exports what it has after the grace period when events never come (bridge started mid-flight)', () => {
@@ -287,19 +316,32 @@ describe('TaskAssembler under real-world disorder', () => {
   it('keeps the in-flight table bounded and exports evicted tasks as incomplete', () => {
     const events: TaskEvent[] = [];
     for (let i = 0; i < 50; i++) {
-      events.push({ type: 'task-received', uuid: `t${i}`, timestamp: 100 + i, name: 'proj.slow', hostname: 'w' });
+      events.push({
+        type: 'task-received',
+        uuid: `t${i}`,
+        timestamp: 100 + i,
+        name: 'proj.slow',
+        hostname: 'w',
+      });
     }
     const run = assemble(events, { maxInFlightTasks: 10 }, {}, false);
     expect(run.assembler.inFlightCount).toBe(10);
     expect(run.counters.evicted).toBe(40);
     expect(run.finished.filter((t) => t.completeness === 'evicted')).toHaveLength(40);
     const span = run.spans.find((s) => s.attributes['celery.task.id'] === 't0');
-    expect(span?.attributes).toMatchObject({ 'celery.task.state': 'RECEIVED', 'celery.task.incomplete': 'evicted' });
+    expect(span?.attributes).toMatchObject({
+      'celery.task.state': 'RECEIVED',
+      'celery.task.incomplete': 'evicted',
+    });
     expect(span?.status.code).toBe(SpanStatusCode.ERROR);
   });
 
   it('treats a rejected-and-requeued attempt as not final', () => {
-    const t = (type: TaskEvent['type'], timestamp: number, extra: Partial<TaskEvent> = {}): TaskEvent => ({
+    const t = (
+      type: TaskEvent['type'],
+      timestamp: number,
+      extra: Partial<TaskEvent> = {},
+    ): TaskEvent => ({
       type,
       uuid: 'r1',
       timestamp,
@@ -315,10 +357,14 @@ describe('TaskAssembler under real-world disorder', () => {
       t('task-rejected', 6, { requeue: false }),
     ]);
     const span = run.spans.find((s) => s.kind === SpanKind.CONSUMER);
-    expect(span?.attributes).toMatchObject({ 'celery.task.state': 'REJECTED', 'celery.task.received_count': 2 });
-    expect(run.spans.filter((s) => s.kind === SpanKind.INTERNAL).map((s) => s.attributes['celery.attempt.outcome'])).toEqual([
-      'REJECTED',
-      'REJECTED',
-    ]);
+    expect(span?.attributes).toMatchObject({
+      'celery.task.state': 'REJECTED',
+      'celery.task.received_count': 2,
+    });
+    expect(
+      run.spans
+        .filter((s) => s.kind === SpanKind.INTERNAL)
+        .map((s) => s.attributes['celery.attempt.outcome']),
+    ).toEqual(['REJECTED', 'REJECTED']);
   });
 });

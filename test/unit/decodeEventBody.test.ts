@@ -13,7 +13,10 @@ function countTypes(events: CeleryEvent[]): Record<string, number> {
   return counts;
 }
 
-function decodeOne(message: Partial<RawEventMessage> & { body: Buffer }, maxMessageBytes = 1 << 20) {
+function decodeOne(
+  message: Partial<RawEventMessage> & { body: Buffer },
+  maxMessageBytes = 1 << 20,
+) {
   const events: CeleryEvent[] = [];
   const rejections: DecodeRejection[] = [];
   decodeEventBody(
@@ -55,7 +58,12 @@ describe('decodeEventBody on the captured RabbitMQ stream', () => {
       'The above exception was the direct cause of the following exception',
     );
     const sent = events.find((e) => e.type === 'task-sent');
-    expect(sent).toMatchObject({ name: 'proj.add', queue: 'celery', retries: 0, timestamp: 1795736645.1673448 });
+    expect(sent).toMatchObject({
+      name: 'proj.add',
+      queue: 'celery',
+      retries: 0,
+      timestamp: 1795736645.1673448,
+    });
     // JSON null parent means "no parent", not the string "null".
     expect(sent && 'parentId' in sent ? sent.parentId : 'x').toBeUndefined();
   });
@@ -80,13 +88,18 @@ describe('decodeKombuEnvelope on the captured Redis stream', () => {
   });
 
   it('reads the routing key from the envelope, for channels without a routing-key suffix', () => {
-    const body = Buffer.from(JSON.stringify({ type: 'task-started', uuid: 'a', timestamp: 1 })).toString('base64');
+    const body = Buffer.from(
+      JSON.stringify({ type: 'task-started', uuid: 'a', timestamp: 1 }),
+    ).toString('base64');
     const envelope = json({
       body,
       'content-type': 'application/json',
       'content-encoding': 'utf-8',
       headers: {},
-      properties: { body_encoding: 'base64', delivery_info: { exchange: 'celeryev', routing_key: 'task.started' } },
+      properties: {
+        body_encoding: 'base64',
+        delivery_info: { exchange: 'celeryev', routing_key: 'task.started' },
+      },
     });
     const decoded = decodeKombuEnvelope(envelope, '');
     expect(isDecodeRejection(decoded)).toBe(false);
@@ -94,11 +107,20 @@ describe('decodeKombuEnvelope on the captured Redis stream', () => {
   });
 
   it('rejects what is not an envelope, and passes the compression header on', () => {
-    expect(decodeKombuEnvelope(Buffer.from('not json'), 'x')).toMatchObject({ reason: 'invalid_envelope' });
+    expect(decodeKombuEnvelope(Buffer.from('not json'), 'x')).toMatchObject({
+      reason: 'invalid_envelope',
+    });
     expect(decodeKombuEnvelope(json([1, 2]), 'x')).toMatchObject({ reason: 'invalid_envelope' });
-    expect(decodeKombuEnvelope(json({ body: 3 }), 'x')).toMatchObject({ reason: 'invalid_envelope' });
+    expect(decodeKombuEnvelope(json({ body: 3 }), 'x')).toMatchObject({
+      reason: 'invalid_envelope',
+    });
     const compressed = decodeKombuEnvelope(
-      json({ body: 'eA==', 'content-type': 'application/json', headers: { compression: 'application/x-gzip' }, properties: { body_encoding: 'base64' } }),
+      json({
+        body: 'eA==',
+        'content-type': 'application/json',
+        headers: { compression: 'application/x-gzip' },
+        properties: { body_encoding: 'base64' },
+      }),
       'task.multi',
     );
     expect(isDecodeRejection(compressed)).toBe(false);
@@ -110,8 +132,15 @@ describe('decodeKombuEnvelope on the captured Redis stream', () => {
 
 describe('decodeEventBody on bad input', () => {
   it('rejects pickle, msgpack and yaml with the Celery setting to change', () => {
-    for (const contentType of ['application/x-python-serialize', 'application/x-msgpack', 'application/x-yaml']) {
-      const { events, rejections } = decodeOne({ contentType, body: Buffer.from([0x80, 0x04, 0x95]) });
+    for (const contentType of [
+      'application/x-python-serialize',
+      'application/x-msgpack',
+      'application/x-yaml',
+    ]) {
+      const { events, rejections } = decodeOne({
+        contentType,
+        body: Buffer.from([0x80, 0x04, 0x95]),
+      });
       expect(events).toEqual([]);
       expect(rejections).toHaveLength(1);
       expect(rejections[0]?.reason).toBe('unsupported_content_type');
@@ -161,8 +190,12 @@ describe('decodeEventBody on bad input', () => {
   });
 
   it('rejects invalid JSON, oversized messages and survives prototype keys and broken UTF-8', () => {
-    expect(decodeOne({ body: Buffer.from('{"type": "task-') }).rejections[0]?.reason).toBe('invalid_json');
-    expect(decodeOne({ body: Buffer.alloc(2048, 0x20) }, 1024).rejections[0]?.reason).toBe('message_too_large');
+    expect(decodeOne({ body: Buffer.from('{"type": "task-') }).rejections[0]?.reason).toBe(
+      'invalid_json',
+    );
+    expect(decodeOne({ body: Buffer.alloc(2048, 0x20) }, 1024).rejections[0]?.reason).toBe(
+      'message_too_large',
+    );
     const hostile = decodeOne({
       body: Buffer.from(
         '{"__proto__": {"polluted": true}, "constructor": {"prototype": {"x": 1}}, "type": "task-received", "uuid": "p", "timestamp": 1, "name": "n\xff"}',
@@ -171,7 +204,13 @@ describe('decodeEventBody on bad input', () => {
     });
     expect(hostile.events).toHaveLength(1);
     expect(({} as Record<string, unknown>)['polluted']).toBeUndefined();
-    const nonUtf8 = decodeOne({ body: Buffer.concat([Buffer.from('{"type":"task-received","uuid":"u","timestamp":1,"name":"a'), Buffer.from([0xff, 0xfe]), Buffer.from('"}')]) });
+    const nonUtf8 = decodeOne({
+      body: Buffer.concat([
+        Buffer.from('{"type":"task-received","uuid":"u","timestamp":1,"name":"a'),
+        Buffer.from([0xff, 0xfe]),
+        Buffer.from('"}'),
+      ]),
+    });
     expect(nonUtf8.events[0]).toMatchObject({ name: 'a\ufffd\ufffd' });
   });
 });

@@ -1,0 +1,313 @@
+// A real OTLP/HTTP receiver for tests: it decodes what an exporter actually put on the wire
+// (protobuf or JSON, optionally gzipped) instead of trusting an in-memory exporter.
+// Protocol: https://opentelemetry.io/docs/specs/otlp/#otlphttp
+import {
+  createServer,
+  type IncomingHttpHeaders,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { inspect } from 'node:util';
+import { gunzipSync } from 'node:zlib';
+import protobuf from 'protobufjs';
+
+export interface ReceivedAttributes {
+  [key: string]: unknown;
+}
+
+export interface ReceivedSpan {
+  /** 32 lowercase hex characters. */
+  traceId: string;
+  /** 16 lowercase hex characters. */
+  spanId: string;
+  /** '' for a root span. */
+  parentSpanId: string;
+  name: string;
+  /** OTLP SpanKind: 0 UNSPECIFIED, 1 INTERNAL, 2 SERVER, 3 CLIENT, 4 PRODUCER, 5 CONSUMER. */
+  kind: number;
+  startTimeUnixNano: bigint;
+  endTimeUnixNano: bigint;
+  attributes: ReceivedAttributes;
+  events: { name: string; timeUnixNano: bigint; attributes: ReceivedAttributes }[];
+  links: { traceId: string; spanId: string; attributes: ReceivedAttributes }[];
+  /** OTLP StatusCode: 0 UNSET, 1 OK, 2 ERROR. */
+  status: { code: number; message: string };
+  resource: ReceivedAttributes;
+  scope: { name: string; version: string };
+}
+
+export interface ReceivedRequest {
+  path: string;
+  /** The HTTP status this receiver answered with. */
+  status: number;
+  /** Media type without parameters, lower-cased. */
+  contentType: string;
+  /** 'identity' when the header was absent. */
+  contentEncoding: string;
+  headers: IncomingHttpHeaders;
+  spanCount: number;
+}
+
+const MAX_BODY_BYTES = 64 * 1024 * 1024;
+const PROTOBUF = 'application/x-protobuf';
+const JSON_TYPE = 'application/json';
+const TRACES = '/v1/traces';
+const COUNTED_ONLY = new Set(['/v1/metrics', '/v1/logs']);
+
+const root = protobuf.loadSync(fileURLToPath(new URL('./otlp/trace.proto', import.meta.url)));
+const ExportTraceServiceRequest = root.lookupType('otlp.ExportTraceServiceRequest');
+const SpanKind = root.lookupEnum('otlp.Span.SpanKind');
+const StatusCode = root.lookupEnum('otlp.Status.StatusCode');
+
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+// Both decoders produce the same camelCase object tree (protobufjs `toObject` and OTLP/JSON use
+// the same lowerCamelCase names), differing only in leaf encodings, which the helpers absorb.
+type Loose = Record<string, unknown>;
+const obj = (v: unknown): Loose =>
+  typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Loose) : {};
+const list = (v: unknown): unknown[] => (Array.isArray(v) ? (v as unknown[]) : []);
+const str = (v: unknown): string => (typeof v === 'string' ? v : '');
+// OTLP/JSON deviates from proto3 JSON here: trace/span ids are hex, not base64.
+// https://opentelemetry.io/docs/specs/otlp/#json-protobuf-encoding
+const hexId = (v: unknown): string =>
+  v instanceof Uint8Array ? Buffer.from(v).toString('hex') : str(v).toLowerCase();
+// int64/fixed64: decimal strings from protobufjs (`longs: String`); OTLP/JSON may use either a
+// string or a plain number.
+const int64 = (v: unknown): bigint =>
+  typeof v === 'string' || typeof v === 'number' ? BigInt(v) : 0n;
+// OTLP/JSON requires integer enums; accept names too, as generic proto3 JSON would.
+const enumValue = (v: unknown, e: protobuf.Enum): number =>
+  typeof v === 'number' ? v : typeof v === 'string' ? (e.values[v] ?? Number(v)) : 0;
+
+function anyValue(v: unknown): unknown {
+  const a = obj(v);
+  if ('stringValue' in a) return str(a.stringValue);
+  if ('boolValue' in a) return a.boolValue === true;
+  if ('intValue' in a) {
+    const n = int64(a.intValue);
+    const safe = n >= BigInt(Number.MIN_SAFE_INTEGER) && n <= BigInt(Number.MAX_SAFE_INTEGER);
+    return safe ? Number(n) : n;
+  }
+  // Number() also covers proto3 JSON's "NaN" / "Infinity" / "-Infinity" spellings.
+  if ('doubleValue' in a) return Number(a.doubleValue);
+  if ('arrayValue' in a) return list(obj(a.arrayValue).values).map(anyValue);
+  if ('kvlistValue' in a) return attributes(obj(a.kvlistValue).values);
+  if ('bytesValue' in a) {
+    const b = a.bytesValue;
+    return new Uint8Array(b instanceof Uint8Array ? b : Buffer.from(str(b), 'base64'));
+  }
+  return undefined; // an empty AnyValue
+}
+
+function attributes(kvs: unknown): ReceivedAttributes {
+  const out: ReceivedAttributes = {};
+  for (const kv of list(kvs)) out[str(obj(kv).key)] = anyValue(obj(kv).value);
+  return out;
+}
+
+function normalise(request: unknown): ReceivedSpan[] {
+  const spans: ReceivedSpan[] = [];
+  for (const rs of list(obj(request).resourceSpans)) {
+    const resource = attributes(obj(obj(rs).resource).attributes);
+    for (const ss of list(obj(rs).scopeSpans)) {
+      const scope = obj(obj(ss).scope);
+      for (const raw of list(obj(ss).spans)) {
+        const s = obj(raw);
+        const status = obj(s.status);
+        spans.push({
+          traceId: hexId(s.traceId),
+          spanId: hexId(s.spanId),
+          parentSpanId: hexId(s.parentSpanId),
+          name: str(s.name),
+          kind: enumValue(s.kind, SpanKind),
+          startTimeUnixNano: int64(s.startTimeUnixNano),
+          endTimeUnixNano: int64(s.endTimeUnixNano),
+          attributes: attributes(s.attributes),
+          events: list(s.events).map((e) => ({
+            name: str(obj(e).name),
+            timeUnixNano: int64(obj(e).timeUnixNano),
+            attributes: attributes(obj(e).attributes),
+          })),
+          links: list(s.links).map((l) => ({
+            traceId: hexId(obj(l).traceId),
+            spanId: hexId(obj(l).spanId),
+            attributes: attributes(obj(l).attributes),
+          })),
+          status: { code: enumValue(status.code, StatusCode), message: str(status.message) },
+          resource,
+          scope: { name: str(scope.name), version: str(scope.version) },
+        });
+      }
+    }
+  }
+  return spans;
+}
+
+function decode(body: Buffer, contentType: string): ReceivedSpan[] {
+  if (contentType === JSON_TYPE) return normalise(JSON.parse(body.toString('utf8')));
+  const message = ExportTraceServiceRequest.decode(body);
+  return normalise(ExportTraceServiceRequest.toObject(message, { longs: String, enums: Number }));
+}
+
+async function readBody(req: IncomingMessage, contentEncoding: string): Promise<Buffer> {
+  if (Number(req.headers['content-length'] ?? 0) > MAX_BODY_BYTES) {
+    throw new HttpError(413, `content-length ${req.headers['content-length']} exceeds limit`);
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    // Keep draining so the client sees the 413 rather than a reset connection.
+    if (size <= MAX_BODY_BYTES) chunks.push(chunk);
+  }
+  if (size > MAX_BODY_BYTES) throw new HttpError(413, `body of ${size} bytes exceeds limit`);
+  const body = Buffer.concat(chunks);
+  if (contentEncoding !== 'gzip') return body;
+  try {
+    return gunzipSync(body, { maxOutputLength: MAX_BODY_BYTES });
+  } catch (err) {
+    const tooLarge = (err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE';
+    throw new HttpError(tooLarge ? 413 : 400, `gunzip failed: ${String(err)}`);
+  }
+}
+
+export class OtlpReceiver {
+  readonly spans: ReceivedSpan[] = [];
+  readonly requests: ReceivedRequest[] = [];
+  readonly errors: string[] = [];
+  private readonly server: Server;
+  private status: number;
+
+  private constructor(status: number) {
+    this.status = status;
+    this.server = createServer((req, res) => void this.handle(req, res));
+  }
+
+  static async start(options: { status?: number } = {}): Promise<OtlpReceiver> {
+    const receiver = new OtlpReceiver(options.status ?? 200);
+    await new Promise<void>((resolve, reject) => {
+      receiver.server.once('error', reject);
+      receiver.server.listen(0, '127.0.0.1', resolve);
+    });
+    return receiver;
+  }
+
+  /** Base URL, suitable for OTEL_EXPORTER_OTLP_ENDPOINT. */
+  get url(): string {
+    return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+  }
+
+  /** Signal URL, suitable for OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or an exporter's `url`. */
+  get tracesUrl(): string {
+    return `${this.url}${TRACES}`;
+  }
+
+  get metricsRequests(): number {
+    return this.requests.filter((r) => r.path === '/v1/metrics').length;
+  }
+
+  get logsRequests(): number {
+    return this.requests.filter((r) => r.path === '/v1/logs').length;
+  }
+
+  /** Answer trace exports with this status (e.g. 503 to exercise retries); spans are not kept. */
+  setStatus(code: number): void {
+    this.status = code;
+  }
+
+  async waitForSpans(
+    predicate: (spans: ReceivedSpan[]) => boolean,
+    timeoutMs = 30_000,
+  ): Promise<ReceivedSpan[]> {
+    const deadline = Date.now() + timeoutMs;
+    while (!predicate(this.spans)) {
+      if (Date.now() >= deadline) throw new Error(this.describeTimeout(predicate, timeoutMs));
+      await sleep(50);
+    }
+    return [...this.spans];
+  }
+
+  async close(): Promise<void> {
+    // Exporters keep connections alive; without closeAllConnections() close() would wait for them.
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    this.server.closeAllConnections();
+    await closed;
+  }
+
+  private describeTimeout(predicate: (spans: ReceivedSpan[]) => boolean, timeoutMs: number) {
+    const listed = this.spans.slice(0, 50).map((s) => {
+      const id = s.attributes['celery.task.id'];
+      const shown = typeof id === 'string' ? id : inspect(id);
+      return `  - ${s.name}${id === undefined ? '' : ` [celery.task.id=${shown}]`}`;
+    });
+    if (this.spans.length > 50) listed.push(`  … and ${this.spans.length - 50} more`);
+    return [
+      `Timed out after ${timeoutMs} ms waiting for spans matching: ${String(predicate).slice(0, 500)}`,
+      `Received ${this.spans.length} span(s) in ${this.requests.length} request(s); ` +
+        `errors: ${this.errors.length === 0 ? 'none' : this.errors.join('; ')}`,
+      ...listed,
+    ].join('\n');
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const path = (req.url ?? '').split('?')[0];
+    const contentType = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
+    const contentEncoding = (req.headers['content-encoding'] ?? 'identity').trim().toLowerCase();
+    const record: ReceivedRequest = {
+      path,
+      status: 200,
+      contentType,
+      contentEncoding,
+      headers: { ...req.headers },
+      spanCount: 0,
+    };
+    this.requests.push(record);
+    try {
+      if (req.method !== 'POST' || (path !== TRACES && !COUNTED_ONLY.has(path))) {
+        throw new HttpError(404, `unexpected ${req.method} ${req.url}`);
+      }
+      // OTLP/HTTP defines exactly these two encodings; anything else is a client bug worth seeing.
+      if (contentType !== PROTOBUF && contentType !== JSON_TYPE) {
+        throw new HttpError(415, `unsupported content-type '${contentType}'`);
+      }
+      if (contentEncoding !== 'gzip' && contentEncoding !== 'identity') {
+        throw new HttpError(415, `unsupported content-encoding '${contentEncoding}'`);
+      }
+      const body = await readBody(req, contentEncoding);
+      if (path === TRACES && this.status === 200) {
+        let spans: ReceivedSpan[];
+        try {
+          spans = decode(body, contentType);
+        } catch (err) {
+          throw new HttpError(400, `cannot decode ${contentType} body: ${String(err)}`);
+        }
+        record.spanCount = spans.length;
+        for (const span of spans) this.spans.push(span); // no spread: huge batches overflow args
+      }
+      record.status = path === TRACES ? this.status : 200;
+      // An empty Export*ServiceResponse: zero bytes in protobuf, `{}` in JSON.
+      res.writeHead(record.status, { 'content-type': contentType });
+      res.end(contentType === JSON_TYPE ? '{}' : '');
+    } catch (err) {
+      const status = err instanceof HttpError ? err.status : 500;
+      const message = err instanceof Error ? err.message : String(err);
+      record.status = status;
+      this.errors.push(`${req.method} ${path} → ${status}: ${message}`);
+      if (!res.headersSent) res.writeHead(status, { 'content-type': 'text/plain' });
+      res.end(message);
+      req.resume(); // discard any unread body
+    }
+  }
+}

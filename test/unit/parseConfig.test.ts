@@ -1,0 +1,175 @@
+import { describe, expect, it } from 'vitest';
+import type { BridgeOptions } from '../../src/config/BridgeOptions.js';
+import { parseBrokerUrl } from '../../src/config/brokerUrl.js';
+import { helpText } from '../../src/config/helpText.js';
+import { OPTION_SPECS } from '../../src/config/optionSpecs.js';
+import { parseConfig } from '../../src/config/parseConfig.js';
+import { ConfigError } from '../../src/errors.js';
+
+function run(argv: string[], env: Record<string, string> = {}): BridgeOptions {
+  const parsed = parseConfig(argv, env);
+  if (parsed.command !== 'run') throw new Error(`expected run, got ${parsed.command}`);
+  return parsed.options;
+}
+
+function configError(argv: string[], env: Record<string, string> = {}): string {
+  try {
+    parseConfig(argv, env);
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return (error as Error).message;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('parseConfig', () => {
+  it('defaults to the local broker and collector, Celery style', () => {
+    const options = run([]);
+    expect(options.broker).toMatchObject({
+      kind: 'amqp',
+      hostname: 'localhost',
+      port: 5672,
+      vhost: '/',
+      username: 'guest',
+    });
+    expect(options.otlp).toMatchObject({
+      tracesUrl: 'http://localhost:4318/v1/traces',
+      protocol: 'http/protobuf',
+      compression: 'none',
+      serviceName: 'celery',
+      headers: {},
+    });
+    expect(options.eventsExchange).toBe('celeryev');
+    expect(options.assembler.captureArgs).toBe(false);
+    expect(options.assembler.captureResult).toBe(false);
+    expect(options.exportQueue).toEqual({
+      scheduleDelayMs: 5000,
+      exportTimeoutMs: 30000,
+      maxQueueSize: 20480,
+      maxExportBatchSize: 512,
+    });
+  });
+
+  it('reads the standard OTEL variables with their standard precedence', () => {
+    const options = run([], {
+      CELERY_BROKER_URL: 'redis://:pw@redis.internal:6380/3',
+      OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318/',
+      OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
+      OTEL_EXPORTER_OTLP_HEADERS: 'authorization=Bearer%20abc,x-tenant=a',
+      OTEL_EXPORTER_OTLP_TRACES_HEADERS: 'x-tenant=b',
+      OTEL_EXPORTER_OTLP_COMPRESSION: 'gzip',
+      OTEL_SERVICE_NAME: 'billing-workers',
+      OTEL_RESOURCE_ATTRIBUTES: 'deployment.environment=prod,team=pay%2Cments',
+      OTEL_BSP_SCHEDULE_DELAY: '200',
+      OTEL_BSP_MAX_QUEUE_SIZE: '100',
+      OTEL_BSP_MAX_EXPORT_BATCH_SIZE: '10',
+      OTEL_BSP_EXPORT_TIMEOUT: '1000',
+    });
+    expect(options.broker).toMatchObject({
+      kind: 'redis',
+      hostname: 'redis.internal',
+      port: 6380,
+      db: 3,
+      password: 'pw',
+    });
+    expect(options.redis.fanoutPrefix).toBe('/3.');
+    expect(options.otlp).toMatchObject({
+      tracesUrl: 'http://collector:4318/v1/traces',
+      protocol: 'http/json',
+      compression: 'gzip',
+      serviceName: 'billing-workers',
+      headers: { authorization: 'Bearer abc', 'x-tenant': 'b' },
+      resourceAttributes: { 'deployment.environment': 'prod', team: 'pay,ments' },
+    });
+    expect(options.exportQueue).toEqual({
+      scheduleDelayMs: 200,
+      exportTimeoutMs: 1000,
+      maxQueueSize: 100,
+      maxExportBatchSize: 10,
+    });
+    // The signal-specific endpoint is used as is.
+    expect(
+      run([], { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'https://tempo:4318/custom' }).otlp.tracesUrl,
+    ).toBe('https://tempo:4318/custom');
+  });
+
+  it('lets a flag beat its variable', () => {
+    const options = run(
+      ['--broker', 'amqp://u:p@rabbit:5672/prod', '--capture-args', '--service-name', 'x'],
+      {
+        CELERY_BROKER_URL: 'redis://localhost',
+        CELERY_OTEL_BRIDGE_CAPTURE_ARGS: 'false',
+        OTEL_SERVICE_NAME: 'y',
+      },
+    );
+    expect(options.broker).toMatchObject({ kind: 'amqp', hostname: 'rabbit', vhost: 'prod' });
+    expect(options.assembler.captureArgs).toBe(true);
+    expect(options.otlp.serviceName).toBe('x');
+  });
+
+  it('accepts every broker scheme Celery users write', () => {
+    expect(parseBrokerUrl('amqp://guest:guest@localhost:5672//')).toMatchObject({
+      vhost: '/',
+      tls: false,
+    });
+    expect(parseBrokerUrl('pyamqp://localhost')).toMatchObject({ kind: 'amqp', vhost: '/' });
+    expect(parseBrokerUrl('amqps://h/v%2Fx')).toMatchObject({
+      kind: 'amqp',
+      tls: true,
+      port: 5671,
+      vhost: 'v/x',
+    });
+    expect(parseBrokerUrl('rediss://h:6390/2')).toMatchObject({ kind: 'redis', tls: true, db: 2 });
+    expect(parseBrokerUrl('redis://localhost')).toMatchObject({ db: 0, port: 6379 });
+  });
+
+  it('explains invalid input and never repeats a password', () => {
+    expect(configError(['--nope'])).toContain("Unknown option '--nope'");
+    expect(configError([], { CELERY_BROKER_URL: 'kafka://u:hunter2@h' })).toContain(
+      'is not supported',
+    );
+    expect(configError([], { CELERY_BROKER_URL: 'kafka://u:hunter2@h' })).not.toContain('hunter2');
+    expect(configError([], { CELERY_BROKER_URL: 'amqp://u:hunter2@' })).not.toContain('hunter2');
+    expect(configError([], { CELERY_BROKER_URL: 'redis://u:hunter2@h/abc' })).not.toContain(
+      'hunter2',
+    );
+    expect(configError(['--max-in-flight-tasks', '0'])).toContain('--max-in-flight-tasks');
+    expect(configError(['--max-in-flight-tasks', '12abc'])).toContain(
+      'CELERY_OTEL_BRIDGE_MAX_IN_FLIGHT_TASKS',
+    );
+    expect(configError([], { CELERY_OTEL_BRIDGE_CAPTURE_ARGS: 'maybe' })).toContain(
+      'true or false',
+    );
+    expect(configError([], { OTEL_EXPORTER_OTLP_ENDPOINT: 'collector:4318' })).toContain('http://');
+    expect(configError([], { OTEL_EXPORTER_OTLP_ENDPOINT: 'not a url' })).toContain('is not a URL');
+    expect(configError([], { OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' })).toContain('4318');
+    expect(configError([], { OTEL_EXPORTER_OTLP_COMPRESSION: 'zstd' })).toContain('gzip or none');
+    expect(configError([], { OTEL_BSP_MAX_QUEUE_SIZE: '-1' })).toContain('OTEL_BSP_MAX_QUEUE_SIZE');
+    const headerError = configError([], { OTEL_EXPORTER_OTLP_HEADERS: 'authorization=%E0%A4%A' });
+    expect(headerError).toContain('authorization');
+    expect(headerError).not.toContain('%E0');
+  });
+
+  it('maps kombu Redis transport options to channel prefixes', () => {
+    expect(
+      run(['--broker', 'redis://h/5', '--redis-fanout-prefix', 'false']).redis.fanoutPrefix,
+    ).toBe('');
+    expect(
+      run(['--broker', 'redis://h/5', '--redis-fanout-prefix', 'app{db}:']).redis.fanoutPrefix,
+    ).toBe('app5:');
+    expect(
+      run(['--broker', 'redis://h/5', '--redis-global-keyprefix', 'tenant1:']).redis
+        .globalKeyPrefix,
+    ).toBe('tenant1:');
+  });
+
+  it('documents every option in --help', () => {
+    const text = helpText('1.2.3');
+    for (const spec of OPTION_SPECS) {
+      expect(text).toContain(`--${spec.flag}`);
+      expect(text).toContain(spec.env);
+    }
+    expect(parseConfig(['--help'], {})).toEqual({ command: 'help' });
+    expect(parseConfig(['--version'], {})).toEqual({ command: 'version' });
+  });
+});
