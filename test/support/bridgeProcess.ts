@@ -1,0 +1,80 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+const MAIN = fileURLToPath(new URL('../../dist/main.js', import.meta.url));
+
+export interface BridgeProcess {
+  readonly child: ChildProcess;
+  /** Every stderr line so far (JSON log lines). */
+  readonly logLines: string[];
+  readonly stdout: () => string;
+  /** Resolves with the first log line matching, or rejects with the log after timeoutMs. */
+  waitForLog(pattern: RegExp, timeoutMs?: number): Promise<string>;
+  /** SIGTERM; resolves with the exit code. */
+  stop(): Promise<number | null>;
+  readonly exited: Promise<number | null>;
+}
+
+/**
+ * Runs the built CLI (`dist/main.js`, what `npm start` runs) as a child process with the given
+ * flags and environment: the integration tests exercise the bridge exactly as a user runs it.
+ */
+export function startBridge(args: string[], env: Record<string, string>): BridgeProcess {
+  const child = spawn(process.execPath, [MAIN, ...args], {
+    env: { PATH: process.env['PATH'] ?? '', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const logLines: string[] = [];
+  let stdout = '';
+  let partial = '';
+  const waiters: { pattern: RegExp; resolve: (line: string) => void }[] = [];
+  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
+    partial += chunk;
+    const lines = partial.split('\n');
+    partial = lines.pop() ?? '';
+    for (const line of lines) {
+      logLines.push(line);
+      for (const waiter of [...waiters]) {
+        if (waiter.pattern.test(line)) {
+          waiters.splice(waiters.indexOf(waiter), 1);
+          waiter.resolve(line);
+        }
+      }
+    }
+  });
+  child.stdout?.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  return {
+    child,
+    logLines,
+    stdout: () => stdout,
+    exited,
+    waitForLog(pattern, timeoutMs = 30_000) {
+      const found = logLines.find((line) => pattern.test(line));
+      if (found !== undefined) return Promise.resolve(found);
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => {
+          reject(new Error(`bridge logged no line matching ${pattern} within ${timeoutMs} ms:\n${logLines.join('\n')}`));
+        }, timeoutMs);
+        void exited.then((code) => {
+          clearTimeout(timer);
+          reject(new Error(`bridge exited (${code}) before logging ${pattern}:\n${logLines.join('\n')}`));
+        });
+        waiters.push({
+          pattern,
+          resolve: (line) => {
+            clearTimeout(timer);
+            resolve(line);
+          },
+        });
+      });
+    },
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+      const code = await exited;
+      clearTimeout(timer);
+      return code;
+    },
+  };
+}
