@@ -262,8 +262,10 @@ export class OtlpReceiver {
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const path = (req.url ?? '').split('?')[0];
-    const contentType = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
+    const path = (req.url ?? '').split('?')[0] ?? '';
+    const contentType = ((req.headers['content-type'] ?? '').split(';')[0] ?? '')
+      .trim()
+      .toLowerCase();
     const contentEncoding = (req.headers['content-encoding'] ?? 'identity').trim().toLowerCase();
     const record: ReceivedRequest = {
       path,

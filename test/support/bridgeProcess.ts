@@ -54,11 +54,17 @@ export function startBridge(args: string[], env: Record<string, string>): Bridge
       if (found !== undefined) return Promise.resolve(found);
       return new Promise((resolve, reject) => {
         const timer = setTimeout(() => {
-          reject(new Error(`bridge logged no line matching ${pattern} within ${timeoutMs} ms:\n${logLines.join('\n')}`));
+          reject(
+            new Error(
+              `bridge logged no line matching ${pattern} within ${timeoutMs} ms:\n${logLines.join('\n')}`,
+            ),
+          );
         }, timeoutMs);
         void exited.then((code) => {
           clearTimeout(timer);
-          reject(new Error(`bridge exited (${code}) before logging ${pattern}:\n${logLines.join('\n')}`));
+          reject(
+            new Error(`bridge exited (${code}) before logging ${pattern}:\n${logLines.join('\n')}`),
+          );
         });
         waiters.push({
           pattern,

@@ -180,7 +180,7 @@ describe.each(cases)('OtlpReceiver fed by the real $name exporter', (c) => {
     const offBy = (ns: bigint, expected: bigint) => (ns > expected ? ns - expected : expected - ns);
     expect(offBy(parent.startTimeUnixNano, START_NS)).toBeLessThanOrEqual(1_000n);
     expect(offBy(parent.endTimeUnixNano, START_NS + 1_000_000_000n)).toBeLessThanOrEqual(1_000n);
-    expect(offBy(child.events[0].timeUnixNano, START_NS + 500_000_000n)).toBeLessThanOrEqual(
+    expect(offBy(child.events[0]!.timeUnixNano, START_NS + 500_000_000n)).toBeLessThanOrEqual(
       1_000n,
     );
   });

@@ -30,7 +30,7 @@ function taskSpan(spans: ReadableSpan[], prefix: string): ReadableSpan {
     (s) => s.kind === SpanKind.CONSUMER && s.attributes['celery.task.id'] === id,
   );
   expect(found).toHaveLength(1);
-  return found[0];
+  return found[0] as ReadableSpan;
 }
 
 function attemptSpans(spans: ReadableSpan[], prefix: string): ReadableSpan[] {
@@ -51,7 +51,7 @@ function shuffled<T>(items: T[], seed: number): T[] {
   for (let i = out.length - 1; i > 0; i--) {
     state = (state * 1103515245 + 12345) % 2147483648;
     const j = state % (i + 1);
-    [out[i], out[j]] = [out[j], out[i]];
+    [out[i], out[j]] = [out[j] as T, out[i] as T];
   }
   return out;
 }
@@ -75,7 +75,7 @@ function interleaved(events: TaskEvent[], seed: number): TaskEvent[] {
   while (queues.some((q) => q.length > 0)) {
     state = (state * 1103515245 + 12345) % 2147483648;
     const nonEmpty = queues.filter((q) => q.length > 0);
-    const queue = nonEmpty[state % nonEmpty.length];
+    const queue = nonEmpty[state % nonEmpty.length] as TaskEvent[];
     out.push(queue.shift() as TaskEvent);
   }
   return out;

@@ -1,0 +1,104 @@
+import amqp from 'amqplib';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type BridgeProcess, startBridge } from '../support/bridgeProcess.js';
+import {
+  AMQP_URL,
+  type CeleryWorker,
+  deleteTestQueue,
+  produce,
+  randomName,
+  requireBroker,
+  startCeleryWorker,
+} from '../support/celeryWorker.js';
+import { OtlpReceiver, type ReceivedSpan } from '../support/OtlpReceiver.js';
+
+const CONSUMER = 5;
+
+/**
+ * The bridge's own RabbitMQ queue: events published while the bridge is down are consumed when
+ * it is back, and bad messages on the real exchange are counted and reported once, while the
+ * good ones around them still become spans.
+ */
+describe('bridge queue on RabbitMQ', () => {
+  const queue = randomName('amqpq');
+  const bridgeQueue = randomName('bridge-q');
+  let receiver: OtlpReceiver;
+  let worker: CeleryWorker;
+  let bridge: BridgeProcess | undefined;
+  let connection: amqp.ChannelModel;
+
+  const env = (): Record<string, string> => ({
+    CELERY_BROKER_URL: AMQP_URL,
+    OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+    OTEL_BSP_SCHEDULE_DELAY: '100',
+    CELERY_OTEL_BRIDGE_AMQP_QUEUE: bridgeQueue,
+  });
+  const taskSpanIds = (spans: ReceivedSpan[]): Set<unknown> =>
+    new Set(spans.filter((s) => s.kind === CONSUMER).map((s) => s.attributes['celery.task.id']));
+
+  beforeAll(async () => {
+    await requireBroker('amqp');
+    receiver = await OtlpReceiver.start();
+    connection = await amqp.connect(AMQP_URL);
+    worker = await startCeleryWorker({ brokerUrl: AMQP_URL, queue, pool: 'solo' });
+  }, 60_000);
+
+  afterAll(async () => {
+    await bridge?.stop();
+    await worker?.stop();
+    const channel = await connection.createChannel();
+    await channel.deleteQueue(bridgeQueue);
+    await connection.close();
+    await deleteTestQueue(AMQP_URL, queue).catch(() => undefined);
+    await receiver?.close();
+  });
+
+  it('reports undecodable events once, counts them, and keeps serving the rest', async () => {
+    bridge = startBridge([], env());
+    await bridge.waitForLog(/"msg":"consuming/);
+    const channel = await connection.createChannel();
+    const publish = (body: Buffer, contentType: string, routingKey = 'task.multi'): void => {
+      channel.publish('celeryev', routingKey, body, { contentType, contentEncoding: 'utf-8' });
+    };
+    for (let i = 0; i < 5; i++)
+      publish(Buffer.from([0x80, 0x04, 0x95, i]), 'application/x-python-serialize');
+    publish(Buffer.from('{"type": "task-rec'), 'application/json');
+    publish(
+      Buffer.from(
+        JSON.stringify([
+          { type: 'task-started' },
+          42,
+          { type: 'task-bogus', uuid: 'x', timestamp: 1 },
+        ]),
+      ),
+      'application/json',
+    );
+    await channel.close();
+    const sent = (await produce(AMQP_URL, queue, 'adds', ['3'])) as { adds: string[] };
+    await receiver.waitForSpans((spans) => sent.adds.every((id) => taskSpanIds(spans).has(id)));
+    const rejectedLines = bridge.logLines.filter((line) => line.includes('"msg":"event rejected"'));
+    const pickleLines = rejectedLines.filter((line) => line.includes('unsupported_content_type'));
+    expect(pickleLines).toHaveLength(1);
+    expect(pickleLines[0]).toContain("event_serializer = 'json'");
+    expect(rejectedLines.some((line) => line.includes('invalid_json'))).toBe(true);
+    expect(rejectedLines.some((line) => line.includes('unknown_event_type'))).toBe(true);
+  });
+
+  it('consumes the events published while it was stopped when it comes back', async () => {
+    expect(await bridge?.stop()).toBe(0);
+    const whileDown = (await produce(AMQP_URL, queue, 'adds', ['5'])) as { adds: string[] };
+    // Let the worker run them all while no bridge consumes.
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+    expect(whileDown.adds.some((id) => taskSpanIds(receiver.spans).has(id))).toBe(false);
+    bridge = startBridge([], env());
+    await bridge.waitForLog(/"msg":"consuming/);
+    const spans = await receiver.waitForSpans((all) =>
+      whileDown.adds.every((id) => taskSpanIds(all).has(id)),
+    );
+    for (const id of whileDown.adds) {
+      const span = spans.find((s) => s.kind === CONSUMER && s.attributes['celery.task.id'] === id);
+      expect(span?.attributes['celery.task.state']).toBe('SUCCESS');
+      expect(span?.attributes['celery.task.incomplete']).toBeUndefined();
+    }
+  });
+});

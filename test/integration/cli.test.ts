@@ -1,0 +1,50 @@
+import { describe, expect, it } from 'vitest';
+import { startBridge } from '../support/bridgeProcess.js';
+
+/** The CLI edge as a user meets it: help, bad configuration, an unreachable broker. */
+describe('the celery-otel-bridge command', () => {
+  it('lists every option with --help and exits 0', async () => {
+    const bridge = startBridge(['--help'], {});
+    expect(await bridge.exited).toBe(0);
+    expect(bridge.stdout()).toContain('--broker');
+    expect(bridge.stdout()).toContain('CELERY_BROKER_URL');
+    expect(bridge.stdout()).toContain('OTEL_EXPORTER_OTLP_ENDPOINT');
+  });
+
+  it('prints its version', async () => {
+    const bridge = startBridge(['--version'], {});
+    expect(await bridge.exited).toBe(0);
+    expect(bridge.stdout().trim()).toMatch(/^\d+\.\d+\.\d+/);
+  });
+
+  it.each([
+    [['--no-such-flag'], {}, "Unknown option '--no-such-flag'"],
+    [[], { CELERY_BROKER_URL: 'sqs://key:topsecret@region' }, 'scheme "sqs" is not supported'],
+    [['--broker', 'not a url'], {}, 'is not a URL'],
+    [[], { OTEL_EXPORTER_OTLP_ENDPOINT: 'localhost:4318' }, 'http://'],
+    [['--max-in-flight-tasks', 'lots'], {}, '--max-in-flight-tasks'],
+  ])(
+    'exits 2 with one clear message for invalid configuration %j %j',
+    async (args, env, message) => {
+      const bridge = startBridge(args, env);
+      expect(await bridge.exited).toBe(2);
+      const log = bridge.logLines.join('\n');
+      expect(log).toContain(message);
+      expect(bridge.logLines.filter((line) => line.trim() !== '')).toHaveLength(1);
+      expect(log).not.toContain('topsecret');
+    },
+  );
+
+  it.each([
+    ['amqp://admin:hunter2@127.0.0.1:1//', 'RabbitMQ'],
+    ['redis://:hunter2@127.0.0.1:1/0', 'Redis'],
+  ])('retries an unreachable broker %s with backoff, says so, then exits 1', async (url, name) => {
+    const bridge = startBridge(['--connect-timeout-ms', '1500'], { CELERY_BROKER_URL: url });
+    expect(await bridge.exited).toBe(1);
+    const log = bridge.logLines.join('\n');
+    expect(log).toContain(`${name} unreachable, retrying`);
+    expect(log).toContain(`cannot reach ${name}`);
+    expect(log).toContain('***');
+    expect(log).not.toContain('hunter2');
+  });
+});
