@@ -110,7 +110,8 @@ export class TaskAssembler {
           this.counters.duplicateEvent();
           return;
         }
-        if (record.receivedTimes.length < MAX_RECEIVED_TIMES) record.receivedTimes.push(event.timestamp);
+        if (record.receivedTimes.length < MAX_RECEIVED_TIMES)
+          record.receivedTimes.push(event.timestamp);
         record.receivedAt = min(record.receivedAt, event.timestamp);
         this.noteWorker(record, event);
         this.learn(record, event);

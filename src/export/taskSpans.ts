@@ -168,7 +168,8 @@ function taskAttributes(
     'celery.task.root_id': record.rootId,
     'celery.task.parent_id': record.parentId,
     'celery.task.attempts': attemptCount,
-    'celery.task.received_count': record.receivedTimes.length > 1 ? record.receivedTimes.length : undefined,
+    'celery.task.received_count':
+      record.receivedTimes.length > 1 ? record.receivedTimes.length : undefined,
     'celery.task.eta': record.eta,
     'celery.task.expires': record.expires,
     'celery.task.incomplete': task.completeness === 'complete' ? undefined : task.completeness,

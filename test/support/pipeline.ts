@@ -32,10 +32,14 @@ export function decodeAll(messages: RawEventMessage[]): {
   const events: CeleryEvent[] = [];
   const rejections: DecodeRejection[] = [];
   for (const message of messages) {
-    decodeEventBody(message, { maxMessageBytes: 16 * 1024 * 1024 }, {
-      event: (event) => events.push(event),
-      reject: (rejection) => rejections.push(rejection),
-    });
+    decodeEventBody(
+      message,
+      { maxMessageBytes: 16 * 1024 * 1024 },
+      {
+        event: (event) => events.push(event),
+        reject: (rejection) => rejections.push(rejection),
+      },
+    );
   }
   return { events, rejections };
 }

@@ -173,3 +173,16 @@ describe('parseConfig', () => {
     expect(parseConfig(['--version'], {})).toEqual({ command: 'version' });
   });
 });
+
+describe('README configuration reference', () => {
+  it('documents every flag with its environment variable', async () => {
+    const { readFile } = await import('node:fs/promises');
+    const readme = await readFile(new URL('../../README.md', import.meta.url), 'utf8');
+    for (const spec of OPTION_SPECS) {
+      const row = readme.split('\n').find((line) => line.startsWith(`| \`--${spec.flag}\` |`));
+      expect(row, `README row for --${spec.flag}`).toBeDefined();
+      expect(row).toContain(`\`${spec.env}\``);
+      if (spec.default !== undefined && spec.default !== '') expect(row).toContain(spec.default);
+    }
+  });
+});
