@@ -179,7 +179,9 @@ describe('README configuration reference', () => {
     const { readFile } = await import('node:fs/promises');
     const readme = await readFile(new URL('../../README.md', import.meta.url), 'utf8');
     for (const spec of OPTION_SPECS) {
-      const row = readme.split('\n').find((line) => line.startsWith(`| \`--${spec.flag}\` |`));
+      const row = readme
+        .split('\n')
+        .find((line) => new RegExp(`^\\|\\s*\`--${spec.flag}\`\\s*\\|`).test(line));
       expect(row, `README row for --${spec.flag}`).toBeDefined();
       expect(row).toContain(`\`${spec.env}\``);
       if (spec.default !== undefined && spec.default !== '') expect(row).toContain(spec.default);

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Makes a fresh machine of this kind (Debian, root, no systemd) ready for the test suite:
+#   - Debian's python3-celery 5.2.6 + python3-redis for /usr/bin/python3 (the tests run the real
+#     Celery worker and producer with that interpreter; a `python3` earlier on PATH may lack them),
+#   - Redis on 127.0.0.1:6379 (broker for the Redis tests, result backend for chords),
+#   - RabbitMQ on 127.0.0.1:5672 with the default guest/guest user.
+# Idempotent: it only acts on what is missing, and says what it did. It does not run npm.
+set -euo pipefail
+
+log() { printf 'setup-test-env: %s\n' "$*"; }
+die() {
+  printf 'setup-test-env: ERROR: %s\n' "$*" >&2
+  exit 1
+}
+
+SUDO=()
+if [[ $(id -u) -ne 0 ]]; then
+  command -v sudo >/dev/null 2>&1 || die "run as root (or install sudo): packages and services need it"
+  SUDO=(sudo)
+fi
+
+# True if something accepts TCP connections on 127.0.0.1:$1 (bash's /dev/tcp, 2 s cap).
+port_open() {
+  timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" >/dev/null 2>&1
+}
+
+# --- Python: celery + redis for /usr/bin/python3 -------------------------------------------------
+if /usr/bin/python3 -c 'import celery, redis' >/dev/null 2>&1; then
+  log "python3-celery: already importable ($(/usr/bin/python3 -c 'import celery; print(celery.__version__)'))"
+else
+  log "python3-celery: /usr/bin/python3 cannot import celery/redis; installing python3-celery python3-redis"
+  "${SUDO[@]}" apt-get update
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y python3-celery python3-redis
+  /usr/bin/python3 -c 'import celery, redis' ||
+    die "python3-celery installed but /usr/bin/python3 still cannot import celery and redis"
+  log "python3-celery: installed ($(/usr/bin/python3 -c 'import celery; print(celery.__version__)'))"
+fi
+
+# --- Redis ---------------------------------------------------------------------------------------
+redis_up() { [[ $(redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null) == PONG ]]; }
+
+command -v redis-cli >/dev/null 2>&1 || die "redis-cli not found: apt-get install -y redis-server"
+if redis_up; then
+  log "redis: already answering on 127.0.0.1:6379"
+else
+  command -v redis-server >/dev/null 2>&1 || die "redis-server not found: apt-get install -y redis-server"
+  log "redis: not answering; starting redis-server on 127.0.0.1:6379"
+  "${SUDO[@]}" mkdir -p /var/lib/redis /var/log/redis
+  # No persistence: test data is throwaway. `-::1` makes the IPv6 bind optional (no IPv6 = fine).
+  "${SUDO[@]}" redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" \
+    --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log
+  for _ in $(seq 1 50); do
+    redis_up && break
+    sleep 0.2
+  done
+  redis_up || die "redis-server did not answer PING within 10 s; see /var/log/redis/ci.log:
+$(tail -n 20 /var/log/redis/ci.log 2>/dev/null || true)"
+  log "redis: started"
+fi
+
+# --- RabbitMQ ------------------------------------------------------------------------------------
+if port_open 5672; then
+  log "rabbitmq: already listening on 127.0.0.1:5672"
+else
+  command -v rabbitmq-server >/dev/null 2>&1 ||
+    die "rabbitmq-server not found: apt-get install -y rabbitmq-server"
+  log "rabbitmq: nothing listens on 5672; starting rabbitmq-server -detached (takes a few seconds)"
+  "${SUDO[@]}" rabbitmq-server -detached
+  # The node takes a while to boot; first wait for the listener, then for the boot to finish.
+  deadline=$((SECONDS + 60))
+  until port_open 5672; do
+    ((SECONDS < deadline)) || die "RabbitMQ did not listen on 5672 within 60 s; logs in /var/log/rabbitmq:
+$(tail -n 30 /var/log/rabbitmq/*.log 2>/dev/null || true)"
+    sleep 1
+  done
+  remaining=$((deadline - SECONDS))
+  ((remaining > 5)) || remaining=5
+  "${SUDO[@]}" rabbitmqctl await_startup --timeout "$remaining" >/dev/null ||
+    die "RabbitMQ listens on 5672 but 'rabbitmqctl await_startup' failed; see /var/log/rabbitmq"
+  log "rabbitmq: started"
+fi
+
+log "ready: /usr/bin/python3 has celery, Redis on 127.0.0.1:6379, RabbitMQ on 127.0.0.1:5672"
