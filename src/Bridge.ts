@@ -1,16 +1,30 @@
-import { resourceFromAttributes } from '@opentelemetry/resources';
+import { type Resource, resourceFromAttributes } from '@opentelemetry/resources';
 import { TaskAssembler } from './assemble/TaskAssembler.js';
 import type { FinishedTask } from './assemble/TaskRecord.js';
 import type { BridgeOptions } from './config/BridgeOptions.js';
-import { type CeleryEvent, isTaskEvent } from './decode/CeleryEvent.js';
+import {
+  type CeleryEvent,
+  isTaskContextEvent,
+  isTaskEvent,
+  isWorkerEvent,
+} from './decode/CeleryEvent.js';
 import { decodeEventBody, type DecodeSink } from './decode/decodeEventBody.js';
 import type { DecodeRejection } from './decode/DecodeRejection.js';
 import { createTraceExporter } from './export/createTraceExporter.js';
 import { SpanExportQueue } from './export/SpanExportQueue.js';
 import { taskSpans, type TaskSpanOptions } from './export/taskSpans.js';
+import { HttpServer } from './http/HttpServer.js';
 import type { Logger } from './log/Logger.js';
+import { BridgeMetrics } from './metrics/BridgeMetrics.js';
+import { createMeterProvider, type MeterSetup } from './metrics/createMeterProvider.js';
+import { MetricLabels } from './metrics/MetricLabels.js';
+import { QueueLengthPoller } from './metrics/QueueLengthPoller.js';
+import { AmqpQueueLengthReader, RedisQueueLengthReader } from './metrics/QueueLengthReader.js';
+import { StateGaugeProducer } from './metrics/StateGaugeProducer.js';
+import { WorkerLiveness } from './metrics/WorkerLiveness.js';
 import { AmqpEventSource } from './source/AmqpEventSource.js';
 import { describeError } from './source/describeError.js';
+import { EnableEventsBroadcaster } from './source/EnableEventsBroadcaster.js';
 import type { EventSource, EventSourceHandlers } from './source/EventSource.js';
 import type { RawEventMessage } from './source/RawEventMessage.js';
 import { RedisEventSource } from './source/RedisEventSource.js';
@@ -19,6 +33,8 @@ import { VERSION } from './version.js';
 
 const TICK_MS = 250;
 const SUMMARY_INTERVAL_MS = 60_000;
+/** Workers tracked for liveness at most (a flood of hostnames cannot grow memory). */
+const MAX_WORKERS = 10_000;
 
 /**
  * The pipeline: source (RabbitMQ or Redis) -> decode -> assemble (TaskAssembler) -> spans
@@ -31,27 +47,36 @@ export class Bridge {
   private readonly source: EventSource;
   private readonly spanOptions: TaskSpanOptions;
   private readonly decodeSink: DecodeSink;
+  private readonly meters: MeterSetup;
+  private readonly metrics: BridgeMetrics;
+  private readonly queueLengths: QueueLengthPoller;
+  private readonly httpServer: HttpServer | undefined;
   private timers: NodeJS.Timeout[] = [];
+  /** `--enable-events`: broadcasts Celery's enable_events command while the bridge runs. */
+  private broadcaster: EnableEventsBroadcaster | undefined;
   private connected = false;
+  private connectionDetail = 'not connected yet';
+  private httpPort: number | undefined;
 
   constructor(
     private readonly options: BridgeOptions,
     private readonly logger: Logger,
   ) {
     this.stats = new BridgeStats(logger);
+    const resource: Resource = resourceFromAttributes({
+      ...options.otlp.resourceAttributes,
+      'service.name': options.otlp.serviceName,
+      'telemetry.sdk.language': 'nodejs',
+    });
     this.spanOptions = {
-      resource: resourceFromAttributes({
-        ...options.otlp.resourceAttributes,
-        'service.name': options.otlp.serviceName,
-        'telemetry.sdk.language': 'nodejs',
-      }),
+      resource,
       scope: { name: 'celery-otel-bridge', version: VERSION },
       messagingSystem: options.broker.kind === 'amqp' ? 'rabbitmq' : 'redis',
       maxAttributeLength: options.maxAttributeLength,
       maxCapturedLength: options.maxCapturedLength,
     };
     this.exportQueue = new SpanExportQueue(
-      createTraceExporter(options.otlp),
+      createTraceExporter(options.otlp, options.exporter),
       options.exportQueue,
       this.stats,
     );
@@ -65,6 +90,7 @@ export class Bridge {
       rejected: (rejection: DecodeRejection) => this.stats.rejected(rejection, 1),
       connection: (state, detail) => {
         this.connected = state === 'connected';
+        this.connectionDetail = detail;
         if (state === 'connected') this.logger.info(detail);
         else {
           this.stats.brokerDisconnected();
@@ -94,6 +120,35 @@ export class Bridge {
             handlers,
             logger,
           );
+    const metricsOptions = options.metrics;
+    const labels = new MetricLabels(metricsOptions.maxTaskNames, metricsOptions.workerAttribute);
+    this.queueLengths = new QueueLengthPoller(
+      options.broker.kind === 'amqp'
+        ? new AmqpQueueLengthReader(options.broker)
+        : new RedisQueueLengthReader(options.broker, options.redis.globalKeyPrefix),
+      metricsOptions.queues,
+      metricsOptions.queueLengthIntervalMs,
+      logger,
+    );
+    const scope = { name: 'celery-otel-bridge', version: VERSION };
+    const stateGauges = new StateGaugeProducer(() => this.metrics.stateGauges(), scope);
+    this.meters = createMeterProvider(metricsOptions, resource, [stateGauges]);
+    this.metrics = new BridgeMetrics(this.meters.provider.getMeter(scope.name, scope.version), {
+      stats: this.stats,
+      labels,
+      liveness: new WorkerLiveness(metricsOptions.workerForgetAfterMs, MAX_WORKERS),
+      forEachInFlight: (visit) => this.assembler.forEachInFlight(visit),
+      inFlightCount: () => this.assembler.inFlightCount,
+      queueLengths: () => this.queueLengths.latest,
+    });
+    this.httpServer =
+      metricsOptions.httpPort === 0
+        ? undefined
+        : new HttpServer(metricsOptions.httpHost, metricsOptions.httpPort, {
+            metrics: (request, response) =>
+              this.meters.prometheus.getMetricsRequestHandler(request, response),
+            readiness: () => ({ ready: this.connected, detail: this.connectionDetail }),
+          });
   }
 
   /** True while connected to the broker and consuming. */
@@ -109,22 +164,55 @@ export class Bridge {
     this.logger.info('starting', {
       version: VERSION,
       broker: this.options.broker.redactedUrl,
-      tracesUrl: this.options.otlp.tracesUrl,
+      tracesUrl: this.options.otlp.url,
       protocol: this.options.otlp.protocol,
     });
     this.timers.push(setInterval(() => this.assembler.tick(), TICK_MS).unref());
     this.timers.push(setInterval(() => this.stats.logSummary(), SUMMARY_INTERVAL_MS).unref());
+    if (this.httpServer !== undefined) {
+      // Started before the broker so /healthz answers (and /readyz says why not) while connecting.
+      this.httpPort = await this.httpServer.start();
+      this.logger.info('serving /metrics, /healthz and /readyz', {
+        host: this.options.metrics.httpHost,
+        port: this.httpPort,
+      });
+    }
     await this.source.start();
+    if (this.options.enableEvents.enabled) {
+      this.broadcaster = new EnableEventsBroadcaster(
+        {
+          broker: this.options.broker,
+          controlExchange: this.options.enableEvents.controlExchange,
+          intervalMs: this.options.enableEvents.intervalMs,
+          redis: this.options.redis,
+        },
+        this.logger,
+      );
+      this.broadcaster.start();
+    }
+    this.queueLengths.start();
+  }
+
+  /** The HTTP listener's port once started (useful when configured as an ephemeral port). */
+  get listeningPort(): number | undefined {
+    return this.httpPort;
   }
 
   /** Graceful stop: stop consuming, export every finished task, flush the exporter. */
   async stop(): Promise<void> {
     for (const timer of this.timers) clearInterval(timer);
     this.timers = [];
+    await this.broadcaster?.stop();
     await this.source.stop();
     this.connected = false;
+    this.connectionDetail = 'stopping';
     this.assembler.flushHeld();
-    await this.exportQueue.shutdown();
+    await Promise.all([
+      this.exportQueue.shutdown(),
+      this.queueLengths.stop(),
+      this.meters.provider.shutdown().catch(() => undefined),
+      this.httpServer?.stop(),
+    ]);
     this.stats.logSummary();
     this.logger.info('stopped', {
       spansExported: this.stats.spansExported,
@@ -155,7 +243,17 @@ export class Bridge {
 
   private onEvent(event: CeleryEvent): void {
     this.stats.event(event.type);
-    if (isTaskEvent(event)) this.assembler.handle(event);
+    if (isTaskEvent(event)) {
+      // Metrics first: they read what the task looked like before this event.
+      this.metrics.onTaskEvent(event, this.assembler.peek(event.uuid), Date.now());
+      if (event.type === 'task-sent' && event.queue) this.queueLengths.noteQueue(event.queue);
+      this.assembler.handle(event);
+    } else if (isTaskContextEvent(event)) {
+      // The worker companion's trace context / group / chord ids (README: upstream traces).
+      this.assembler.handleContext(event);
+    } else if (isWorkerEvent(event)) {
+      this.metrics.onWorkerEvent(event);
+    }
   }
 
   private export(task: FinishedTask): void {

@@ -1,5 +1,13 @@
-import type { TaskEvent } from '../decode/CeleryEvent.js';
-import type { Attempt, FinishedTask, TaskRecord } from './TaskRecord.js';
+import type { TaskContextEvent, TaskEvent, UpstreamContext } from '../decode/CeleryEvent.js';
+import { BoundedLru } from './BoundedLru.js';
+import { spanIdFor, traceIdFor } from './deterministicIds.js';
+import type {
+  Attempt,
+  FinishedTask,
+  TaskRecord,
+  TaskSpanLink,
+  TraceAssignment,
+} from './TaskRecord.js';
 
 export interface TaskAssemblerOptions {
   /** In-flight tasks kept at most; the oldest is exported as incomplete when one more arrives. */
@@ -15,6 +23,12 @@ export interface TaskAssemblerOptions {
   /** Keep args, kwargs and result (user data): only when the user opted in. */
   readonly captureArgs: boolean;
   readonly captureResult: boolean;
+  /**
+   * Task trees (root task ids) whose trace context from the worker companion is remembered, and
+   * chords whose header tasks are remembered for the callback's links; least recently used go
+   * first. Default 100,000.
+   */
+  readonly maxTraceContexts?: number;
 }
 
 export interface AssemblerCounters {
@@ -22,6 +36,10 @@ export interface AssemblerCounters {
   lateEvent(): void;
   duplicateEvent(): void;
   tasksEvicted(count: number): void;
+  /** A task tree's (or chord's) trace context was pushed out of its bounded memory. */
+  traceContextsEvicted?(count: number): void;
+  /** A root task's trace context arrived after spans of its tree were exported. */
+  lateTraceContext?(): void;
 }
 
 /** A task received more often than this is counted no further (redelivery loops). */
@@ -29,6 +47,27 @@ const MAX_RECEIVED_TIMES = 64;
 
 /** Clients that send `task-sent` at all are expected to keep doing so for this long. */
 const SENT_EVENTS_MEMORY_MS = 10 * 60_000;
+
+/** Workers seen running the companion are expected to keep doing so for this long. */
+const CONTEXT_EVENTS_MEMORY_MS = 10 * 60_000;
+
+const DEFAULT_MAX_TRACE_CONTEXTS = 100_000;
+
+/** Span links of one chord callback at most (the OpenTelemetry SDK's default link limit). */
+const MAX_CHORD_LINKS = 128;
+
+/** What the worker companion told about a task tree's root task. */
+interface TreeContext {
+  upstream?: UpstreamContext;
+  groupId?: string;
+  /** Fixed when the tree's first span is exported; never changes afterwards. */
+  decided?: { readonly traceId: string; readonly upstream?: UpstreamContext };
+}
+
+interface ChordHeader {
+  readonly rootId: string;
+  readonly index?: number;
+}
 
 /**
  * Turns the stream of task events into one finished record per task id: the place where Celery
@@ -46,16 +85,39 @@ export class TaskAssembler {
   private readonly held = new Map<string, number>();
   private readonly finishedIds = new Set<string>();
   private lastSentEventMs = Number.NEGATIVE_INFINITY;
+  private lastContextEventMs = Number.NEGATIVE_INFINITY;
+  /** Root task id -> the tree's upstream context / group, and the trace once decided. */
+  private readonly trees: BoundedLru<string, TreeContext>;
+  /** Chord callback task id -> its header tasks, for the callback's span links. */
+  private readonly chords: BoundedLru<string, Map<string, ChordHeader>>;
+  /** Finished, otherwise complete tasks waiting for their root's context: root -> task ids. */
+  private readonly waitingFor = new Map<string, Set<string>>();
+  private readonly waitingRoot = new Map<string, string>();
 
   constructor(
     private readonly options: TaskAssemblerOptions,
     private readonly emit: (task: FinishedTask) => void,
     private readonly counters: AssemblerCounters,
     private readonly nowMs: () => number = () => performance.now(),
-  ) {}
+  ) {
+    const max = options.maxTraceContexts ?? DEFAULT_MAX_TRACE_CONTEXTS;
+    const evicted = (): void => counters.traceContextsEvicted?.(1);
+    this.trees = new BoundedLru(max, evicted);
+    this.chords = new BoundedLru(max, evicted);
+  }
 
   get inFlightCount(): number {
     return this.inFlight.size;
+  }
+
+  /** The record of a task still in flight, for metrics that need what came before an event. */
+  peek(taskId: string): Readonly<TaskRecord> | undefined {
+    return this.inFlight.get(taskId);
+  }
+
+  /** Visits every task in flight (waiting, running, or finished and held). */
+  forEachInFlight(visit: (record: Readonly<TaskRecord>) => void): void {
+    for (const record of this.inFlight.values()) visit(record);
   }
 
   handle(event: TaskEvent): void {
@@ -63,15 +125,52 @@ export class TaskAssembler {
       this.counters.lateEvent();
       return;
     }
-    let record = this.inFlight.get(event.uuid);
-    if (record === undefined) {
-      record = { id: event.uuid, receivedTimes: [], lastEventAt: event.timestamp, attempts: [] };
-      this.inFlight.set(event.uuid, record);
-      if (this.inFlight.size > this.options.maxInFlightTasks) this.evictOldest();
-    }
-    if (event.timestamp > record.lastEventAt) record.lastEventAt = event.timestamp;
+    const record = this.recordFor(event.uuid, event.timestamp);
     this.apply(record, event);
     if (record.final !== undefined) this.settle(record);
+    // A root's context event comes before its task-received (same batch, same order): once that
+    // is in, tasks of its tree waiting for the context know there is none.
+    if (event.type === 'task-received') this.release(event.uuid);
+  }
+
+  /**
+   * The worker companion's `task-otel-context`: the root task's upstream span and group decide
+   * the trace of its whole tree; a chord header task names its chord's callback.
+   */
+  handleContext(event: TaskContextEvent): void {
+    this.lastContextEventMs = this.nowMs();
+    const root = event.rootId ?? event.uuid;
+    if (root === event.uuid && (event.upstream !== undefined || event.group !== undefined)) {
+      this.noteTree(root, event.upstream, event.group);
+    }
+    if (event.chord !== undefined) this.noteChordHeader(event.chord, event.uuid, root, event);
+    if (this.finishedIds.has(event.uuid)) {
+      this.counters.lateEvent();
+      return;
+    }
+    const record = this.recordFor(event.uuid, event.timestamp);
+    if (event.rootId !== undefined) record.rootId ??= event.rootId;
+    if (event.parentId !== undefined && event.parentId !== record.id) {
+      record.parentId ??= event.parentId;
+    }
+    record.upstream ??= event.upstream;
+    record.groupId ??= event.group;
+    record.groupIndex ??= event.groupIndex;
+    record.groupSize ??= event.groupSize;
+    record.chordCallbackId ??= event.chord;
+    if (record.final !== undefined) this.settle(record);
+    this.release(event.uuid);
+  }
+
+  private recordFor(id: string, timestamp: number): TaskRecord {
+    let record = this.inFlight.get(id);
+    if (record === undefined) {
+      record = { id, receivedTimes: [], lastEventAt: timestamp, attempts: [] };
+      this.inFlight.set(id, record);
+      if (this.inFlight.size > this.options.maxInFlightTasks) this.evictOldest();
+    }
+    if (timestamp > record.lastEventAt) record.lastEventAt = timestamp;
+    return record;
   }
 
   /** Exports held tasks whose grace period is over. Call it on a timer. */
@@ -82,7 +181,9 @@ export class TaskAssembler {
       if (deadline > now) break;
       const record = this.inFlight.get(id);
       this.held.delete(id);
-      if (record !== undefined) this.finish(record, 'held_too_long');
+      // Only waiting for its root's context, which never came: complete in itself.
+      const onlyRoot = this.waitingRoot.has(id);
+      if (record !== undefined) this.finish(record, onlyRoot ? 'complete' : 'held_too_long');
     }
   }
 
@@ -245,12 +346,146 @@ export class TaskAssembler {
   }
 
   private settle(record: TaskRecord): void {
-    if (this.isComplete(record)) {
+    const complete = this.isComplete(record);
+    if (complete && this.treeContextKnown(record)) {
       this.held.delete(record.id);
       this.finish(record, 'complete');
-    } else if (!this.held.has(record.id)) {
+      return;
+    }
+    if (!this.held.has(record.id)) {
       this.held.set(record.id, this.nowMs() + this.options.finishGraceMs);
     }
+    if (complete) this.waitForRoot(record);
+  }
+
+  /**
+   * Whether the trace of the task's tree can be decided now. Only while workers run the
+   * companion: then a root's context, if it has one, arrives right before its `task-received`.
+   * So the context is known once it arrived, once the root's `task-received` was seen without
+   * one, or once the root or another task of the tree was exported (the trace is then fixed).
+   */
+  private treeContextKnown(record: TaskRecord): boolean {
+    if (this.nowMs() - this.lastContextEventMs >= CONTEXT_EVENTS_MEMORY_MS) return true;
+    const root = record.rootId ?? record.id;
+    if (this.trees.has(root) || this.finishedIds.has(root)) return true;
+    const rootRecord = root === record.id ? record : this.inFlight.get(root);
+    return rootRecord?.receivedAt !== undefined;
+  }
+
+  private waitForRoot(record: TaskRecord): void {
+    const root = record.rootId ?? record.id;
+    const before = this.waitingRoot.get(record.id);
+    if (before === root) return;
+    if (before !== undefined) this.stopWaiting(record.id);
+    this.waitingRoot.set(record.id, root);
+    const ids = this.waitingFor.get(root) ?? new Set<string>();
+    ids.add(record.id);
+    this.waitingFor.set(root, ids);
+  }
+
+  private stopWaiting(id: string): void {
+    const root = this.waitingRoot.get(id);
+    if (root === undefined) return;
+    this.waitingRoot.delete(id);
+    const ids = this.waitingFor.get(root);
+    ids?.delete(id);
+    if (ids?.size === 0) this.waitingFor.delete(root);
+  }
+
+  /** Exports the tasks that waited only for this root's context, if it is known now. */
+  private release(root: string): void {
+    const ids = this.waitingFor.get(root);
+    if (ids === undefined) return;
+    for (const id of [...ids]) {
+      const record = this.inFlight.get(id);
+      if (record === undefined || !this.treeContextKnown(record)) continue;
+      this.held.delete(id);
+      this.finish(record, 'complete');
+    }
+  }
+
+  private noteTree(root: string, upstream: UpstreamContext | undefined, group?: string): void {
+    const tree = this.trees.get(root);
+    if (tree === undefined) {
+      this.trees.set(root, { upstream, groupId: group });
+      return;
+    }
+    const news =
+      (upstream !== undefined && tree.upstream === undefined) ||
+      (group !== undefined && tree.groupId === undefined);
+    if (news && tree.decided !== undefined) this.counters.lateTraceContext?.();
+    tree.upstream ??= upstream;
+    tree.groupId ??= group;
+  }
+
+  private noteChordHeader(
+    callbackId: string,
+    headerId: string,
+    rootId: string,
+    event: TaskContextEvent,
+  ): void {
+    let headers = this.chords.get(callbackId);
+    if (headers === undefined) {
+      headers = new Map();
+      this.chords.set(callbackId, headers);
+    }
+    if (headers.size < MAX_CHORD_LINKS || headers.has(headerId)) {
+      headers.set(headerId, { rootId, index: event.groupIndex });
+    }
+  }
+
+  /**
+   * The trace of the task's tree, fixed by the first of its tasks to be exported: the root
+   * message's upstream trace, else its group's trace (trace id from the group id), else the
+   * default (trace id from the root task id). Undefined while the companion is not in use, so
+   * nothing changes and nothing is remembered without it.
+   */
+  private assignTrace(record: TaskRecord): TraceAssignment | undefined {
+    const root = record.rootId ?? record.id;
+    const links = this.chordLinks(record.id);
+    let tree = this.trees.get(root);
+    if (tree === undefined) {
+      const active = this.nowMs() - this.lastContextEventMs < CONTEXT_EVENTS_MEMORY_MS;
+      if (!active && links.length === 0) return undefined;
+      tree = {};
+      this.trees.set(root, tree);
+    }
+    tree.decided ??= decide(tree, root);
+    const isRoot = root === record.id && record.parentId === undefined;
+    const upstream = tree.decided.upstream;
+    if (isRoot && record.upstream !== undefined && upstream === undefined) {
+      // Its context came after the tree's trace was fixed: keep the tree whole, link upstream.
+      links.push({
+        traceId: record.upstream.traceId,
+        spanId: record.upstream.spanId,
+        traceState: record.upstream.traceState,
+        attributes: { 'celery.link.type': 'upstream' },
+      });
+    }
+    return {
+      traceId: tree.decided.traceId,
+      remoteParent: isRoot ? upstream : undefined,
+      links,
+    };
+  }
+
+  /** For a chord callback: one link per header task, in group order; forgets the chord. */
+  private chordLinks(taskId: string): TaskSpanLink[] {
+    const headers = this.chords.peek(taskId);
+    if (headers === undefined) return [];
+    this.chords.delete(taskId);
+    return [...headers]
+      .sort(([, a], [, b]) => (a.index ?? Infinity) - (b.index ?? Infinity))
+      .map(([headerId, header]) => {
+        const tree = this.trees.peek(header.rootId);
+        const traceId = (tree?.decided ?? decide(tree ?? {}, header.rootId)).traceId;
+        const attributes: Record<string, string | number> = {
+          'celery.link.type': 'chord_header',
+          'celery.task.id': headerId,
+        };
+        if (header.index !== undefined) attributes['celery.group.index'] = header.index;
+        return { traceId, spanId: spanIdFor(headerId), attributes };
+      });
   }
 
   private isComplete(record: TaskRecord): boolean {
@@ -266,13 +501,17 @@ export class TaskAssembler {
 
   private finish(record: TaskRecord, completeness: FinishedTask['completeness']): void {
     this.inFlight.delete(record.id);
+    this.stopWaiting(record.id);
     this.finishedIds.add(record.id);
     if (this.finishedIds.size > this.options.maxFinishedTaskIds) {
       // Sets iterate in insertion order: forget the oldest id.
       const oldest = this.finishedIds.values().next().value;
       if (oldest !== undefined) this.finishedIds.delete(oldest);
     }
-    this.emit({ record, completeness });
+    const trace = this.assignTrace(record);
+    this.emit(trace === undefined ? { record, completeness } : { record, completeness, trace });
+    // The tree's trace is fixed now: its other tasks need not wait any longer.
+    if (trace !== undefined) this.release(record.rootId ?? record.id);
   }
 
   private evictOldest(): void {
@@ -282,6 +521,11 @@ export class TaskAssembler {
     this.counters.tasksEvicted(1);
     this.finish(oldest, oldest.final === undefined ? 'evicted' : 'held_too_long');
   }
+}
+
+function decide(tree: TreeContext, root: string): NonNullable<TreeContext['decided']> {
+  if (tree.upstream !== undefined) return { traceId: tree.upstream.traceId, upstream: tree.upstream };
+  return { traceId: traceIdFor(tree.groupId ?? root) };
 }
 
 function min(current: number | undefined, value: number): number {

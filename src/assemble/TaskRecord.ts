@@ -1,3 +1,5 @@
+import type { UpstreamContext } from '../decode/CeleryEvent.js';
+
 /** The final Celery state of a task: what `celery.task.state` says on its span. */
 export type TaskFinalState = 'SUCCESS' | 'FAILURE' | 'REVOKED' | 'REJECTED';
 
@@ -50,6 +52,16 @@ export interface TaskRecord {
   lastEventAt: number;
   attempts: Attempt[];
   final?: TaskFinal;
+  /**
+   * From the worker companion's `task-otel-context` event (never set without the companion):
+   * the message's valid traceparent/tracestate, its group, and for a chord header task the
+   * chord callback's id.
+   */
+  upstream?: UpstreamContext;
+  groupId?: string;
+  groupIndex?: number;
+  groupSize?: number;
+  chordCallbackId?: string;
 }
 
 export interface TaskFinal {
@@ -71,4 +83,25 @@ export interface FinishedTask {
    * period; `evicted`: never finished and pushed out of the bounded in-flight table.
    */
   readonly completeness: 'complete' | 'held_too_long' | 'evicted';
+  /**
+   * Where the task's span goes when the worker companion is in use; undefined means the default
+   * (trace id from the root task id, parent from `parent_id`), exactly as without the companion.
+   */
+  readonly trace?: TraceAssignment;
+}
+
+/** The trace a task's spans go into, decided once per task tree (see TaskAssembler). */
+export interface TraceAssignment {
+  readonly traceId: string;
+  /** Only on the tree's root task: the producer's span, from the message's traceparent. */
+  readonly remoteParent?: UpstreamContext;
+  readonly links: readonly TaskSpanLink[];
+}
+
+/** A span link of the task span: to each chord header task, or to a late-known upstream span. */
+export interface TaskSpanLink {
+  readonly traceId: string;
+  readonly spanId: string;
+  readonly traceState?: string;
+  readonly attributes: Readonly<Record<string, string | number>>;
 }

@@ -11,6 +11,7 @@ export interface BridgeOptions {
   readonly amqp: AmqpQueueOptions;
   readonly redis: RedisChannelOptions;
   readonly otlp: OtlpTraceOptions;
+  readonly metrics: MetricsOptions;
   readonly exportQueue: SpanExportQueueOptions;
   readonly assembler: TaskAssemblerOptions;
   /** Longest string attribute value; longer ones keep head and tail. */
@@ -21,6 +22,25 @@ export interface BridgeOptions {
   /** Give up (exit 1) when the broker cannot be reached at start for this long. */
   readonly connectTimeoutMs: number;
   readonly logLevel: LogLevel;
+  readonly exporter: TraceExporterOptions;
+  readonly enableEvents: EnableEventsOptions;
+}
+
+export type TraceExporterKind = 'otlp' | 'console';
+
+export interface TraceExporterOptions {
+  /** `otlp`: spans go to the OTLP endpoint; `console`: finished traces are printed as trees. */
+  readonly kind: TraceExporterKind;
+  /** Console: a trace whose root task is in is printed after this long without a new span. */
+  readonly consoleQuietMs: number;
+}
+
+/** `--enable-events`: broadcast Celery's `enable_events` control command, as Flower does. */
+export interface EnableEventsOptions {
+  readonly enabled: boolean;
+  readonly intervalMs: number;
+  /** Celery's `control_exchange` setting (`celery`): commands go to `<name>.pidbox`. */
+  readonly controlExchange: string;
 }
 
 export interface AmqpQueueOptions {
@@ -48,13 +68,43 @@ export interface RedisChannelOptions {
 
 export type OtlpProtocol = 'http/protobuf' | 'http/json';
 
-export interface OtlpTraceOptions {
-  readonly tracesUrl: string;
+/** One signal's OTLP/HTTP exporter settings. */
+export interface OtlpSignalOptions {
+  readonly url: string;
   readonly protocol: OtlpProtocol;
   /** Secret: never log the values. */
   readonly headers: Record<string, string>;
   readonly compression: 'gzip' | 'none';
   readonly timeoutMs: number;
+}
+
+export interface OtlpTraceOptions extends OtlpSignalOptions {
   readonly serviceName: string;
   readonly resourceAttributes: Record<string, string>;
+}
+
+export interface WorkerAttributeOptions {
+  /** `hostname`: the worker's node name as an attribute; `off`: no worker attribute. */
+  readonly mode: 'hostname' | 'off';
+  /** Removed from the hostname (e.g. pod suffixes), so restarts do not make new series. */
+  readonly strip?: RegExp;
+}
+
+export interface MetricsOptions {
+  readonly otlp: OtlpSignalOptions;
+  /** Push metrics over OTLP (OTEL_METRICS_EXPORTER includes `otlp`, the default). */
+  readonly otlpEnabled: boolean;
+  readonly exportIntervalMs: number;
+  readonly exportTimeoutMs: number;
+  /** The HTTP listener for /metrics, /healthz, /readyz; port 0 turns it off. */
+  readonly httpHost: string;
+  readonly httpPort: number;
+  readonly workerAttribute: WorkerAttributeOptions;
+  /** Distinct task names given their own series; later ones share `__other__`. */
+  readonly maxTaskNames: number;
+  /** Queues whose length is reported even before an event names them. */
+  readonly queues: readonly string[];
+  readonly queueLengthIntervalMs: number;
+  /** A worker not heard from for this long is forgotten (its series removed). */
+  readonly workerForgetAfterMs: number;
 }

@@ -1,7 +1,13 @@
 import { parseArgs } from 'node:util';
 import { ConfigError } from '../errors.js';
 import type { LogLevel } from '../log/Logger.js';
-import type { BridgeOptions, OtlpProtocol } from './BridgeOptions.js';
+import type {
+  BridgeOptions,
+  OtlpProtocol,
+  OtlpSignalOptions,
+  TraceExporterKind,
+  WorkerAttributeOptions,
+} from './BridgeOptions.js';
 import { parseBrokerUrl } from './brokerUrl.js';
 import { OPTION_SPECS, type OptionSpec } from './optionSpecs.js';
 
@@ -41,6 +47,7 @@ export function parseConfig(argv: readonly string[], env: Env): ParsedCommand {
       `--log-level must be debug, info, warn or error, not ${JSON.stringify(logLevel)}`,
     );
   }
+  const exporter = traceExporter(parsed.values['exporter'], env);
   const maxAttributeLength = integer('max-attribute-length');
   const spanAttributeLimit = env['OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT'];
   return {
@@ -60,30 +67,38 @@ export function parseConfig(argv: readonly string[], env: Env): ParsedCommand {
         fanoutPrefix: fanoutPrefix(raw('redis-fanout-prefix'), broker.db),
       },
       otlp: {
-        tracesUrl: tracesUrl(parsed.values['otlp-endpoint'], env),
-        protocol: protocol(parsed.values['otlp-protocol'], env),
-        headers: {
-          ...parseKeyValueList('OTEL_EXPORTER_OTLP_HEADERS', env['OTEL_EXPORTER_OTLP_HEADERS']),
-          ...parseKeyValueList(
-            'OTEL_EXPORTER_OTLP_TRACES_HEADERS',
-            env['OTEL_EXPORTER_OTLP_TRACES_HEADERS'],
-          ),
-        },
-        compression: compression(env),
-        timeoutMs: envInteger(
-          env,
-          ['OTEL_EXPORTER_OTLP_TRACES_TIMEOUT', 'OTEL_EXPORTER_OTLP_TIMEOUT'],
-          10_000,
-        ),
+        ...otlpSignal('TRACES', parsed.values, env),
         serviceName: nonEmpty('service-name', raw('service-name')),
         resourceAttributes: parseKeyValueList(
           'OTEL_RESOURCE_ATTRIBUTES',
           env['OTEL_RESOURCE_ATTRIBUTES'],
         ),
       },
+      metrics: {
+        otlp: otlpSignal('METRICS', parsed.values, env),
+        otlpEnabled: metricsExporterEnabled(env),
+        // https://opentelemetry.io/docs/specs/otel/configuration/sdk-environment-variables/#periodic-exporting-metricreader
+        exportIntervalMs: envInteger(env, ['OTEL_METRIC_EXPORT_INTERVAL'], 60_000, 1),
+        exportTimeoutMs: envInteger(env, ['OTEL_METRIC_EXPORT_TIMEOUT'], 30_000, 1),
+        httpHost: nonEmpty('http-host', raw('http-host')),
+        httpPort: integer('http-port'),
+        workerAttribute: workerAttribute(raw('metrics-worker'), raw('metrics-worker-strip')),
+        maxTaskNames: integer('metrics-max-task-names'),
+        queues: raw('queues')
+          .split(',')
+          .map((name) => name.trim())
+          .filter((name) => name !== ''),
+        queueLengthIntervalMs: integer('queue-length-interval-ms'),
+        workerForgetAfterMs: integer('worker-forget-after-ms'),
+      },
       // https://opentelemetry.io/docs/specs/otel/configuration/sdk-environment-variables/#batch-span-processor
       exportQueue: {
-        scheduleDelayMs: envInteger(env, ['OTEL_BSP_SCHEDULE_DELAY'], 5000),
+        // The console prints trees for a person watching: batches go out at once.
+        scheduleDelayMs: envInteger(
+          env,
+          ['OTEL_BSP_SCHEDULE_DELAY'],
+          exporter === 'console' ? 100 : 5000,
+        ),
         exportTimeoutMs: envInteger(env, ['OTEL_BSP_EXPORT_TIMEOUT'], 30_000),
         // The spec's 2048 is sized for one application; a bridge carries a whole fleet's tasks.
         maxQueueSize: envInteger(env, ['OTEL_BSP_MAX_QUEUE_SIZE'], 20_480, 1),
@@ -104,8 +119,39 @@ export function parseConfig(argv: readonly string[], env: Env): ParsedCommand {
       maxMessageBytes: integer('max-message-bytes'),
       connectTimeoutMs: integer('connect-timeout-ms'),
       logLevel: logLevel as LogLevel,
+      exporter: { kind: exporter, consoleQuietMs: integer('console-quiet-ms') },
+      enableEvents: {
+        enabled: boolean('enable-events'),
+        intervalMs: integer('enable-events-interval-ms'),
+        controlExchange: nonEmpty('control-exchange', raw('control-exchange')),
+      },
     },
   };
+}
+
+/**
+ * `--exporter`, else CELERY_OTEL_BRIDGE_EXPORTER, else OTEL_TRACES_EXPORTER (the SDK variable,
+ * honoured for `otlp` and `console`), else `otlp`.
+ * https://opentelemetry.io/docs/specs/otel/configuration/sdk-environment-variables/#exporter-selection
+ */
+function traceExporter(flag: string | boolean | undefined, env: Env): TraceExporterKind {
+  const own = env['CELERY_OTEL_BRIDGE_EXPORTER']?.trim();
+  const sdk = env['OTEL_TRACES_EXPORTER']?.trim();
+  const [value, source] =
+    typeof flag === 'string'
+      ? [flag.trim(), '--exporter']
+      : own !== undefined && own !== ''
+        ? [own, 'CELERY_OTEL_BRIDGE_EXPORTER']
+        : sdk !== undefined && sdk !== ''
+          ? [sdk, 'OTEL_TRACES_EXPORTER']
+          : ['otlp', '--exporter'];
+  if (value === 'otlp' || value === 'console') return value;
+  throw new ConfigError(
+    `${source} must be otlp or console, not ${JSON.stringify(value)}` +
+      (source === 'OTEL_TRACES_EXPORTER'
+        ? ' (the bridge exists to export traces: other values are not supported)'
+        : ''),
+  );
 }
 
 function parseFlags(argv: readonly string[]): {
@@ -176,15 +222,45 @@ function envInteger(env: Env, names: string[], fallback: number, min = 0): numbe
   return fallback;
 }
 
+/** The OTLP exporter settings of one signal, from its own and the generic variables. */
+function otlpSignal(
+  signal: 'TRACES' | 'METRICS',
+  flags: Record<string, string | boolean | undefined>,
+  env: Env,
+): OtlpSignalOptions {
+  const generic = (name: string): string | undefined => env[`OTEL_EXPORTER_OTLP_${name}`]?.trim();
+  const specific = (name: string): string | undefined =>
+    env[`OTEL_EXPORTER_OTLP_${signal}_${name}`]?.trim();
+  return {
+    url: signalUrl(signal, flags['otlp-endpoint'], env),
+    protocol: protocol(flags['otlp-protocol'], specific('PROTOCOL') || generic('PROTOCOL')),
+    headers: {
+      ...parseKeyValueList('OTEL_EXPORTER_OTLP_HEADERS', generic('HEADERS')),
+      ...parseKeyValueList(`OTEL_EXPORTER_OTLP_${signal}_HEADERS`, specific('HEADERS')),
+    },
+    compression: compression(specific('COMPRESSION') || generic('COMPRESSION')),
+    timeoutMs: envInteger(
+      env,
+      [`OTEL_EXPORTER_OTLP_${signal}_TIMEOUT`, 'OTEL_EXPORTER_OTLP_TIMEOUT'],
+      10_000,
+    ),
+  };
+}
+
 /**
  * OTLP/HTTP endpoint rules: the signal-specific variable is used as is; the generic one (and the
- * flag) is a base URL to which `v1/traces` is appended.
+ * flag) is a base URL to which `v1/traces` or `v1/metrics` is appended.
  * https://opentelemetry.io/docs/specs/otel/protocol/exporter/#endpoint-urls-for-otlphttp
  */
-function tracesUrl(flag: string | boolean | undefined, env: Env): string {
-  const specific = env['OTEL_EXPORTER_OTLP_TRACES_ENDPOINT']?.trim();
+function signalUrl(
+  signal: 'TRACES' | 'METRICS',
+  flag: string | boolean | undefined,
+  env: Env,
+): string {
+  const variable = `OTEL_EXPORTER_OTLP_${signal}_ENDPOINT`;
+  const specific = env[variable]?.trim();
   if (typeof flag !== 'string' && specific !== undefined && specific !== '') {
-    return checkHttpUrl(specific, 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT');
+    return checkHttpUrl(specific, variable);
   }
   const base =
     typeof flag === 'string'
@@ -192,7 +268,7 @@ function tracesUrl(flag: string | boolean | undefined, env: Env): string {
       : env['OTEL_EXPORTER_OTLP_ENDPOINT']?.trim() || 'http://localhost:4318';
   const source = typeof flag === 'string' ? '--otlp-endpoint' : 'OTEL_EXPORTER_OTLP_ENDPOINT';
   checkHttpUrl(base, source);
-  return `${base.endsWith('/') ? base : `${base}/`}v1/traces`;
+  return `${base.endsWith('/') ? base : `${base}/`}v1/${signal.toLowerCase()}`;
 }
 
 function checkHttpUrl(text: string, source: string): string {
@@ -212,12 +288,8 @@ function checkHttpUrl(text: string, source: string): string {
   return text;
 }
 
-function protocol(flag: string | boolean | undefined, env: Env): OtlpProtocol {
-  const value =
-    (typeof flag === 'string' ? flag : undefined) ??
-    (env['OTEL_EXPORTER_OTLP_TRACES_PROTOCOL']?.trim() ||
-      env['OTEL_EXPORTER_OTLP_PROTOCOL']?.trim() ||
-      'http/protobuf');
+function protocol(flag: string | boolean | undefined, fromEnv: string | undefined): OtlpProtocol {
+  const value = (typeof flag === 'string' ? flag : undefined) ?? (fromEnv || 'http/protobuf');
   if (value === 'http/protobuf' || value === 'http/json') return value;
   if (value === 'grpc') {
     throw new ConfigError(
@@ -229,15 +301,41 @@ function protocol(flag: string | boolean | undefined, env: Env): OtlpProtocol {
   );
 }
 
-function compression(env: Env): 'gzip' | 'none' {
-  const value =
-    env['OTEL_EXPORTER_OTLP_TRACES_COMPRESSION']?.trim() ||
-    env['OTEL_EXPORTER_OTLP_COMPRESSION']?.trim() ||
-    'none';
-  if (value === 'gzip' || value === 'none') return value;
+function compression(value: string | undefined): 'gzip' | 'none' {
+  const chosen = value || 'none';
+  if (chosen === 'gzip' || chosen === 'none') return chosen;
   throw new ConfigError(
-    `OTEL_EXPORTER_OTLP_COMPRESSION must be gzip or none, not ${JSON.stringify(value)}`,
+    `OTEL_EXPORTER_OTLP_COMPRESSION must be gzip or none, not ${JSON.stringify(chosen)}`,
   );
+}
+
+/** OTEL_METRICS_EXPORTER: `otlp` (default) pushes; `none` (or `prometheus` alone) does not. */
+function metricsExporterEnabled(env: Env): boolean {
+  const value = env['OTEL_METRICS_EXPORTER']?.trim();
+  if (value === undefined || value === '') return true;
+  const names = value.split(',').map((name) => name.trim());
+  for (const name of names) {
+    if (!['otlp', 'prometheus', 'none'].includes(name)) {
+      throw new ConfigError(
+        `OTEL_METRICS_EXPORTER must list otlp, prometheus or none, not ${JSON.stringify(name)}`,
+      );
+    }
+  }
+  return names.includes('otlp');
+}
+
+function workerAttribute(mode: string, strip: string): WorkerAttributeOptions {
+  if (mode !== 'hostname' && mode !== 'off') {
+    throw new ConfigError(`--metrics-worker must be hostname or off, not ${JSON.stringify(mode)}`);
+  }
+  if (strip === '') return { mode };
+  try {
+    return { mode, strip: new RegExp(strip, 'g') };
+  } catch (error) {
+    throw new ConfigError(
+      `--metrics-worker-strip is not a valid regular expression: ${(error as Error).message}`,
+    );
+  }
 }
 
 /**

@@ -61,7 +61,48 @@ export interface WorkerEvent {
   readonly processed?: number;
 }
 
-export type CeleryEvent = TaskEvent | WorkerEvent;
+/**
+ * The W3C trace context of the span that sent a task (the `traceparent` header of the task
+ * message, version 00), already validated: lowercase hex, ids not all zero.
+ * https://www.w3.org/TR/trace-context/#traceparent-header
+ */
+export interface UpstreamContext {
+  /** 32 lowercase hex characters. */
+  readonly traceId: string;
+  /** 16 lowercase hex characters: the producer's span, parent of the task's span. */
+  readonly spanId: string;
+  /** The header's trace-flags (bit 0: sampled). */
+  readonly traceFlags: number;
+  /** The `tracestate` header as sent, when it was present and well formed. */
+  readonly traceState?: string;
+}
+
+/** Name of the event the worker companion (companion/ in this repository) sends. */
+export const TASK_CONTEXT_EVENT_TYPE = 'task-otel-context';
+
+/**
+ * `task-otel-context`: what the task message said that Celery's own events leave out, sent by
+ * the worker companion right before the task's `task-received`, in the same `task.multi` batch.
+ * See companion/celery_otel_bridge_companion/__init__.py for the wire format.
+ */
+export interface TaskContextEvent {
+  readonly type: typeof TASK_CONTEXT_EVENT_TYPE;
+  readonly uuid: string;
+  readonly timestamp: number;
+  readonly hostname?: string;
+  readonly rootId?: string;
+  readonly parentId?: string;
+  /** Absent when the message had no traceparent, or an invalid one (counted by the decoder). */
+  readonly upstream?: UpstreamContext;
+  /** Celery's group id (`group` message header) and the task's place in it. */
+  readonly group?: string;
+  readonly groupIndex?: number;
+  readonly groupSize?: number;
+  /** For a chord header task: the task id of the chord's callback. */
+  readonly chord?: string;
+}
+
+export type CeleryEvent = TaskEvent | TaskContextEvent | WorkerEvent;
 
 export const TASK_EVENT_TYPES: ReadonlySet<string> = new Set<TaskEventType>([
   'task-sent',
@@ -82,4 +123,12 @@ export const WORKER_EVENT_TYPES: ReadonlySet<string> = new Set<WorkerEventType>(
 
 export function isTaskEvent(event: CeleryEvent): event is TaskEvent {
   return TASK_EVENT_TYPES.has(event.type);
+}
+
+export function isTaskContextEvent(event: CeleryEvent): event is TaskContextEvent {
+  return event.type === TASK_CONTEXT_EVENT_TYPE;
+}
+
+export function isWorkerEvent(event: CeleryEvent): event is WorkerEvent {
+  return WORKER_EVENT_TYPES.has(event.type);
 }

@@ -7,7 +7,10 @@ export type DecodeRejectionReason =
   | 'not_an_event'
   | 'unknown_event_type'
   | 'invalid_field'
-  | 'message_too_large';
+  | 'message_too_large'
+  /** A `task-otel-context` event's traceparent is not a valid W3C version-00 header: the
+   * traceparent is ignored, the rest of the event is used. */
+  | 'invalid_traceparent';
 
 export interface DecodeRejection {
   readonly reason: DecodeRejectionReason;

@@ -1,14 +1,17 @@
 import type { RawEventMessage } from '../source/RawEventMessage.js';
 import {
   type CeleryEvent,
+  type TaskContextEvent,
   type TaskEvent,
   type TaskEventType,
   type WorkerEvent,
   type WorkerEventType,
+  TASK_CONTEXT_EVENT_TYPE,
   TASK_EVENT_TYPES,
   WORKER_EVENT_TYPES,
 } from './CeleryEvent.js';
 import type { DecodeRejection, DecodeRejectionReason } from './DecodeRejection.js';
+import { upstreamContext } from './traceContext.js';
 
 export interface DecodeOptions {
   /** Larger bodies are rejected before parsing, so one message cannot hold a lot of memory. */
@@ -111,12 +114,16 @@ function decodeOne(value: unknown, sink: DecodeSink): void {
   if (typeof timestamp !== 'number' || !Number.isFinite(timestamp) || timestamp < 0) {
     return reject(sink, 'invalid_field', `a ${clip(type)} event has no valid "timestamp"`);
   }
-  if (TASK_EVENT_TYPES.has(type)) {
+  if (TASK_EVENT_TYPES.has(type) || type === TASK_CONTEXT_EVENT_TYPE) {
     const uuid = raw['uuid'];
     if (typeof uuid !== 'string' || uuid.length === 0 || uuid.length > MAX_ID_LENGTH) {
       return reject(sink, 'invalid_field', `a ${type} event has no valid "uuid"`);
     }
-    sink.event(taskEvent(type as TaskEventType, uuid, timestamp, raw));
+    if (type === TASK_CONTEXT_EVENT_TYPE) {
+      sink.event(taskContextEvent(uuid, timestamp, raw, sink));
+    } else {
+      sink.event(taskEvent(type as TaskEventType, uuid, timestamp, raw));
+    }
     return;
   }
   if (WORKER_EVENT_TYPES.has(type)) {
@@ -171,6 +178,49 @@ function taskEvent(
   };
 }
 
+/**
+ * The worker companion's event (companion/celery_otel_bridge_companion). An invalid traceparent
+ * is dropped and counted; the group and chord ids in the same event are still used.
+ */
+function taskContextEvent(
+  uuid: string,
+  timestamp: number,
+  raw: Record<string, unknown>,
+  sink: DecodeSink,
+): TaskContextEvent {
+  const traceparent = raw['traceparent'];
+  let upstream: TaskContextEvent['upstream'];
+  if (traceparent !== undefined && traceparent !== null) {
+    const parsed =
+      typeof traceparent === 'string'
+        ? upstreamContext(traceparent, str(raw['tracestate']))
+        : { invalid: `a ${typeof traceparent}, not a string` };
+    if ('invalid' in parsed) {
+      reject(
+        sink,
+        'invalid_traceparent',
+        `a task's traceparent header is not a valid W3C version-00 traceparent (${parsed.invalid}): ` +
+          'the task keeps the trace Celery ids give it; check what sets the header on the producer',
+      );
+    } else {
+      upstream = parsed;
+    }
+  }
+  return {
+    type: TASK_CONTEXT_EVENT_TYPE,
+    uuid,
+    timestamp,
+    hostname: str(raw['hostname']),
+    rootId: id(raw['root_id']),
+    parentId: id(raw['parent_id']),
+    upstream,
+    group: id(raw['group']),
+    groupIndex: count(raw['group_index']),
+    groupSize: count(raw['group_size']),
+    chord: id(raw['chord']),
+  };
+}
+
 function reject(sink: DecodeSink, reason: DecodeRejectionReason, detail: string): void {
   sink.reject({ reason, detail }, 1);
 }
@@ -183,6 +233,10 @@ function id(value: unknown): string | undefined {
   return typeof value === 'string' && value.length > 0 && value.length <= MAX_ID_LENGTH
     ? value
     : undefined;
+}
+
+function count(value: unknown): number | undefined {
+  return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0 ? value : undefined;
 }
 
 function num(value: unknown): number | undefined {

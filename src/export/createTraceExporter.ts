@@ -2,7 +2,8 @@ import { OTLPTraceExporter as OtlpJsonTraceExporter } from '@opentelemetry/expor
 import { OTLPTraceExporter as OtlpProtoTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
 import { CompressionAlgorithm } from '@opentelemetry/otlp-exporter-base';
 import type { SpanExporter } from '@opentelemetry/sdk-trace-base';
-import type { OtlpTraceOptions } from '../config/BridgeOptions.js';
+import type { OtlpTraceOptions, TraceExporterOptions } from '../config/BridgeOptions.js';
+import { ConsoleTraceExporter, useColor } from './ConsoleTraceExporter.js';
 
 /**
  * The OTLP/HTTP trace exporter for the configured protocol. Every setting is passed explicitly
@@ -10,9 +11,20 @@ import type { OtlpTraceOptions } from '../config/BridgeOptions.js';
  * so what the bridge validated is what the exporter uses. The exporter retries 429/502/503/504
  * with backoff itself (otlp-exporter-base `RetryingTransport`).
  */
-export function createTraceExporter(options: OtlpTraceOptions): SpanExporter {
+export function createTraceExporter(
+  options: OtlpTraceOptions,
+  exporter: TraceExporterOptions = { kind: 'otlp', consoleQuietMs: 2000 },
+): SpanExporter {
+  if (exporter.kind === 'console') {
+    // `--exporter console`: finished traces as trees on stdout (logs stay on stderr).
+    return new ConsoleTraceExporter({
+      write: (text) => process.stdout.write(text),
+      color: useColor(process.stdout, process.env),
+      quietMs: exporter.consoleQuietMs,
+    });
+  }
   const config = {
-    url: options.tracesUrl,
+    url: options.url,
     headers: options.headers,
     compression:
       options.compression === 'gzip' ? CompressionAlgorithm.GZIP : CompressionAlgorithm.NONE,

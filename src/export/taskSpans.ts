@@ -1,17 +1,19 @@
 import {
   type Attributes,
   type HrTime,
+  type Link,
   type SpanContext,
   SpanKind,
   SpanStatusCode,
   TraceFlags,
 } from '@opentelemetry/api';
-import type { InstrumentationScope } from '@opentelemetry/core';
+import { type InstrumentationScope, TraceState } from '@opentelemetry/core';
 import type { Resource } from '@opentelemetry/resources';
 import type { ReadableSpan, TimedEvent } from '@opentelemetry/sdk-trace-base';
 import { attemptSpanIdFor, spanIdFor, traceIdFor } from '../assemble/deterministicIds.js';
 import { parsePythonException } from '../assemble/parsePythonException.js';
-import type { Attempt, FinishedTask, TaskRecord } from '../assemble/TaskRecord.js';
+import type { Attempt, FinishedTask, TaskRecord, TaskSpanLink } from '../assemble/TaskRecord.js';
+import type { UpstreamContext } from '../decode/CeleryEvent.js';
 import { truncateMiddle } from './truncate.js';
 
 export interface TaskSpanOptions {
@@ -40,9 +42,12 @@ export const UNKNOWN_TASK_NAME = 'celery.task';
  */
 export function taskSpans(task: FinishedTask, options: TaskSpanOptions): ReadableSpan[] {
   const record = task.record;
-  const traceId = traceIdFor(record.rootId ?? record.id);
+  // With the worker companion the assembler decided the tree's trace (upstream, group); without
+  // it, the trace id comes from the root task id.
+  const traceId = task.trace?.traceId ?? traceIdFor(record.rootId ?? record.id);
   const spanId = spanIdFor(record.id);
   const parentId = parentTaskId(record);
+  const remoteParent = parentId === undefined ? task.trace?.remoteParent : undefined;
   const name = record.name ?? UNKNOWN_TASK_NAME;
   const attempts = [...record.attempts].sort(byStart);
 
@@ -78,13 +83,19 @@ export function taskSpans(task: FinishedTask, options: TaskSpanOptions): Readabl
     };
   }
 
-  const taskContext = spanContext(traceId, spanId);
+  const taskContext = spanContext(traceId, spanId, remoteParent?.traceState);
   const spans: ReadableSpan[] = [
     readableSpan({
       name,
       kind: SpanKind.CONSUMER,
       context: taskContext,
-      parent: parentId === undefined ? undefined : spanContext(traceId, spanIdFor(parentId)),
+      parent:
+        parentId !== undefined
+          ? spanContext(traceId, spanIdFor(parentId))
+          : remoteParent !== undefined
+            ? upstreamSpanContext(remoteParent)
+            : undefined,
+      links: (task.trace?.links ?? []).map(spanLink),
       start,
       end,
       attributes,
@@ -167,6 +178,10 @@ function taskAttributes(
     'celery.task.retries': Math.max(record.retries ?? 0, retriedAttempts(record)),
     'celery.task.root_id': record.rootId,
     'celery.task.parent_id': record.parentId,
+    'celery.group.id': record.groupId,
+    'celery.group.index': record.groupIndex,
+    'celery.group.size': record.groupSize,
+    'celery.chord.callback_id': record.chordCallbackId,
     'celery.task.attempts': attemptCount,
     'celery.task.received_count':
       record.receivedTimes.length > 1 ? record.receivedTimes.length : undefined,
@@ -257,6 +272,7 @@ interface SpanParts {
   readonly events: TimedEvent[];
   readonly status: ReadableSpan['status'];
   readonly options: TaskSpanOptions;
+  readonly links?: Link[];
 }
 
 function readableSpan(parts: SpanParts): ReadableSpan {
@@ -273,7 +289,7 @@ function readableSpan(parts: SpanParts): ReadableSpan {
     duration: hrDuration(startTime, endTime),
     status: parts.status,
     attributes,
-    links: [],
+    links: parts.links ?? [],
     events: parts.events,
     ended: true,
     resource: parts.options.resource,
@@ -284,8 +300,27 @@ function readableSpan(parts: SpanParts): ReadableSpan {
   };
 }
 
-function spanContext(traceId: string, spanId: string): SpanContext {
-  return { traceId, spanId, traceFlags: TraceFlags.SAMPLED };
+function spanContext(traceId: string, spanId: string, traceState?: string): SpanContext {
+  const context: SpanContext = { traceId, spanId, traceFlags: TraceFlags.SAMPLED };
+  if (traceState !== undefined) context.traceState = new TraceState(traceState);
+  return context;
+}
+
+/** The producer's span, from the task message's traceparent: a remote parent. */
+function upstreamSpanContext(upstream: UpstreamContext): SpanContext {
+  const context: SpanContext = {
+    traceId: upstream.traceId,
+    spanId: upstream.spanId,
+    traceFlags: upstream.traceFlags,
+    isRemote: true,
+  };
+  if (upstream.traceState !== undefined) context.traceState = new TraceState(upstream.traceState);
+  return context;
+}
+
+function spanLink(link: TaskSpanLink): Link {
+  const context = spanContext(link.traceId, link.spanId, link.traceState);
+  return { context, attributes: { ...link.attributes } };
 }
 
 /**

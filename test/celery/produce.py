@@ -21,6 +21,10 @@ Scenarios and the JSON they print (all ids are Celery task ids):
   --traceparent TP (with or without a scenario) also sends add(1, 2) with a `traceparent` message
                header and adds {"traceparent_task": id}. TP is passed through unvalidated so tests
                can send malformed values too.
+  --trace-scenario  with --traceparent: the scenario's own messages carry the headers too, as an
+               OpenTelemetry-instrumented producer's would (chain: its first step, which the
+               client sends; group/chord: every header task and the chord callback). Only the
+               add/chain/group/chord/fail/flaky/spawn/rejected scenarios.
 
 Nothing here reads results (no `.get()`): without a result backend there are none.
 """
@@ -30,6 +34,9 @@ import json
 import sys
 import time
 
+# Extra apply_async options for the scenario's messages (--trace-scenario sets `headers`).
+_OPTIONS = {}
+
 
 def _log(msg):
     print(f'produce.py: {msg}', file=sys.stderr, flush=True)
@@ -38,7 +45,7 @@ def _log(msg):
 def _chain(proj):
     from celery import chain
 
-    last = chain(proj.add.s(1, 1), proj.mul.s(2), proj.add.s(1)).apply_async()
+    last = chain(proj.add.s(1, 1), proj.mul.s(2), proj.add.s(1)).apply_async(**_OPTIONS)
     # chain.apply_async freezes every step up front and links the results through `.parent`
     # (celery/canvas.py `_chain.run` / `prepare_steps`), so all ids are known without a backend.
     ids = []
@@ -53,7 +60,7 @@ def _chain(proj):
 def _group(proj):
     from celery import group
 
-    res = group(proj.add.s(i, i) for i in range(3)).apply_async()
+    res = group(proj.add.s(i, i) for i in range(3)).apply_async(**_OPTIONS)
     return {'group': [r.id for r in res.results]}
 
 
@@ -65,14 +72,14 @@ def _chord(proj):
             'produce.py: the chord scenario needs a result backend: set CELERY_RESULT_BACKEND '
             '(e.g. redis://127.0.0.1:6379/1) for BOTH the worker and produce.py'
         )
-    callback = chord([proj.add.s(i, i) for i in range(3)], proj.xsum.s()).apply_async()
+    callback = chord([proj.add.s(i, i) for i in range(3)], proj.xsum.s()).apply_async(**_OPTIONS)
     # celery/canvas.py `chord.run`: `bodyres.parent = header_result` (a GroupResult).
     header = [r.id for r in callback.parent.results]
     return {'chord': {'header': header, 'callback': callback.id}}
 
 
 def _single(key, sig):
-    return lambda proj: {key: sig(proj).apply_async().id}
+    return lambda proj: {key: sig(proj).apply_async(**_OPTIONS).id}
 
 
 def _adds(proj, n):
@@ -170,11 +177,18 @@ def main(argv):
     )
     parser.add_argument('--traceparent')
     parser.add_argument('--tracestate')
+    parser.add_argument('--trace-scenario', action='store_true')
     opts = parser.parse_args(argv)
     if opts.scenario is None and opts.traceparent is None:
         parser.error('give a scenario and/or --traceparent')
     if opts.n is not None and opts.scenario != 'adds':
         parser.error('N is only for the `adds` scenario')
+    if opts.trace_scenario:
+        if opts.traceparent is None or opts.scenario not in SIMPLE:
+            parser.error('--trace-scenario needs --traceparent and one of ' + ', '.join(SIMPLE))
+        _OPTIONS['headers'] = {'traceparent': opts.traceparent}
+        if opts.tracestate is not None:
+            _OPTIONS['headers']['tracestate'] = opts.tracestate
 
     # Keep stdout for the single JSON line, whatever Celery/kombu might print.
     real_stdout = sys.stdout

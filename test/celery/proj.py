@@ -13,12 +13,17 @@ Environment:
                          optional JSON object for broker_transport_options, e.g.
                          {"global_keyprefix": "tenant-a:", "fanout_patterns": false}, to run the
                          Redis channel variants kombu can produce (kombu/transport/redis.py).
+  CELERY_CONTROL_EXCHANGE
+                         optional control_exchange (default 'celery'): the worker's remote control
+                         mailbox is the fanout exchange '<name>.pidbox'.
   CELERY_RESULT_BACKEND  optional result backend, e.g. redis://127.0.0.1:6379/1. Only chords need
                          one: celery/canvas.py `chord.run` raises NotImplementedError("Starting chords
                          requires a result backend to be configured") with the DisabledBackend, and
                          the worker needs the same backend to count finished header tasks
                          (celery/backends/redis.py `on_chord_part_return`). Nothing else here reads
                          results (no `.get()` anywhere), so leave it unset when chords aren't used.
+  CELERY_OTEL_COMPANION  '1' loads the bridge's worker companion (companion/ in this repo) the way a
+                         user enables it: one `import celery_otel_bridge_companion` line.
 """
 
 import json
@@ -29,6 +34,13 @@ from celery import Celery
 from celery.exceptions import Reject
 
 app = Celery('proj')
+
+if os.environ.get('CELERY_OTEL_COMPANION') == '1':
+    import sys
+
+    # A user pip-installs companion/; the tests use the checkout.
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'companion'))
+    import celery_otel_bridge_companion  # noqa: F401
 
 _queue = os.environ.get('CELERY_TEST_QUEUE') or 'celery'
 
@@ -55,6 +67,9 @@ app.conf.update(
     result_serializer='json',
     accept_content=['json'],
     broker_transport_options=json.loads(os.environ.get('CELERY_BROKER_TRANSPORT_OPTIONS') or '{}'),
+    # Remote control commands go to the fanout exchange '<control_exchange>.pidbox'. A test that
+    # broadcasts (--enable-events) gives its worker its own, so no other test's worker obeys.
+    control_exchange=os.environ.get('CELERY_CONTROL_EXCHANGE') or 'celery',
 )
 
 

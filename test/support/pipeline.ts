@@ -2,7 +2,13 @@ import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { TaskAssembler, type TaskAssemblerOptions } from '../../src/assemble/TaskAssembler.js';
 import type { FinishedTask } from '../../src/assemble/TaskRecord.js';
-import { type CeleryEvent, type TaskEvent, isTaskEvent } from '../../src/decode/CeleryEvent.js';
+import {
+  type CeleryEvent,
+  type TaskContextEvent,
+  type TaskEvent,
+  isTaskContextEvent,
+  isTaskEvent,
+} from '../../src/decode/CeleryEvent.js';
 import { decodeEventBody } from '../../src/decode/decodeEventBody.js';
 import type { DecodeRejection } from '../../src/decode/DecodeRejection.js';
 import { taskSpans, type TaskSpanOptions } from '../../src/export/taskSpans.js';
@@ -48,6 +54,14 @@ export function taskEventsOf(events: CeleryEvent[]): TaskEvent[] {
   return events.filter(isTaskEvent);
 }
 
+/** Task events and the worker companion's context events: what the assembler consumes. */
+export function assemblerEventsOf(events: CeleryEvent[]): (TaskEvent | TaskContextEvent)[] {
+  return events.filter(
+    (event): event is TaskEvent | TaskContextEvent =>
+      isTaskEvent(event) || isTaskContextEvent(event),
+  );
+}
+
 export interface AssembledRun {
   finished: FinishedTask[];
   spans: ReadableSpan[];
@@ -62,7 +76,7 @@ export interface AssembledRun {
  * the clock then moves past the grace period so held tasks come out too.
  */
 export function assemble(
-  events: TaskEvent[],
+  events: (TaskEvent | TaskContextEvent)[],
   options: Partial<TaskAssemblerOptions> = {},
   spanOptions: Partial<TaskSpanOptions> = {},
   settle = true,
@@ -88,7 +102,10 @@ export function assemble(
     now += ms;
     assembler.tick();
   };
-  for (const event of events) assembler.handle(event);
+  for (const event of events) {
+    if (isTaskContextEvent(event)) assembler.handleContext(event);
+    else assembler.handle(event);
+  }
   if (settle) advance(60_000);
   return { finished, spans, counters, assembler, advance };
 }

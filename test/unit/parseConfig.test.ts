@@ -33,7 +33,7 @@ describe('parseConfig', () => {
       username: 'guest',
     });
     expect(options.otlp).toMatchObject({
-      tracesUrl: 'http://localhost:4318/v1/traces',
+      url: 'http://localhost:4318/v1/traces',
       protocol: 'http/protobuf',
       compression: 'none',
       serviceName: 'celery',
@@ -74,7 +74,7 @@ describe('parseConfig', () => {
     });
     expect(options.redis.fanoutPrefix).toBe('/3.');
     expect(options.otlp).toMatchObject({
-      tracesUrl: 'http://collector:4318/v1/traces',
+      url: 'http://collector:4318/v1/traces',
       protocol: 'http/json',
       compression: 'gzip',
       serviceName: 'billing-workers',
@@ -89,7 +89,7 @@ describe('parseConfig', () => {
     });
     // The signal-specific endpoint is used as is.
     expect(
-      run([], { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'https://tempo:4318/custom' }).otlp.tracesUrl,
+      run([], { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'https://tempo:4318/custom' }).otlp.url,
     ).toBe('https://tempo:4318/custom');
   });
 

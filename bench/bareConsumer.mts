@@ -1,0 +1,124 @@
+// The ceiling: a bare consumer of the same stream that parses and counts, nothing else. Run as its
+// own process (like the bridge) so neither steals the other's event loop.
+//   node bareConsumer.mjs '{"kind":"amqp","url":"amqp://...","exchange":"celeryev","prefetch":500}'
+//   node bareConsumer.mjs '{"kind":"redis","url":"redis://...","pattern":"/13.celeryev/*"}'
+import amqp from 'amqplib';
+import { Redis } from 'ioredis';
+
+export interface BareConfig {
+  readonly kind: 'amqp' | 'redis';
+  readonly url: string;
+  readonly exchange?: string;
+  readonly prefetch?: number;
+  readonly pattern?: string;
+}
+
+/** What the bare consumer reports to the bench over IPC. */
+export interface BareReport {
+  readonly type: 'ready' | 'progress';
+  readonly events: number;
+  readonly messages: number;
+  /** Epoch ms of the first and latest message. */
+  readonly firstAt: number;
+  readonly lastAt: number;
+  readonly errors: number;
+}
+
+let events = 0;
+let messages = 0;
+let firstAt = 0;
+let lastAt = 0;
+let errors = 0;
+
+function count(body: string): void {
+  const now = Date.now();
+  if (firstAt === 0) firstAt = now;
+  lastAt = now;
+  messages++;
+  try {
+    const parsed: unknown = JSON.parse(body);
+    events += Array.isArray(parsed) ? parsed.length : 1;
+  } catch {
+    errors++;
+  }
+}
+
+function report(type: BareReport['type']): void {
+  const message: BareReport = { type, events, messages, firstAt, lastAt, errors };
+  process.send?.(message);
+}
+
+async function main(config: BareConfig): Promise<() => Promise<void>> {
+  if (config.kind === 'amqp') {
+    const connection = await amqp.connect(config.url);
+    const channel = await connection.createChannel();
+    await channel.assertExchange(config.exchange ?? 'celeryev', 'topic', {
+      durable: true,
+      autoDelete: false,
+    });
+    const { queue } = await channel.assertQueue('', { exclusive: true, autoDelete: true });
+    await channel.bindQueue(queue, config.exchange ?? 'celeryev', '#');
+    const prefetch = config.prefetch ?? 500;
+    await channel.prefetch(prefetch);
+    let unacked: amqp.Message | undefined;
+    let pending = 0;
+    await channel.consume(queue, (message) => {
+      if (message === null) return;
+      count(message.content.toString('utf8'));
+      // Acknowledge in batches, as the bridge does.
+      unacked = message;
+      if (++pending >= prefetch >> 1) {
+        channel.ack(message, true);
+        unacked = undefined;
+        pending = 0;
+      } else if (pending === 1) {
+        setImmediate(() => {
+          if (unacked !== undefined) channel.ack(unacked, true);
+          unacked = undefined;
+          pending = 0;
+        });
+      }
+    });
+    return async () => {
+      await connection.close();
+    };
+  }
+  const client = new Redis(config.url, { lazyConnect: true });
+  await client.connect();
+  client.on('pmessageBuffer', (_pattern: Buffer, _channel: Buffer, payload: Buffer) => {
+    // kombu's envelope: JSON with a base64 body, which is the event JSON.
+    try {
+      const envelope = JSON.parse(payload.toString('utf8')) as { body?: unknown };
+      if (typeof envelope.body !== 'string') throw new Error('no body');
+      count(Buffer.from(envelope.body, 'base64').toString('utf8'));
+    } catch {
+      errors++;
+    }
+  });
+  await client.psubscribe(config.pattern ?? '/0.celeryev/*');
+  return async () => {
+    await client.quit();
+  };
+}
+
+const config = JSON.parse(process.argv[2] ?? '{}') as BareConfig;
+main(config).then(
+  (close) => {
+    report('ready');
+    const timer = setInterval(() => report('progress'), 50);
+    process.on('message', (message) => {
+      if (message !== 'stop') return;
+      clearInterval(timer);
+      report('progress');
+      close().then(
+        () => process.exit(0),
+        () => process.exit(0),
+      );
+    });
+    process.on('disconnect', () => process.exit(0));
+  },
+  (error: unknown) => {
+    process.stderr.write(`bare consumer failed: ${String(error)}\n`);
+    process.exit(1);
+  },
+);

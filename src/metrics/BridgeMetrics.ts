@@ -1,0 +1,290 @@
+import type { Attributes, Counter, Histogram, Meter } from '@opentelemetry/api';
+import type { TaskRecord } from '../assemble/TaskRecord.js';
+import type { TaskEvent, WorkerEvent } from '../decode/CeleryEvent.js';
+import type { BridgeStats } from '../telemetry/BridgeStats.js';
+import type { MetricLabels } from './MetricLabels.js';
+import type { StateGauge } from './StateGaugeProducer.js';
+import type { WorkerLiveness } from './WorkerLiveness.js';
+
+/** What the metrics read from the rest of the bridge when they are collected. */
+export interface MetricSources {
+  readonly stats: BridgeStats;
+  readonly liveness: WorkerLiveness;
+  readonly labels: MetricLabels;
+  forEachInFlight(visit: (record: Readonly<TaskRecord>) => void): void;
+  inFlightCount(): number;
+  queueLengths(): ReadonlyMap<string, number>;
+}
+
+/** `celery.task.state` values of the task counter, by event type. */
+const STATE_OF_EVENT: Record<TaskEvent['type'], string> = {
+  'task-sent': 'sent',
+  'task-received': 'received',
+  'task-started': 'started',
+  'task-succeeded': 'succeeded',
+  'task-failed': 'failed',
+  'task-retried': 'retried',
+  'task-revoked': 'revoked',
+  'task-rejected': 'rejected',
+};
+
+/** Bucket boundaries in seconds: 5 ms to 1 h, for both runtimes and queue waits. */
+const DURATION_BUCKETS_S = [
+  0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600,
+];
+
+/**
+ * The bridge's metric instruments: names, units and attributes here are a documented contract
+ * (README "Metrics", with their Prometheus spellings). Task counts, runtimes and queue waits are
+ * recorded as events arrive; the bridge's own counters are observed when a reader collects; the
+ * gauges of current state (workers, tasks in flight, queue lengths) come from `stateGauges`.
+ * https://opentelemetry.io/docs/specs/semconv/general/metrics/
+ */
+export class BridgeMetrics {
+  private readonly tasks: Counter;
+  private readonly runtime: Histogram;
+  private readonly queueWait: Histogram;
+  private readonly lag: Histogram;
+
+  constructor(
+    meter: Meter,
+    private readonly sources: MetricSources,
+  ) {
+    const { stats, labels } = sources;
+    this.tasks = meter.createCounter('celery.tasks', {
+      unit: '{task}',
+      description:
+        'Task events by state: sent, received, started, succeeded, failed, retried, revoked, rejected',
+    });
+    this.runtime = meter.createHistogram('celery.task.runtime', {
+      unit: 's',
+      description: 'Time the task body ran: task-succeeded runtime, or started to failure/retry',
+      advice: { explicitBucketBoundaries: DURATION_BUCKETS_S },
+    });
+    this.queueWait = meter.createHistogram('celery.task.queue_wait', {
+      unit: 's',
+      description: 'Time from sent (else received; after its ETA for delayed tasks) to started',
+      advice: { explicitBucketBoundaries: DURATION_BUCKETS_S },
+    });
+    this.lag = meter.createHistogram('celery_otel_bridge.lag', {
+      unit: 's',
+      description: 'Bridge clock minus the event timestamp, when the event is processed',
+      advice: {
+        explicitBucketBoundaries: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
+      },
+    });
+
+    // The bridge's own health.
+    meter
+      .createObservableCounter('celery_otel_bridge.events', {
+        unit: '{event}',
+        description: 'Celery events consumed, by type',
+      })
+      .addCallback((result) => {
+        for (const [type, count] of stats.eventsByType)
+          result.observe(count, { 'celery.event.type': type });
+      });
+    meter
+      .createObservableCounter('celery_otel_bridge.events.rejected', {
+        unit: '{event}',
+        description: 'Messages or events that could not be used, by reason',
+      })
+      .addCallback((result) => {
+        for (const [reason, count] of stats.rejectedByReason) result.observe(count, { reason });
+      });
+    meter
+      .createObservableCounter('celery_otel_bridge.spans.exported', {
+        unit: '{span}',
+        description: 'Spans the collector accepted',
+      })
+      .addCallback((result) => result.observe(stats.spansExported));
+    meter
+      .createObservableCounter('celery_otel_bridge.spans.dropped', {
+        unit: '{span}',
+        description: 'Spans dropped, by reason: queue_full, export_failed',
+      })
+      .addCallback((result) => {
+        for (const [reason, count] of stats.droppedSpansByReason) result.observe(count, { reason });
+      });
+    meter
+      .createObservableCounter('celery_otel_bridge.tasks.evicted', {
+        unit: '{task}',
+        description:
+          'Unfinished tasks pushed out of the full in-flight table (exported as incomplete)',
+      })
+      .addCallback((result) => result.observe(stats.evictedTasks));
+    meter
+      .createObservableCounter('celery_otel_bridge.events.late', {
+        unit: '{event}',
+        description: 'Events for tasks already exported (late or duplicated)',
+      })
+      .addCallback((result) => result.observe(stats.lateEvents));
+    meter
+      .createObservableCounter('celery_otel_bridge.metrics.task_name_overflow', {
+        unit: '{event}',
+        description: 'Task events whose name was reported as __other__ (task name cap reached)',
+      })
+      .addCallback((result) => result.observe(labels.overflowedTaskNames));
+  }
+
+  /**
+   * The gauges of current state, fresh at each collection (see StateGaugeProducer for why they
+   * are not asynchronous SDK gauges).
+   */
+  stateGauges(): StateGauge[] {
+    const { liveness, labels } = this.sources;
+    const workers = liveness.statuses();
+    const inFlight = new Map<string, { waiting: number; running: number }>();
+    this.sources.forEachInFlight((record) => {
+      if (record.final !== undefined) return;
+      const last = record.attempts[record.attempts.length - 1];
+      const running = last !== undefined && last.endedAt === undefined;
+      if (!running && record.receivedAt === undefined) return;
+      const name = labels.taskName(record.name);
+      const entry = inFlight.get(name) ?? { waiting: 0, running: 0 };
+      if (running) entry.running++;
+      else entry.waiting++;
+      inFlight.set(name, entry);
+    });
+    const inFlightPoints: StateGauge['points'][number][] = [];
+    for (const [name, entry] of inFlight) {
+      inFlightPoints.push(
+        {
+          attributes: { 'celery.task.name': name, 'celery.task.state': 'waiting' },
+          value: entry.waiting,
+        },
+        {
+          attributes: { 'celery.task.name': name, 'celery.task.state': 'running' },
+          value: entry.running,
+        },
+      );
+    }
+    return [
+      {
+        name: 'celery.worker.up',
+        unit: '1',
+        description:
+          '1 while the worker heartbeats (Celery: offline after 2 x freq without one), else 0',
+        points: workers.map((w) => ({
+          attributes: { 'celery.worker.hostname': w.hostname },
+          value: w.up ? 1 : 0,
+        })),
+      },
+      {
+        name: 'celery.worker.tasks.active',
+        unit: '{task}',
+        description: 'Tasks the worker was running at its last heartbeat',
+        points: workers.map((w) => ({
+          attributes: { 'celery.worker.hostname': w.hostname },
+          value: w.active,
+        })),
+      },
+      {
+        name: 'celery.tasks.in_flight',
+        unit: '{task}',
+        description: 'Tasks received but not finished: waiting (not started) or running',
+        points: inFlightPoints,
+      },
+      {
+        name: 'celery.queue.length',
+        unit: '{message}',
+        description: 'Messages waiting in the queue, as the broker reports it',
+        points: [...this.sources.queueLengths()].map(([queue, length]) => ({
+          attributes: { 'messaging.destination.name': queue },
+          value: length,
+        })),
+      },
+      {
+        name: 'celery_otel_bridge.tasks.tracked',
+        unit: '{task}',
+        description: 'Tasks held in memory now (in flight or waiting for missing events)',
+        points: [{ attributes: {}, value: this.sources.inFlightCount() }],
+      },
+    ];
+  }
+
+  /**
+   * Records one task event. `before` is the task's record before this event was applied, for
+   * the times that came earlier (sent, received, the attempt's start).
+   */
+  onTaskEvent(event: TaskEvent, before: Readonly<TaskRecord> | undefined, nowMs: number): void {
+    const { labels } = this.sources;
+    const name = labels.taskName(event.name ?? before?.name);
+    const attributes: Attributes = {
+      'celery.task.name': name,
+      'celery.task.state': STATE_OF_EVENT[event.type],
+    };
+    const queue = event.queue || before?.queue;
+    if (queue) attributes['messaging.destination.name'] = queue;
+    const worker = event.type === 'task-sent' ? undefined : labels.workerName(event.hostname);
+    if (worker !== undefined) attributes['celery.worker.hostname'] = worker;
+    this.tasks.add(1, attributes);
+    this.lag.record(Math.max(0, nowMs / 1000 - event.timestamp));
+
+    const outcome = { 'celery.task.name': name } as Attributes;
+    if (worker !== undefined) outcome['celery.worker.hostname'] = worker;
+    switch (event.type) {
+      case 'task-started': {
+        const since = queuedSince(before);
+        if (since !== undefined && event.timestamp >= since) {
+          this.queueWait.record(event.timestamp - since, outcome);
+        }
+        return;
+      }
+      case 'task-succeeded':
+        if (event.runtime !== undefined) {
+          this.runtime.record(event.runtime, { ...outcome, 'celery.task.outcome': 'success' });
+        }
+        return;
+      case 'task-failed':
+      case 'task-retried': {
+        const started = openAttemptStart(before, event.timestamp);
+        if (started !== undefined) {
+          this.runtime.record(event.timestamp - started, {
+            ...outcome,
+            'celery.task.outcome': event.type === 'task-failed' ? 'failure' : 'retry',
+          });
+        }
+        return;
+      }
+      default:
+        return;
+    }
+  }
+
+  onWorkerEvent(event: WorkerEvent): void {
+    this.sources.liveness.onEvent(event);
+  }
+}
+
+/** When the task became runnable: sent (else received), or its ETA if later. */
+function queuedSince(record: Readonly<TaskRecord> | undefined): number | undefined {
+  if (record === undefined) return undefined;
+  // A retry's wait starts when the previous attempt ended, not when the task was first sent.
+  const lastEnd = record.attempts.reduce<number | undefined>(
+    (latest, attempt) =>
+      attempt.endedAt !== undefined && (latest === undefined || attempt.endedAt > latest)
+        ? attempt.endedAt
+        : latest,
+    undefined,
+  );
+  let since = lastEnd ?? record.sentAt ?? record.receivedAt;
+  if (record.eta !== undefined) {
+    const eta = Date.parse(record.eta) / 1000;
+    if (Number.isFinite(eta) && (since === undefined || eta > since)) since = eta;
+  }
+  return since;
+}
+
+function openAttemptStart(
+  record: Readonly<TaskRecord> | undefined,
+  at: number,
+): number | undefined {
+  let best: number | undefined;
+  for (const attempt of record?.attempts ?? []) {
+    if (attempt.endedAt !== undefined || attempt.startedAt === undefined || attempt.startedAt > at)
+      continue;
+    if (best === undefined || attempt.startedAt > best) best = attempt.startedAt;
+  }
+  return best;
+}

@@ -1,0 +1,126 @@
+import amqp from 'amqplib';
+import { Redis } from 'ioredis';
+import type { BrokerEndpoint } from '../config/brokerUrl.js';
+
+/** Reads how many messages wait in each queue. Missing queues are left out of the result. */
+export interface QueueLengthReader {
+  read(queues: readonly string[]): Promise<Map<string, number>>;
+  close(): Promise<void>;
+}
+
+/**
+ * RabbitMQ: a passive queue declare (`queue.declare` with passive=true) returns the ready-message
+ * count without creating the queue. A missing queue closes the channel with 404, so each miss
+ * costs a new channel. https://www.rabbitmq.com/amqp-0-9-1-reference#queue.declare.passive
+ */
+export class AmqpQueueLengthReader implements QueueLengthReader {
+  private connection: amqp.ChannelModel | undefined;
+  private channel: amqp.Channel | undefined;
+
+  constructor(private readonly broker: BrokerEndpoint) {}
+
+  async read(queues: readonly string[]): Promise<Map<string, number>> {
+    const lengths = new Map<string, number>();
+    for (const queue of queues) {
+      const channel = await this.openChannel();
+      try {
+        const { messageCount } = await channel.checkQueue(queue);
+        lengths.set(queue, messageCount);
+      } catch {
+        this.channel = undefined; // the broker closed it (404): open another for the next queue
+      }
+    }
+    return lengths;
+  }
+
+  async close(): Promise<void> {
+    const connection = this.connection;
+    this.connection = undefined;
+    this.channel = undefined;
+    await connection?.close().catch(() => undefined);
+  }
+
+  private async openChannel(): Promise<amqp.Channel> {
+    if (this.connection === undefined) {
+      const { broker } = this;
+      const connection = await amqp.connect({
+        protocol: broker.tls ? 'amqps' : 'amqp',
+        hostname: broker.hostname,
+        port: broker.port,
+        username: broker.username ?? 'guest',
+        password: broker.password ?? 'guest',
+        vhost: broker.vhost,
+        heartbeat: 30,
+      });
+      connection.on('error', () => undefined);
+      connection.on('close', () => {
+        if (this.connection === connection) {
+          this.connection = undefined;
+          this.channel = undefined;
+        }
+      });
+      this.connection = connection;
+    }
+    if (this.channel === undefined) {
+      const channel = await this.connection.createChannel();
+      channel.on('error', () => undefined);
+      this.channel = channel;
+    }
+    return this.channel;
+  }
+}
+
+/**
+ * Redis: kombu keeps a queue as a list, plus one list per priority step when priorities are used,
+ * named `<queue>\x06\x16<priority>` (kombu/transport/redis.py `PRIORITY_STEPS = [0, 3, 6, 9]`,
+ * `sep = '\x06\x16'`, `_q_for_pri`); all of them count, with the `global_keyprefix` in front.
+ */
+export class RedisQueueLengthReader implements QueueLengthReader {
+  private client: Redis | undefined;
+
+  constructor(
+    private readonly broker: BrokerEndpoint,
+    private readonly globalKeyPrefix: string,
+  ) {}
+
+  async read(queues: readonly string[]): Promise<Map<string, number>> {
+    if (this.client === undefined) {
+      this.client = new Redis({
+        host: this.broker.hostname,
+        port: this.broker.port,
+        username: this.broker.username,
+        password: this.broker.password,
+        db: this.broker.db,
+        tls: this.broker.tls ? {} : undefined,
+        maxRetriesPerRequest: 1,
+        enableOfflineQueue: false,
+        lazyConnect: false,
+      });
+      // Failures surface as rejected reads, which the poller logs once.
+      this.client.on('error', () => undefined);
+    }
+    const pipeline = this.client.pipeline();
+    for (const queue of queues) {
+      const key = this.globalKeyPrefix + queue;
+      pipeline.llen(key);
+      for (const priority of [3, 6, 9]) pipeline.llen(`${key}\x06\x16${priority}`);
+    }
+    const results = (await pipeline.exec()) ?? [];
+    const lengths = new Map<string, number>();
+    queues.forEach((queue, index) => {
+      let total = 0;
+      for (let i = 0; i < 4; i++) {
+        const [error, value] = results[index * 4 + i] ?? [null, 0];
+        if (error === null && typeof value === 'number') total += value;
+      }
+      lengths.set(queue, total);
+    });
+    return lengths;
+  }
+
+  async close(): Promise<void> {
+    const client = this.client;
+    this.client = undefined;
+    if (client !== undefined) await client.quit().catch(() => client.disconnect());
+  }
+}

@@ -1,0 +1,67 @@
+import { OTLPMetricExporter as OtlpJsonMetricExporter } from '@opentelemetry/exporter-metrics-otlp-http';
+import { OTLPMetricExporter as OtlpProtoMetricExporter } from '@opentelemetry/exporter-metrics-otlp-proto';
+import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
+import { CompressionAlgorithm } from '@opentelemetry/otlp-exporter-base';
+import type { Resource } from '@opentelemetry/resources';
+import {
+  AggregationTemporality,
+  MeterProvider,
+  PeriodicExportingMetricReader,
+  type MetricProducer,
+  type MetricReader,
+} from '@opentelemetry/sdk-metrics';
+import type { MetricsOptions } from '../config/BridgeOptions.js';
+
+/**
+ * Series per instrument at most: past it the SDK folds new ones into one `otel.metric.overflow`
+ * series (the SDK default, 2000, stated here because the README promises it).
+ * https://opentelemetry.io/docs/specs/otel/metrics/sdk/#cardinality-limits
+ */
+const CARDINALITY_LIMIT = 2000;
+
+export interface MeterSetup {
+  readonly provider: MeterProvider;
+  /** Serves the Prometheus text format on our own HTTP listener (no server of its own). */
+  readonly prometheus: PrometheusExporter;
+}
+
+/**
+ * One MeterProvider, two readers: periodic OTLP push to the same collector as the traces
+ * (OTEL_EXPORTER_OTLP_METRICS_*, OTEL_METRIC_EXPORT_INTERVAL) and a pull reader for `/metrics`.
+ * Cumulative temporality, as Prometheus and most backends expect.
+ */
+export function createMeterProvider(
+  options: MetricsOptions,
+  resource: Resource,
+  producers: MetricProducer[],
+): MeterSetup {
+  const prometheus = new PrometheusExporter({
+    preventServerStart: true,
+    metricProducers: producers,
+  });
+  const readers: MetricReader[] = [prometheus];
+  if (options.otlpEnabled) {
+    const config = {
+      url: options.otlp.url,
+      headers: options.otlp.headers,
+      compression:
+        options.otlp.compression === 'gzip' ? CompressionAlgorithm.GZIP : CompressionAlgorithm.NONE,
+      timeoutMillis: options.otlp.timeoutMs,
+      temporalityPreference: AggregationTemporality.CUMULATIVE,
+    };
+    const exporter =
+      options.otlp.protocol === 'http/json'
+        ? new OtlpJsonMetricExporter(config)
+        : new OtlpProtoMetricExporter(config);
+    readers.push(
+      new PeriodicExportingMetricReader({
+        exporter,
+        exportIntervalMillis: options.exportIntervalMs,
+        exportTimeoutMillis: Math.min(options.exportTimeoutMs, options.exportIntervalMs),
+        cardinalityLimits: { default: CARDINALITY_LIMIT },
+        metricProducers: producers,
+      }),
+    );
+  }
+  return { provider: new MeterProvider({ resource, readers }), prometheus };
+}

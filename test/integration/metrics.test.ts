@@ -1,0 +1,213 @@
+import { createServer } from 'node:net';
+import amqp from 'amqplib';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type BridgeProcess, startBridge } from '../support/bridgeProcess.js';
+import {
+  AMQP_URL,
+  type CeleryWorker,
+  REDIS_URL,
+  deleteTestQueue,
+  produce,
+  randomName,
+  requireBroker,
+  startCeleryWorker,
+} from '../support/celeryWorker.js';
+import { OtlpReceiver } from '../support/OtlpReceiver.js';
+import { histogramCount, parsePrometheus, sumOf } from '../support/prometheusText.js';
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  await new Promise((resolve) => server.close(resolve));
+  if (address === null || typeof address === 'string') throw new Error('no port');
+  return address.port;
+}
+
+async function until<T>(
+  what: string,
+  probe: () => Promise<T | undefined>,
+  timeoutMs = 30_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const value = await probe();
+      if (value !== undefined) return value;
+    } catch (error) {
+      last = error;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+}
+
+/** What the broker itself says about a queue's length, to compare with the bridge's gauge. */
+async function brokerQueueLength(broker: 'amqp' | 'redis', queue: string): Promise<number> {
+  if (broker === 'amqp') {
+    const connection = await amqp.connect(AMQP_URL);
+    try {
+      const channel = await connection.createChannel();
+      return (await channel.checkQueue(queue)).messageCount;
+    } finally {
+      await connection.close();
+    }
+  }
+  const redis = new Redis(REDIS_URL);
+  try {
+    return await redis.llen(queue);
+  } finally {
+    redis.disconnect();
+  }
+}
+
+const cases = [
+  { broker: 'amqp' as const, url: AMQP_URL },
+  { broker: 'redis' as const, url: REDIS_URL },
+];
+
+describe.each(cases)('metrics and health on $broker', ({ broker, url }) => {
+  const queue = randomName(`metrics-${broker}`);
+  const idleQueue = randomName(`idle-${broker}`);
+  const bridgeQueue = randomName('bridge-metrics');
+  let receiver: OtlpReceiver;
+  let worker: CeleryWorker;
+  let bridge: BridgeProcess;
+  let base: string;
+
+  const scrape = async (): Promise<string> => {
+    const response = await fetch(`${base}/metrics`);
+    expect(response.status).toBe(200);
+    return response.text();
+  };
+
+  beforeAll(async () => {
+    await requireBroker(broker);
+    receiver = await OtlpReceiver.start();
+    const port = await freePort();
+    base = `http://127.0.0.1:${port}`;
+    bridge = startBridge(['--http-host', '127.0.0.1', '--http-port', String(port)], {
+      CELERY_BROKER_URL: url,
+      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+      OTEL_METRIC_EXPORT_INTERVAL: '1000',
+      CELERY_OTEL_BRIDGE_AMQP_QUEUE: bridgeQueue,
+      CELERY_OTEL_BRIDGE_QUEUES: idleQueue,
+      CELERY_OTEL_BRIDGE_QUEUE_LENGTH_INTERVAL_MS: '300',
+    });
+    await bridge.waitForLog(/"msg":"(consuming|subscribed)/);
+    worker = await startCeleryWorker({ brokerUrl: url, queue, pool: 'prefork', concurrency: 2 });
+  }, 90_000);
+
+  afterAll(async () => {
+    await worker?.stop();
+    await bridge?.stop();
+    await receiver?.close();
+    await deleteTestQueue(url, queue).catch(() => undefined);
+    await deleteTestQueue(url, idleQueue).catch(() => undefined);
+    if (broker === 'amqp') {
+      const connection = await amqp.connect(AMQP_URL);
+      await (await connection.createChannel()).deleteQueue(bridgeQueue);
+      await connection.close();
+    }
+  });
+
+  it('answers /healthz and /readyz', async () => {
+    const health = await fetch(`${base}/healthz`);
+    expect(health.status).toBe(200);
+    const ready = await fetch(`${base}/readyz`);
+    expect(ready.status).toBe(200);
+    expect(((await ready.json()) as { ready: boolean }).ready).toBe(true);
+  });
+
+  it('counts the tasks actually run, with runtime and queue-wait histograms', async () => {
+    await produce(url, queue, 'adds', ['5']);
+    await produce(url, queue, 'fail');
+    await produce(url, queue, 'flaky');
+    const mine = { celery_worker_hostname: worker.hostname };
+    const text = await until('all tasks counted', async () => {
+      const current = await scrape();
+      const families = parsePrometheus(current);
+      const succeeded = sumOf(families, 'celery_tasks_total', {
+        ...mine,
+        celery_task_state: 'succeeded',
+      });
+      const failed = sumOf(families, 'celery_tasks_total', {
+        ...mine,
+        celery_task_state: 'failed',
+      });
+      return succeeded >= 6 && failed >= 1 ? current : undefined;
+    });
+    const families = parsePrometheus(text);
+    expect(sumOf(families, 'celery_tasks_total', { ...mine, celery_task_state: 'succeeded' })).toBe(
+      6,
+    );
+    expect(sumOf(families, 'celery_tasks_total', { ...mine, celery_task_state: 'failed' })).toBe(1);
+    expect(sumOf(families, 'celery_tasks_total', { ...mine, celery_task_state: 'retried' })).toBe(
+      2,
+    );
+    expect(sumOf(families, 'celery_tasks_total', { ...mine, celery_task_state: 'started' })).toBe(
+      9,
+    );
+    expect(
+      sumOf(families, 'celery_tasks_total', {
+        celery_task_state: 'sent',
+        messaging_destination_name: queue,
+      }),
+    ).toBe(9);
+    expect(
+      histogramCount(text, 'celery_task_runtime', { ...mine, celery_task_outcome: 'success' }),
+    ).toBe(6);
+    expect(
+      histogramCount(text, 'celery_task_runtime', { ...mine, celery_task_outcome: 'failure' }),
+    ).toBe(1);
+    expect(
+      histogramCount(text, 'celery_task_runtime', { ...mine, celery_task_outcome: 'retry' }),
+    ).toBe(2);
+    expect(histogramCount(text, 'celery_task_queue_wait', mine)).toBe(9);
+    expect(sumOf(families, 'celery_worker_up', { celery_worker_hostname: worker.hostname })).toBe(
+      1,
+    );
+    expect(text).not.toMatch(/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/);
+  });
+
+  it('reports the length of a queue with waiting tasks as the broker does', async () => {
+    await produce(url, idleQueue, 'adds', ['4']);
+    const fromBroker = await brokerQueueLength(broker, idleQueue);
+    expect(fromBroker).toBe(4);
+    await until('queue length 4', async () => {
+      const families = parsePrometheus(await scrape());
+      return sumOf(families, 'celery_queue_length', { messaging_destination_name: idleQueue }) ===
+        fromBroker
+        ? true
+        : undefined;
+    });
+  });
+
+  it('pushes metrics over OTLP too', async () => {
+    await until(
+      'an OTLP metrics request',
+      () => Promise.resolve(receiver.metricsRequests > 0 ? true : undefined),
+      10_000,
+    );
+  });
+
+  it('reports a worker killed with kill -9 as down within 2 x heartbeat freq', async () => {
+    const killedAt = Date.now();
+    worker.kill9();
+    await until(
+      'worker down',
+      async () => {
+        const families = parsePrometheus(await scrape());
+        return sumOf(families, 'celery_worker_up', { celery_worker_hostname: worker.hostname }) ===
+          0 && (families.find((f) => f.name === 'celery_worker_up')?.metrics.length ?? 0) > 0
+          ? true
+          : undefined;
+      },
+      15_000,
+    );
+    // Celery's heartbeat freq is 2 s: down after at most 2 x 2 s without one, plus scrape slack.
+    expect(Date.now() - killedAt).toBeLessThan(6_000);
+  });
+});

@@ -1,0 +1,258 @@
+import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
+import { MeterProvider } from '@opentelemetry/sdk-metrics';
+import { afterEach, describe, expect, it } from 'vitest';
+import { TaskAssembler } from '../../src/assemble/TaskAssembler.js';
+import {
+  isTaskEvent,
+  isWorkerEvent,
+  type CeleryEvent,
+  type WorkerEvent,
+} from '../../src/decode/CeleryEvent.js';
+import { HttpServer } from '../../src/http/HttpServer.js';
+import { BridgeMetrics } from '../../src/metrics/BridgeMetrics.js';
+import { MetricLabels } from '../../src/metrics/MetricLabels.js';
+import { StateGaugeProducer } from '../../src/metrics/StateGaugeProducer.js';
+import { WorkerLiveness } from '../../src/metrics/WorkerLiveness.js';
+import { Logger } from '../../src/log/Logger.js';
+import { BridgeStats } from '../../src/telemetry/BridgeStats.js';
+import { amqpFixtureMessages } from '../support/fixtures.js';
+import { ASSEMBLER_OPTIONS, decodeAll } from '../support/pipeline.js';
+import {
+  histogramCount,
+  parsePrometheus,
+  sumOf,
+  type PrometheusFamily,
+} from '../support/prometheusText.js';
+
+interface Harness {
+  feed(events: CeleryEvent[]): void;
+  scrape(): Promise<PrometheusFamily[]>;
+  lastText: () => string;
+  advance(ms: number): void;
+  labels: MetricLabels;
+}
+
+const servers: HttpServer[] = [];
+afterEach(async () => {
+  for (const server of servers.splice(0)) await server.stop();
+});
+
+/** The real metric pipeline: assembler + BridgeMetrics + Prometheus exporter behind HttpServer. */
+async function harness(
+  options: { maxTaskNames?: number; strip?: RegExp; workerMode?: 'hostname' | 'off' } = {},
+): Promise<Harness> {
+  let now = 1_000_000;
+  const stats = new BridgeStats(new Logger('error'));
+  const assembler = new TaskAssembler(
+    ASSEMBLER_OPTIONS,
+    () => undefined,
+    stats,
+    () => now,
+  );
+  const labels = new MetricLabels(options.maxTaskNames ?? 1000, {
+    mode: options.workerMode ?? 'hostname',
+    strip: options.strip,
+  });
+  const liveness = new WorkerLiveness(60_000, 100, () => now);
+  const producer = new StateGaugeProducer(() => metrics.stateGauges(), {
+    name: 'test',
+    version: '0',
+  });
+  const prometheus = new PrometheusExporter({
+    preventServerStart: true,
+    metricProducers: [producer],
+  });
+  const provider = new MeterProvider({ readers: [prometheus] });
+  const metrics: BridgeMetrics = new BridgeMetrics(provider.getMeter('test'), {
+    stats,
+    labels,
+    liveness,
+    forEachInFlight: (visit) => assembler.forEachInFlight(visit),
+    inFlightCount: () => assembler.inFlightCount,
+    queueLengths: () => new Map([['celery', 7]]),
+  });
+  const server = new HttpServer('127.0.0.1', 0, {
+    metrics: (request, response) => prometheus.getMetricsRequestHandler(request, response),
+    readiness: () => ({ ready: true, detail: 'test' }),
+  });
+  servers.push(server);
+  const port = await server.start();
+  let text = '';
+  return {
+    labels,
+    lastText: () => text,
+    feed(events) {
+      for (const event of events) {
+        stats.event(event.type);
+        if (isTaskEvent(event)) {
+          metrics.onTaskEvent(event, assembler.peek(event.uuid), event.timestamp * 1000 + 50);
+          assembler.handle(event);
+        } else if (isWorkerEvent(event)) metrics.onWorkerEvent(event);
+      }
+    },
+    async scrape() {
+      const response = await fetch(`http://127.0.0.1:${port}/metrics`);
+      expect(response.status).toBe(200);
+      text = await response.text();
+      return parsePrometheus(text);
+    },
+    advance(ms) {
+      now += ms;
+    },
+  };
+}
+
+const fixture = decodeAll(amqpFixtureMessages()).events;
+
+describe('BridgeMetrics through the Prometheus endpoint', () => {
+  it('counts task events by state, as many as the captured stream holds', async () => {
+    const h = await harness();
+    h.feed(fixture);
+    const families = await h.scrape();
+    const count = (type: string) => fixture.filter((e) => e.type === type).length;
+    expect(sumOf(families, 'celery_tasks_total', { celery_task_state: 'sent' })).toBe(
+      count('task-sent'),
+    );
+    expect(sumOf(families, 'celery_tasks_total', { celery_task_state: 'succeeded' })).toBe(
+      count('task-succeeded'),
+    );
+    expect(sumOf(families, 'celery_tasks_total', { celery_task_state: 'failed' })).toBe(1);
+    expect(sumOf(families, 'celery_tasks_total', { celery_task_state: 'retried' })).toBe(2);
+    expect(sumOf(families, 'celery_tasks_total', { celery_task_state: 'revoked' })).toBe(1);
+    expect(
+      sumOf(families, 'celery_tasks_total', {
+        celery_task_name: 'proj.flaky',
+        celery_task_state: 'started',
+      }),
+    ).toBe(3);
+    // The queue comes from task-sent and sticks to the task's later events.
+    expect(
+      sumOf(families, 'celery_tasks_total', {
+        celery_task_state: 'succeeded',
+        messaging_destination_name: 'celery',
+      }),
+    ).toBe(count('task-succeeded'));
+    expect(
+      sumOf(families, 'celery_otel_bridge_events_total', {
+        celery_event_type: 'worker_heartbeat',
+      }) +
+        sumOf(families, 'celery_otel_bridge_events_total', {
+          celery_event_type: 'worker-heartbeat',
+        }),
+    ).toBe(18);
+    for (const family of families) {
+      for (const metric of family.metrics) {
+        for (const value of Object.values(metric.labels ?? {}))
+          expect(value).not.toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-/);
+      }
+    }
+  });
+
+  it('has histograms with one runtime per finished attempt and one queue wait per start', async () => {
+    const h = await harness();
+    h.feed(fixture);
+    const families = await h.scrape();
+    const runtime = families.find((f) => f.name === 'celery_task_runtime');
+    const wait = families.find((f) => f.name === 'celery_task_queue_wait');
+    expect(runtime?.type).toBe('HISTOGRAM');
+    const text = h.lastText();
+    expect(histogramCount(text, 'celery_task_runtime', { celery_task_outcome: 'success' })).toBe(
+      16,
+    );
+    expect(histogramCount(text, 'celery_task_runtime', { celery_task_outcome: 'failure' })).toBe(1);
+    expect(histogramCount(text, 'celery_task_runtime', { celery_task_outcome: 'retry' })).toBe(2);
+    expect(histogramCount(text, 'celery_task_runtime', { celery_task_name: 'proj.flaky' })).toBe(3);
+    expect(wait?.type).toBe('HISTOGRAM');
+    expect(histogramCount(text, 'celery_task_queue_wait')).toBe(
+      fixture.filter((e) => e.type === 'task-started').length,
+    );
+  });
+
+  it('reports workers up from heartbeats, down after 2 x freq, and forgets them', async () => {
+    const h = await harness();
+    const beat = (hostname: string, active: number): WorkerEvent => ({
+      type: 'worker-heartbeat',
+      hostname,
+      timestamp: 1,
+      freq: 2,
+      active,
+    });
+    h.feed([beat('w1@a', 3), beat('w2@b', 0)]);
+    let families = await h.scrape();
+    expect(sumOf(families, 'celery_worker_up', { celery_worker_hostname: 'w1@a' })).toBe(1);
+    expect(sumOf(families, 'celery_worker_tasks_active', { celery_worker_hostname: 'w1@a' })).toBe(
+      3,
+    );
+    h.advance(3000);
+    h.feed([beat('w2@b', 1)]);
+    h.advance(1500);
+    families = await h.scrape();
+    expect(sumOf(families, 'celery_worker_up', { celery_worker_hostname: 'w1@a' })).toBe(0);
+    expect(sumOf(families, 'celery_worker_up', { celery_worker_hostname: 'w2@b' })).toBe(1);
+    h.feed([{ type: 'worker-offline', hostname: 'w2@b', timestamp: 2 }]);
+    families = await h.scrape();
+    expect(sumOf(families, 'celery_worker_up', { celery_worker_hostname: 'w2@b' })).toBe(0);
+    h.advance(120_000);
+    families = await h.scrape();
+    const up = families.find((f) => f.name === 'celery_worker_up');
+    expect(
+      up?.metrics.filter((m) => m.labels?.['celery_worker_hostname'] === 'w1@a') ?? [],
+    ).toHaveLength(0);
+  });
+
+  it('caps task names and never lets a flood of names grow series', async () => {
+    const h = await harness({ maxTaskNames: 5 });
+    const flood: CeleryEvent[] = Array.from({ length: 500 }, (_, i) => ({
+      type: 'task-received',
+      uuid: `id-${i}`,
+      timestamp: 10 + i,
+      name: `random.task.${i}`,
+      hostname: 'w',
+    }));
+    h.feed(flood);
+    const families = await h.scrape();
+    const received = families.find((f) => f.name === 'celery_tasks_total')?.metrics ?? [];
+    expect(new Set(received.map((m) => m.labels?.['celery_task_name'])).size).toBe(6);
+    expect(sumOf(families, 'celery_tasks_total', { celery_task_name: '__other__' })).toBe(495);
+    expect(
+      sumOf(families, 'celery_otel_bridge_metrics_task_name_overflow_total'),
+    ).toBeGreaterThanOrEqual(495);
+  });
+
+  it('strips pod suffixes from worker names or leaves workers out', async () => {
+    const event: CeleryEvent = {
+      type: 'task-received',
+      uuid: 'x',
+      timestamp: 1,
+      name: 'proj.add',
+      hostname: 'celery@worker-7d9f8b6c5-x2k4p',
+    };
+    const stripped = await harness({ strip: /-[a-z0-9]{8,10}-[a-z0-9]{5}$/g });
+    stripped.feed([event]);
+    expect(
+      sumOf(await stripped.scrape(), 'celery_tasks_total', {
+        celery_worker_hostname: 'celery@worker',
+      }),
+    ).toBe(1);
+    const off = await harness({ workerMode: 'off' });
+    off.feed([event]);
+    const metric = (await off.scrape()).find((f) => f.name === 'celery_tasks_total')?.metrics[0];
+    expect(metric?.labels?.['celery_worker_hostname']).toBeUndefined();
+  });
+
+  it('shows tasks in flight as waiting or running, and queue lengths', async () => {
+    const h = await harness();
+    h.feed([
+      { type: 'task-received', uuid: 'a', timestamp: 1, name: 'proj.slow', hostname: 'w' },
+      { type: 'task-received', uuid: 'b', timestamp: 1, name: 'proj.slow', hostname: 'w' },
+      { type: 'task-started', uuid: 'b', timestamp: 2, hostname: 'w' },
+    ]);
+    const families = await h.scrape();
+    expect(sumOf(families, 'celery_tasks_in_flight', { celery_task_state: 'waiting' })).toBe(1);
+    expect(sumOf(families, 'celery_tasks_in_flight', { celery_task_state: 'running' })).toBe(1);
+    expect(sumOf(families, 'celery_queue_length', { messaging_destination_name: 'celery' })).toBe(
+      7,
+    );
+    expect(sumOf(families, 'celery_otel_bridge_tasks_tracked')).toBe(2);
+  });
+});
