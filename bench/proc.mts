@@ -1,6 +1,7 @@
 // The bridge as its CLI child process (`node dist/main.js`), and what /proc says about it.
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { ROOT } from './paths.mjs';
 
 const CLOCK_TICKS_PER_SECOND = 100;
@@ -111,4 +112,35 @@ export function startBridgeChild(
       return totals;
     },
   };
+}
+
+/** Whether this build of the bridge has a flag (the CLI grows while the bench stays the same). */
+export function bridgeHasFlag(flag: string): boolean {
+  const help = spawnSync(process.execPath, [`${ROOT}dist/main.js`, '--help'], { encoding: 'utf8' });
+  return help.stdout.includes(flag);
+}
+
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+/** The bridge's own counters from its Prometheus endpoint, summed per metric name. */
+export async function scrapeCounters(port: number): Promise<Record<string, number> | undefined> {
+  try {
+    const response = await fetch(`http://127.0.0.1:${port}/metrics`);
+    if (!response.ok) return undefined;
+    const totals: Record<string, number> = {};
+    for (const line of (await response.text()).split('\n')) {
+      const match = /^(celery_otel_bridge_[a-z_]+)(?:\{[^}]*\})?\s+(\S+)/.exec(line);
+      if (match?.[1] === undefined || match[2] === undefined) continue;
+      totals[match[1]] = (totals[match[1]] ?? 0) + Number(match[2]);
+    }
+    return totals;
+  } catch {
+    return undefined;
+  }
 }

@@ -223,9 +223,12 @@ class Reader {
       case 1:
         this.pos += 8;
         return;
-      case 2:
-        this.pos += this.varint();
+      case 2: {
+        // Not `this.pos += this.varint()`: that would add to the position before the length.
+        const length = this.varint();
+        this.pos += length;
         return;
+      }
       case 5:
         this.pos += 4;
         return;

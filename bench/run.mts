@@ -17,7 +17,15 @@ import {
   redisPublisher,
   type WireMessage,
 } from './brokers.mjs';
-import { type BridgeChild, cpuSeconds, memory, startBridgeChild } from './proc.mjs';
+import {
+  type BridgeChild,
+  bridgeHasFlag,
+  cpuSeconds,
+  freePort,
+  memory,
+  scrapeCounters,
+  startBridgeChild,
+} from './proc.mjs';
 import { type ProfileSummary, summariseProfile } from './profile.mjs';
 import { BenchReceiver } from './receiver.mjs';
 import { loadShapes, type Shapes } from './shapes.mjs';
@@ -152,6 +160,8 @@ interface Context {
   readonly vhost: string;
   readonly amqpUrl: string;
   readonly redisUrl: string;
+  /** The bridge serves Prometheus /metrics (--http-port): its own event counters are read there. */
+  readonly httpPortFlag: boolean;
 }
 
 function streamOptions(mode: Mode, seed: number): StreamOptions {
@@ -170,13 +180,18 @@ async function startBridge(
   queue: string,
   extraArgs: string[] = [],
   nodeOptions: string[] = [],
-): Promise<BridgeChild> {
+): Promise<BridgeChild & { httpPort: number | undefined }> {
+  // A port of its own, so a bridge running next to the bench (tests) is not in the way.
+  const httpPort = ctx.httpPortFlag ? await freePort() : undefined;
   const bridge = startBridgeChild(
     [
       '--broker',
       broker === 'amqp' ? ctx.amqpUrl : ctx.redisUrl,
       '--amqp-queue',
       queue,
+      ...(httpPort === undefined
+        ? []
+        : ['--http-port', String(httpPort), '--http-host', '127.0.0.1']),
       ...extraArgs,
     ],
     { OTEL_EXPORTER_OTLP_ENDPOINT: ctx.otlpEndpoint },
@@ -186,7 +201,7 @@ async function startBridge(
   children.add(handle);
   bridge.child.on('exit', () => children.delete(handle));
   await bridge.ready(30_000);
-  return bridge;
+  return { ...bridge, httpPort };
 }
 
 interface Bare {
@@ -359,6 +374,11 @@ export interface BurstResult {
     duplicateTaskSpans: number;
     /** Lower bound: the events of the tasks whose span never arrived are counted as lost. */
     eventsLostInferred: number;
+    /** The bridge's own count of events it took in (celery_otel_bridge.events), when exposed. */
+    eventsCounted: number | undefined;
+    /** Published minus counted by the bridge (rejected ones count as lost). */
+    eventsLost: number | undefined;
+    counters: Record<string, number> | undefined;
     drainTimedOut: boolean;
     reportedProblems: Record<string, number>;
   };
@@ -400,6 +420,10 @@ async function runBurst(
     await waitForSpans(ctx.receiver, generator.tasksFinished, SPAN_QUIET_MS);
     const cpu1 = cpuSeconds(bridge.pid);
     const mem = memory(bridge.pid);
+    const counters =
+      bridge.httpPort === undefined ? undefined : await scrapeCounters(bridge.httpPort);
+    const consumed = counters?.['celery_otel_bridge_events_total'];
+    const rejected = counters?.['celery_otel_bridge_events_rejected_total'] ?? 0;
     const bareReport = bare.latest();
     const bareSeconds = Math.max(1, bareReport.lastAt - t0) / 1000;
     const bridgeSeconds = Math.max(1, (busyUntil ?? Date.now()) - t0) / 1000;
@@ -431,6 +455,9 @@ async function runBurst(
         tasksMissing: missing,
         duplicateTaskSpans: ctx.receiver.duplicateTaskSpans,
         eventsLostInferred: Math.round(missing * eventsPerTask),
+        eventsCounted: consumed,
+        eventsLost: consumed === undefined ? undefined : events - consumed + rejected,
+        counters,
         drainTimedOut: busyUntil === undefined,
         reportedProblems: {},
       },
@@ -621,7 +648,10 @@ function report(
     'task spans received / tasks published',
     (b) => `${fmt(b.bridge.taskSpansReceived)} / ${fmt(b.tasksPublished)}`,
   );
-  row('events lost (bridge, inferred)', (b) => fmt(b.bridge.eventsLostInferred));
+  row('events lost (bridge counters)', (b) =>
+    b.bridge.eventsLost === undefined ? 'n/a' : fmt(b.bridge.eventsLost),
+  );
+  row('events of tasks without a span', (b) => fmt(b.bridge.eventsLostInferred));
   row('events lost (bare consumer)', (b) => fmt(b.bare.eventsLost));
   row(
     'bridge-reported drops',
@@ -684,6 +714,7 @@ async function main(): Promise<void> {
     vhost,
     amqpUrl: amqpUrl(args.host, vhost),
     redisUrl: `redis://${args.host}:6379/${args.redisDb}`,
+    httpPortFlag: bridgeHasFlag('--http-port'),
   };
   const cpuModel = cpus()[0]?.model ?? 'unknown CPU';
   const machine = `${cpus().length} cores, ${cpuModel}, Node ${process.version}`;

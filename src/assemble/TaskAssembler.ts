@@ -477,8 +477,14 @@ export class TaskAssembler {
     return [...headers]
       .sort(([, a], [, b]) => (a.index ?? Infinity) - (b.index ?? Infinity))
       .map(([headerId, header]) => {
-        const tree = this.trees.peek(header.rootId);
-        const traceId = (tree?.decided ?? decide(tree ?? {}, header.rootId)).traceId;
+        // The link fixes the header's tree to the trace it points into, like an export does.
+        let tree = this.trees.peek(header.rootId);
+        if (tree === undefined) {
+          tree = {};
+          this.trees.set(header.rootId, tree);
+        }
+        tree.decided ??= decide(tree, header.rootId);
+        const traceId = tree.decided.traceId;
         const attributes: Record<string, string | number> = {
           'celery.link.type': 'chord_header',
           'celery.task.id': headerId,

@@ -226,9 +226,10 @@ export class BridgeMetrics {
     switch (event.type) {
       case 'task-started': {
         const since = queuedSince(before);
-        if (since !== undefined && event.timestamp >= since) {
-          this.queueWait.record(event.timestamp - since, outcome);
-        }
+        // Clamped at 0: `task-sent` comes from the client's clock, and Celery's ETA timer may
+        // fire a moment early; a start is still one queue wait.
+        if (since !== undefined)
+          this.queueWait.record(Math.max(0, event.timestamp - since), outcome);
         return;
       }
       case 'task-succeeded':

@@ -64,11 +64,11 @@ async function brokerQueueLength(broker: 'amqp' | 'redis', queue: string): Promi
 }
 
 const cases = [
-  { broker: 'amqp' as const, url: AMQP_URL },
-  { broker: 'redis' as const, url: REDIS_URL },
+  { broker: 'amqp' as const, url: AMQP_URL, protocol: 'http/protobuf' },
+  { broker: 'redis' as const, url: REDIS_URL, protocol: 'http/json' },
 ];
 
-describe.each(cases)('metrics and health on $broker', ({ broker, url }) => {
+describe.each(cases)('metrics and health on $broker', ({ broker, url, protocol }) => {
   const queue = randomName(`metrics-${broker}`);
   const idleQueue = randomName(`idle-${broker}`);
   const bridgeQueue = randomName('bridge-metrics');
@@ -92,6 +92,7 @@ describe.each(cases)('metrics and health on $broker', ({ broker, url }) => {
       CELERY_BROKER_URL: url,
       OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
       OTEL_METRIC_EXPORT_INTERVAL: '1000',
+      OTEL_EXPORTER_OTLP_METRICS_PROTOCOL: protocol,
       CELERY_OTEL_BRIDGE_AMQP_QUEUE: bridgeQueue,
       CELERY_OTEL_BRIDGE_QUEUES: idleQueue,
       CELERY_OTEL_BRIDGE_QUEUE_LENGTH_INTERVAL_MS: '300',

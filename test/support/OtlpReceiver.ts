@@ -60,6 +60,60 @@ const COUNTED_ONLY = new Set(['/v1/metrics', '/v1/logs']);
 
 const root = protobuf.loadSync(fileURLToPath(new URL('./otlp/trace.proto', import.meta.url)));
 const ExportTraceServiceRequest = root.lookupType('otlp.ExportTraceServiceRequest');
+const metricsRoot = protobuf.loadSync(
+  fileURLToPath(new URL('./otlp/metrics.proto', import.meta.url)),
+);
+const ExportMetricsServiceRequest = metricsRoot.lookupType(
+  'otlpmetrics.ExportMetricsServiceRequest',
+);
+
+/** A metric as it arrived over OTLP: its name, unit and kind (gauge, sum or histogram). */
+export interface ReceivedMetric {
+  name: string;
+  unit: string;
+  kind: 'gauge' | 'sum' | 'histogram' | 'other';
+}
+
+interface MetricsMessage {
+  resourceMetrics?: Array<{
+    scopeMetrics?: Array<{
+      metrics?: Array<{
+        name?: string;
+        unit?: string;
+        gauge?: unknown;
+        sum?: unknown;
+        histogram?: unknown;
+      }>;
+    }>;
+  }>;
+}
+
+/** Names, units and kinds of the metrics in an OTLP metrics request, protobuf or JSON. */
+function decodeMetrics(body: Buffer, contentType: string): ReceivedMetric[] {
+  const message: MetricsMessage =
+    contentType === JSON_TYPE
+      ? (JSON.parse(body.toString('utf8')) as MetricsMessage)
+      : (ExportMetricsServiceRequest.toObject(ExportMetricsServiceRequest.decode(body), {
+          defaults: false,
+        }) as MetricsMessage);
+  const out: ReceivedMetric[] = [];
+  for (const resource of message.resourceMetrics ?? []) {
+    for (const scope of resource.scopeMetrics ?? []) {
+      for (const metric of scope.metrics ?? []) {
+        const kind =
+          metric.gauge !== undefined
+            ? 'gauge'
+            : metric.sum !== undefined
+              ? 'sum'
+              : metric.histogram !== undefined
+                ? 'histogram'
+                : 'other';
+        out.push({ name: metric.name ?? '', unit: metric.unit ?? '', kind });
+      }
+    }
+  }
+  return out;
+}
 const SpanKind = root.lookupEnum('otlp.Span.SpanKind');
 const StatusCode = root.lookupEnum('otlp.Status.StatusCode');
 
@@ -214,6 +268,9 @@ export class OtlpReceiver {
     return `${this.url}${TRACES}`;
   }
 
+  /** The metrics of the latest OTLP metrics request (cumulative: the latest has them all). */
+  metrics: ReceivedMetric[] = [];
+
   get metricsRequests(): number {
     return this.requests.filter((r) => r.path === '/v1/metrics').length;
   }
@@ -297,6 +354,12 @@ export class OtlpReceiver {
         }
         record.spanCount = spans.length;
         for (const span of spans) this.spans.push(span); // no spread: huge batches overflow args
+      } else if (path === '/v1/metrics') {
+        try {
+          this.metrics = decodeMetrics(body, contentType);
+        } catch (err) {
+          throw new HttpError(400, `cannot decode ${contentType} metrics body: ${String(err)}`);
+        }
       }
       record.status = path === TRACES ? this.status : 200;
       // An empty Export*ServiceResponse: zero bytes in protobuf, `{}` in JSON.

@@ -5,9 +5,17 @@ import { Redis } from 'ioredis';
 
 export type RawCeleryEvent = Record<string, unknown>;
 
+/** One broker message as published: its routing key and the events in it. */
+export interface RawEventBatch {
+  readonly routingKey: string;
+  readonly events: RawCeleryEvent[];
+}
+
 export interface EventTap {
   /** Every event seen so far, in arrival order (`task.multi` batches flattened). */
   readonly events: RawCeleryEvent[];
+  /** The same events per message, with the routing key (`task.multi` for a worker's batch). */
+  readonly batches: RawEventBatch[];
   /** Messages that could not be decoded (the tap never throws on bad input). */
   readonly errors: string[];
   /** Resolves with the first event (already seen or future) matching `predicate`. */
@@ -26,14 +34,17 @@ interface Waiter {
 
 function createTap(closeTransport: () => Promise<void>): {
   tap: EventTap;
-  accept: (decoded: unknown) => void;
+  accept: (decoded: unknown, routingKey?: string) => void;
   fail: (why: string) => void;
 } {
   const events: RawCeleryEvent[] = [];
+  const batches: RawEventBatch[] = [];
   const errors: string[] = [];
   const waiters = new Set<Waiter>();
 
-  const accept = (decoded: unknown): void => {
+  const accept = (decoded: unknown, routingKey = ''): void => {
+    const batch: RawEventBatch = { routingKey, events: [] };
+    batches.push(batch);
     // The worker buffers task events and sends them as one JSON list under routing key
     // `task.multi` (celery/events/dispatcher.py `flush`: `_publish(events, ..., '%s.multi' % group)`).
     for (const item of Array.isArray(decoded) ? decoded : [decoded]) {
@@ -43,6 +54,7 @@ function createTap(closeTransport: () => Promise<void>): {
       }
       const event = item as RawCeleryEvent;
       events.push(event);
+      batch.events.push(event);
       for (const waiter of waiters) {
         if (waiter.predicate(event)) {
           waiters.delete(waiter);
@@ -54,6 +66,7 @@ function createTap(closeTransport: () => Promise<void>): {
 
   const tap: EventTap = {
     events,
+    batches,
     errors,
     waitFor: (predicate, timeoutMs = 20_000, what = 'a matching Celery event') => {
       const seen = events.find(predicate);
@@ -107,7 +120,7 @@ export async function tapAmqpEvents(url: string): Promise<EventTap> {
       (message) => {
         if (message === null) return;
         try {
-          accept(JSON.parse(message.content.toString('utf8')));
+          accept(JSON.parse(message.content.toString('utf8')), message.fields.routingKey);
         } catch (err) {
           fail(`${message.fields.routingKey}: ${(err as Error).message}`);
         }
@@ -152,7 +165,8 @@ export async function tapRedisEvents(url: string): Promise<EventTap> {
         envelope.properties?.body_encoding === 'base64'
           ? Buffer.from(envelope.body, 'base64').toString('utf8')
           : envelope.body;
-      accept(JSON.parse(body));
+      // Channel `/<db>.celeryev/<routing key>`.
+      accept(JSON.parse(body), channel.slice(channel.indexOf('celeryev/') + 'celeryev/'.length));
     } catch (err) {
       fail(`${channel}: ${(err as Error).message}`);
     }

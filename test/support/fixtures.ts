@@ -31,6 +31,19 @@ export function amqpFixtureMessages(): RawEventMessage[] {
   }));
 }
 
+/**
+ * A RabbitMQ stream captured from a prefork worker running the companion (companion/): a chain, a
+ * task that spawns tasks and a retried task sent with a `traceparent` header, a group, a chord,
+ * and a task with a malformed traceparent.
+ */
+export function amqpCompanionFixtureMessages(): RawEventMessage[] {
+  return lines<AmqpLine>('amqp-companion-celery-5.2.6.jsonl').map((line) => ({
+    routingKey: line.routing_key,
+    contentType: line.content_type,
+    body: Buffer.from(line.body, 'utf8'),
+  }));
+}
+
 /** The captured Redis stream: channel names and raw kombu envelopes. */
 export function redisFixturePayloads(): { channel: string; payload: Buffer }[] {
   return lines<RedisLine>('redis-celery-5.2.6.jsonl').map((line) => ({
