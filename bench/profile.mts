@@ -50,6 +50,7 @@ function stageOf(frame: CallFrame): string | undefined {
   if (/\/dist\/(telemetry|metrics)\//.test(url)) return 'telemetry/metrics';
   if (/\/dist\//.test(url)) return 'bridge (other)';
   if (/otlp-transformer|protobufjs/.test(url)) return 'OTLP serialisation';
+  if (/sdk-metrics|exporter-prometheus|exporter-metrics/.test(url)) return 'metrics (OTel SDK)';
   if (/otlp-exporter-base|exporter-trace-otlp|sdk-trace-base|@opentelemetry/.test(url)) {
     return 'export (OTLP HTTP)';
   }

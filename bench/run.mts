@@ -350,6 +350,7 @@ function generate(ctx: Context, publisher: Publisher, mode: Mode, events: number
 
 /** Bridge settings: its defaults, with its own queue and the bench's OTLP receiver. */
 const SPAN_QUIET_MS = 8_000; // finish grace (2 s) + OTEL_BSP_SCHEDULE_DELAY (5 s) + margin
+const LAG_COOLDOWN_MS = 3_000;
 
 export interface BurstResult {
   broker: Broker;
@@ -361,7 +362,13 @@ export interface BurstResult {
   retriedTasks: number;
   chainedTasks: number;
   publishSeconds: number;
-  bare: { eventsPerSecond: number; eventsConsumed: number; eventsLost: number };
+  bare: {
+    eventsPerSecond: number;
+    eventsConsumed: number;
+    eventsLost: number;
+    /** The same burst with no bridge running: the machine's ceiling without the bridge's CPU. */
+    aloneEventsPerSecond: number;
+  };
   bridge: {
     eventsPerSecond: number;
     tasksPerSecond: number;
@@ -376,7 +383,7 @@ export interface BurstResult {
     eventsLostInferred: number;
     /** The bridge's own count of events it took in (celery_otel_bridge.events), when exposed. */
     eventsCounted: number | undefined;
-    /** Published minus counted by the bridge (rejected ones count as lost). */
+    /** Published minus counted by the bridge. */
     eventsLost: number | undefined;
     counters: Record<string, number> | undefined;
     drainTimedOut: boolean;
@@ -391,6 +398,7 @@ async function runBurst(
   mode: Mode,
   options: { profileDir?: string } = {},
 ): Promise<BurstResult> {
+  const alone = await runBareAlone(ctx, broker, mode);
   const queue = `celery-otel-bench-${randomUUID().slice(0, 8)}`;
   const publisher = await publisherFor(ctx, broker);
   const nodeOptions =
@@ -423,7 +431,6 @@ async function runBurst(
     const counters =
       bridge.httpPort === undefined ? undefined : await scrapeCounters(bridge.httpPort);
     const consumed = counters?.['celery_otel_bridge_events_total'];
-    const rejected = counters?.['celery_otel_bridge_events_rejected_total'] ?? 0;
     const bareReport = bare.latest();
     const bareSeconds = Math.max(1, bareReport.lastAt - t0) / 1000;
     const bridgeSeconds = Math.max(1, (busyUntil ?? Date.now()) - t0) / 1000;
@@ -443,6 +450,7 @@ async function runBurst(
         eventsPerSecond: Math.round(bareReport.events / bareSeconds),
         eventsConsumed: bareReport.events,
         eventsLost: events - bareReport.events,
+        aloneEventsPerSecond: alone,
       },
       bridge: {
         eventsPerSecond: Math.round(events / bridgeSeconds),
@@ -456,7 +464,7 @@ async function runBurst(
         duplicateTaskSpans: ctx.receiver.duplicateTaskSpans,
         eventsLostInferred: Math.round(missing * eventsPerTask),
         eventsCounted: consumed,
-        eventsLost: consumed === undefined ? undefined : events - consumed + rejected,
+        eventsLost: consumed === undefined ? undefined : events - consumed,
         counters,
         drainTimedOut: busyUntil === undefined,
         reportedProblems: {},
@@ -470,6 +478,27 @@ async function runBurst(
     await bare.stop();
     await bridge.stop();
     await publisher.deleteQueue(queue);
+    await publisher.close();
+  }
+}
+
+/** The ceiling with nothing else on the machine: the same burst, the bare consumer only. */
+async function runBareAlone(ctx: Context, broker: Broker, mode: Mode): Promise<number> {
+  const publisher = await publisherFor(ctx, broker);
+  const bare = await startBare(ctx, broker);
+  try {
+    const { wire, events } = generate(ctx, publisher, mode, ctx.args.events, 1);
+    await sleep(300);
+    const t0 = Date.now();
+    for (const message of wire) {
+      const wait = publisher.publish(message);
+      if (wait !== undefined) await wait;
+    }
+    await publisher.flush();
+    await waitFor(() => bare.latest().events >= events, 120_000);
+    return Math.round((bare.latest().events * 1000) / Math.max(1, bare.latest().lastAt - t0));
+  } finally {
+    await bare.stop();
     await publisher.close();
   }
 }
@@ -497,29 +526,39 @@ async function runLag(ctx: Context, broker: Broker, mode: Mode, rate: number): P
     const t0 = Date.now();
     const end = t0 + ctx.args.lagSeconds * 1000;
     let published = 0;
-    const send = async (): Promise<boolean> => {
+    let windowEvents = 0;
+    const send = async (measured = false): Promise<boolean> => {
       const message = generator.next();
       if (message === undefined) return false;
       // Encoded at publish time: the events' timestamps are "now", as a worker's would be.
       const wait = publisher.publish(publisher.encode(message));
       if (wait !== undefined) await wait;
-      for (const final of message.finals ?? []) finals.set(final.id, final.at * 1000);
+      if (measured) for (const final of message.finals ?? []) finals.set(final.id, final.at * 1000);
       published += message.events;
       return true;
     };
-    while (Date.now() < end) {
+    // Measured: tasks that end within the window. The stream then goes on at the same rate for
+    // a cool-down, so the measured spans leave in full batches as in a steady stream, not in the
+    // last partial batch of a stream that stopped (which waits for OTEL_BSP_SCHEDULE_DELAY).
+    let measuring = true;
+    let seconds = 0;
+    while (Date.now() < end + LAG_COOLDOWN_MS) {
+      if (measuring && Date.now() >= end) {
+        measuring = false;
+        seconds = (Date.now() - t0) / 1000;
+        windowEvents = published;
+      }
       const due = (rate * (Date.now() - t0)) / 1000;
-      while (published < due) await send();
+      while (published < due) await send(measuring);
       await publisher.flush();
       await sleep(2);
     }
-    const seconds = (Date.now() - t0) / 1000;
     generator.stop();
     while (await send()) {
       // Let the jobs in progress finish.
     }
     await publisher.flush();
-    await waitForSpans(ctx.receiver, finals.size, SPAN_QUIET_MS);
+    await waitForSpans(ctx.receiver, generator.tasksFinished, SPAN_QUIET_MS);
     const lags: number[] = [];
     for (const [id, arrival] of ctx.receiver.arrivals) {
       const at = finals.get(id);
@@ -532,7 +571,7 @@ async function runLag(ctx: Context, broker: Broker, mode: Mode, rate: number): P
       broker,
       mode,
       targetEventsPerSecond: Math.round(rate),
-      achievedEventsPerSecond: Math.round(published / seconds),
+      achievedEventsPerSecond: Math.round(windowEvents / seconds),
       seconds: round(seconds, 1),
       tasksPublished: finals.size,
       taskSpansReceived: lags.length,
@@ -638,7 +677,8 @@ function report(
     'events published (messages)',
     (b) => `${fmt(b.eventsPublished)} (${fmt(b.messagesPublished)})`,
   );
-  row('bare consumer events/s', (b) => fmt(b.bare.eventsPerSecond));
+  row('bare consumer alone events/s', (b) => fmt(b.bare.aloneEventsPerSecond));
+  row('bare consumer events/s (next to the bridge)', (b) => fmt(b.bare.eventsPerSecond));
   row('bridge events/s', (b) => fmt(b.bridge.eventsPerSecond));
   row('bridge / bare consumer', (b) => `${Math.round(b.bridge.ratioToBare * 100)}%`);
   row('bridge tasks/s', (b) => fmt(b.bridge.tasksPerSecond));

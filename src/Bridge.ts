@@ -28,6 +28,7 @@ import { EnableEventsBroadcaster } from './source/EnableEventsBroadcaster.js';
 import type { EventSource, EventSourceHandlers } from './source/EventSource.js';
 import type { RawEventMessage } from './source/RawEventMessage.js';
 import { RedisEventSource } from './source/RedisEventSource.js';
+import { StateFile } from './state/StateFile.js';
 import { BridgeStats } from './telemetry/BridgeStats.js';
 import { VERSION } from './version.js';
 
@@ -52,6 +53,8 @@ export class Bridge {
   private readonly queueLengths: QueueLengthPoller;
   private readonly httpServer: HttpServer | undefined;
   private timers: NodeJS.Timeout[] = [];
+  private readonly stateFile: StateFile | undefined;
+  private savingState = false;
   /** `--enable-events`: broadcasts Celery's enable_events command while the bridge runs. */
   private broadcaster: EnableEventsBroadcaster | undefined;
   private connected = false;
@@ -63,6 +66,7 @@ export class Bridge {
     private readonly logger: Logger,
   ) {
     this.stats = new BridgeStats(logger);
+    this.stateFile = options.stateFile === undefined ? undefined : new StateFile(options.stateFile);
     const resource: Resource = resourceFromAttributes({
       ...options.otlp.resourceAttributes,
       'service.name': options.otlp.serviceName,
@@ -169,6 +173,15 @@ export class Bridge {
     });
     this.timers.push(setInterval(() => this.assembler.tick(), TICK_MS).unref());
     this.timers.push(setInterval(() => this.stats.logSummary(), SUMMARY_INTERVAL_MS).unref());
+    await this.restoreState();
+    if (this.stateFile !== undefined && this.options.stateSnapshotIntervalMs > 0) {
+      this.timers.push(
+        setInterval(
+          () => void this.saveState('periodic'),
+          this.options.stateSnapshotIntervalMs,
+        ).unref(),
+      );
+    }
     if (this.httpServer !== undefined) {
       // Started before the broker so /healthz answers (and /readyz says why not) while connecting.
       this.httpPort = await this.httpServer.start();
@@ -207,6 +220,7 @@ export class Bridge {
     this.connected = false;
     this.connectionDetail = 'stopping';
     this.assembler.flushHeld();
+    await this.saveState('stop');
     await Promise.all([
       this.exportQueue.shutdown(),
       this.queueLengths.stop(),
@@ -218,6 +232,49 @@ export class Bridge {
       spansExported: this.stats.spansExported,
       tasksInFlight: this.assembler.inFlightCount,
     });
+  }
+
+  /** Loads the unfinished tasks a previous run saved; a bad file is reported and ignored. */
+  private async restoreState(): Promise<void> {
+    if (this.stateFile === undefined) return;
+    try {
+      const loaded = await this.stateFile.load();
+      if (loaded === undefined) return;
+      const restored = this.assembler.restore(loaded.snapshot);
+      this.logger.info('restored unfinished tasks from the state file', {
+        path: this.stateFile.path,
+        savedAt: loaded.savedAt,
+        tasks: restored,
+        invalidTasks: loaded.invalidTasks,
+      });
+    } catch (error) {
+      this.logger.warn('cannot use the state file; starting without saved tasks', {
+        path: this.stateFile.path,
+        error: describeError(error),
+      });
+    }
+  }
+
+  private async saveState(why: 'stop' | 'periodic'): Promise<void> {
+    if (this.stateFile === undefined || this.savingState) return;
+    this.savingState = true;
+    try {
+      const snapshot = this.assembler.snapshot();
+      await this.stateFile.save(snapshot);
+      const log =
+        why === 'stop' ? this.logger.info.bind(this.logger) : this.logger.debug.bind(this.logger);
+      log('saved unfinished tasks to the state file', {
+        path: this.stateFile.path,
+        tasks: snapshot.tasks.length,
+      });
+    } catch (error) {
+      this.logger.warn('cannot save the state file', {
+        path: this.stateFile.path,
+        error: describeError(error),
+      });
+    } finally {
+      this.savingState = false;
+    }
   }
 
   /** Exports what is queued now (for tests and graceful stops). */

@@ -31,6 +31,12 @@ export interface TaskAssemblerOptions {
   readonly maxTraceContexts?: number;
 }
 
+/** The assembler's state as a plain, JSON-serialisable value. */
+export interface AssemblerSnapshot {
+  readonly tasks: TaskRecord[];
+  readonly finishedIds: string[];
+}
+
 export interface AssemblerCounters {
   /** An event for a task already exported (late, duplicated, or a redelivery after the end). */
   lateEvent(): void;
@@ -118,6 +124,31 @@ export class TaskAssembler {
   /** Visits every task in flight (waiting, running, or finished and held). */
   forEachInFlight(visit: (record: Readonly<TaskRecord>) => void): void {
     for (const record of this.inFlight.values()) visit(record);
+  }
+
+  /**
+   * What a restarted bridge needs to continue: the unfinished tasks and the ids already exported
+   * (so a late event makes no second span). Call flushHeld first: held tasks are exported, not
+   * saved. See state/StateFile.ts.
+   */
+  snapshot(): AssemblerSnapshot {
+    return { tasks: [...this.inFlight.values()], finishedIds: [...this.finishedIds] };
+  }
+
+  /** Loads a snapshot taken by a previous run, before any event is handled; returns tasks loaded. */
+  restore(snapshot: AssemblerSnapshot): number {
+    for (const id of snapshot.finishedIds) {
+      if (this.finishedIds.size >= this.options.maxFinishedTaskIds) break;
+      this.finishedIds.add(id);
+    }
+    let loaded = 0;
+    for (const record of snapshot.tasks) {
+      if (this.inFlight.size >= this.options.maxInFlightTasks) break;
+      if (this.inFlight.has(record.id) || this.finishedIds.has(record.id)) continue;
+      this.inFlight.set(record.id, record);
+      loaded++;
+    }
+    return loaded;
   }
 
   handle(event: TaskEvent): void {
@@ -530,7 +561,8 @@ export class TaskAssembler {
 }
 
 function decide(tree: TreeContext, root: string): NonNullable<TreeContext['decided']> {
-  if (tree.upstream !== undefined) return { traceId: tree.upstream.traceId, upstream: tree.upstream };
+  if (tree.upstream !== undefined)
+    return { traceId: tree.upstream.traceId, upstream: tree.upstream };
   return { traceId: traceIdFor(tree.groupId ?? root) };
 }
 

@@ -19,6 +19,10 @@ export interface BridgeOptions {
   /** Longest args / kwargs / result value when captured. */
   readonly maxCapturedLength: number;
   readonly maxMessageBytes: number;
+  /** Unfinished tasks are saved here on stop and restored at start; undefined: not kept. */
+  readonly stateFile: string | undefined;
+  /** Periodic state saves (0: only on a graceful stop). */
+  readonly stateSnapshotIntervalMs: number;
   /** Give up (exit 1) when the broker cannot be reached at start for this long. */
   readonly connectTimeoutMs: number;
   readonly logLevel: LogLevel;

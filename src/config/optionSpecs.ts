@@ -262,6 +262,21 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
     help: 'a worker silent this long is forgotten and its metric series removed',
   },
   {
+    flag: 'state-file',
+    env: 'CELERY_OTEL_BRIDGE_STATE_FILE',
+    kind: 'string',
+    default: 'auto',
+    help: 'where unfinished tasks are kept across restarts: a path, auto (a file in the temp directory, one per broker and queue) or none',
+  },
+  {
+    flag: 'state-snapshot-interval-ms',
+    env: 'CELERY_OTEL_BRIDGE_STATE_SNAPSHOT_INTERVAL_MS',
+    kind: 'integer',
+    default: '60000',
+    min: 0,
+    help: 'also save the state this often, so a kill -9 loses at most this much (0: only on stop)',
+  },
+  {
     flag: 'log-level',
     env: 'CELERY_OTEL_BRIDGE_LOG_LEVEL',
     kind: 'string',

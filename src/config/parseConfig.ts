@@ -1,3 +1,6 @@
+import { createHash } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ConfigError } from '../errors.js';
 import type { LogLevel } from '../log/Logger.js';
@@ -8,7 +11,7 @@ import type {
   TraceExporterKind,
   WorkerAttributeOptions,
 } from './BridgeOptions.js';
-import { parseBrokerUrl } from './brokerUrl.js';
+import { type BrokerEndpoint, parseBrokerUrl } from './brokerUrl.js';
 import { OPTION_SPECS, type OptionSpec } from './optionSpecs.js';
 
 export type ParsedCommand =
@@ -118,6 +121,8 @@ export function parseConfig(argv: readonly string[], env: Env): ParsedCommand {
       maxCapturedLength: integer('max-captured-length'),
       maxMessageBytes: integer('max-message-bytes'),
       connectTimeoutMs: integer('connect-timeout-ms'),
+      stateFile: stateFile(raw('state-file'), broker, raw('amqp-queue')),
+      stateSnapshotIntervalMs: integer('state-snapshot-interval-ms'),
       logLevel: logLevel as LogLevel,
       exporter: { kind: exporter, consoleQuietMs: integer('console-quiet-ms') },
       enableEvents: {
@@ -364,6 +369,18 @@ function parseKeyValueList(name: string, text: string | undefined): Record<strin
     }
   }
   return out;
+}
+
+/**
+ * `auto`: one file per broker (host, port, vhost or db) and bridge queue in the temp directory,
+ * so two bridges on one machine never share one; `none`: no state kept.
+ */
+function stateFile(value: string, broker: BrokerEndpoint, queue: string): string | undefined {
+  if (value === 'none') return undefined;
+  if (value !== 'auto') return value;
+  const key = `${broker.kind}://${broker.hostname}:${broker.port}/${broker.vhost}/${broker.db}/${queue}`;
+  const digest = createHash('sha256').update(key).digest('hex').slice(0, 16);
+  return join(tmpdir(), `celery-otel-bridge-${digest}.json`);
 }
 
 function fanoutPrefix(value: string, db: number): string {

@@ -13,7 +13,12 @@ const MAX_TRACESTATE_LENGTH = 512;
 const TRACESTATE_CHARS = /^[\x20-\x7e]*$/;
 
 export type TraceparentResult =
-  | { readonly valid: true; readonly traceId: string; readonly spanId: string; readonly flags: number }
+  | {
+      readonly valid: true;
+      readonly traceId: string;
+      readonly spanId: string;
+      readonly flags: number;
+    }
   | { readonly valid: false; readonly why: string };
 
 export function parseTraceparent(value: string): TraceparentResult {

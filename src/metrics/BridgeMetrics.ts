@@ -101,7 +101,7 @@ export class BridgeMetrics {
     meter
       .createObservableCounter('celery_otel_bridge.spans.dropped', {
         unit: '{span}',
-        description: 'Spans dropped, by reason: queue_full, export_failed',
+        description: 'Spans dropped, by reason: queue_full, export_rejected',
       })
       .addCallback((result) => {
         for (const [reason, count] of stats.droppedSpansByReason) result.observe(count, { reason });

@@ -16,7 +16,11 @@ export class BridgeStats implements AssemblerCounters, SpanExportCounters {
   lateEvents = 0;
   duplicateEvents = 0;
   evictedTasks = 0;
+  /** Worker companion: tree/chord contexts forgotten (bounded memory); root contexts too late. */
+  evictedTraceContexts = 0;
+  lateTraceContexts = 0;
   brokerDisconnects = 0;
+  exportOutages = 0;
   private readonly reported = new Set<string>();
   private sinceSummary = new Map<string, number>();
 
@@ -54,6 +58,20 @@ export class BridgeStats implements AssemblerCounters, SpanExportCounters {
     );
   }
 
+  traceContextsEvicted(count: number): void {
+    this.evictedTraceContexts += count;
+    this.noteProblem('trace_contexts_evicted', count);
+    this.once(
+      'trace_contexts_evicted',
+      'the memory of task trees with an upstream trace context or group is full: the least recently used is forgotten, and tasks of that tree still to come keep the trace of their root task id',
+    );
+  }
+
+  lateTraceContext(): void {
+    this.lateTraceContexts++;
+    this.noteProblem('trace_context_late', 1);
+  }
+
   taskExported(): void {
     this.tasksExported++;
   }
@@ -62,7 +80,21 @@ export class BridgeStats implements AssemblerCounters, SpanExportCounters {
     this.spansExported += count;
   }
 
-  dropped(reason: 'queue_full' | 'export_failed', count: number, detail: string): void {
+  exportFailing(detail: string): void {
+    this.exportOutages++;
+    this.logger.warn(
+      'the collector is failing: spans are kept (up to OTEL_BSP_MAX_QUEUE_SIZE) and retried with backoff',
+      {
+        error: detail,
+      },
+    );
+  }
+
+  exportRecovered(outageMs: number): void {
+    this.logger.info('the collector accepts spans again', { outageMs });
+  }
+
+  dropped(reason: 'queue_full' | 'export_rejected', count: number, detail: string): void {
     this.add(this.droppedSpansByReason, reason, count);
     this.noteProblem(`spans_dropped:${reason}`, count);
     this.once(`dropped:${reason}`, detail);

@@ -16,6 +16,7 @@ Scenarios and the JSON they print (all ids are Celery task ids):
   revoked      {"revoked": id}                      sleepy() with a countdown, revoked before it runs
   rejected     {"rejected": id}                     reject_me(): Reject(requeue=False)
   adds [N]     {"adds": [id, ...]}                  N plain add tasks (default 3)
+  slow         {"slow": id}                         slow(4): runs for 4 s
   terminated   {"terminated": id}                   slow(30) revoked with terminate=True once running
   all          every scenario above once, merged into one object
   --traceparent TP (with or without a scenario) also sends add(1, 2) with a `traceparent` message
@@ -162,7 +163,7 @@ SIMPLE = {
     'spawn': _single('spawn', lambda p: p.spawn.s(2)),
     'rejected': _single('rejected', lambda p: p.reject_me.s()),
 }
-SCENARIOS = [*SIMPLE, 'adds', 'revoked', 'terminated', 'all']
+SCENARIOS = [*SIMPLE, 'adds', 'revoked', 'terminated', 'slow', 'all']
 
 
 def main(argv):
@@ -205,6 +206,9 @@ def main(argv):
         out.update(_revoked(proj, opts.countdown))
     elif scenario == 'terminated':
         out.update(_terminated(proj))
+    elif scenario == 'slow':
+        # slow(4): a task that is still running while a test restarts something around it.
+        out.update({'slow': proj.slow.delay(4).id})
     elif scenario == 'all':
         for fn in SIMPLE.values():
             out.update(fn(proj))

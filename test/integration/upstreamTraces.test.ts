@@ -208,7 +208,8 @@ describe.each([
         ReceivedSpan,
         ReceivedSpan,
       ];
-      for (const span of [first, second, third]) expect(span.traceId).toBe(hex(first.attributes['celery.task.id'] as string));
+      for (const span of [first, second, third])
+        expect(span.traceId).toBe(hex(first.attributes['celery.task.id'] as string));
       expect(first.parentSpanId).toBe('');
       expect(second.parentSpanId).toBe(first.spanId);
       expect(third.parentSpanId).toBe(second.spanId);

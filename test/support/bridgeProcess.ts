@@ -21,7 +21,8 @@ export interface BridgeProcess {
  */
 export function startBridge(args: string[], env: Record<string, string>): BridgeProcess {
   const child = spawn(process.execPath, [MAIN, ...args], {
-    env: { PATH: process.env['PATH'] ?? '', ...env },
+    // No state file unless a test asks for one: runs must not restore each other's tasks.
+    env: { PATH: process.env['PATH'] ?? '', CELERY_OTEL_BRIDGE_STATE_FILE: 'none', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const logLines: string[] = [];

@@ -1,4 +1,5 @@
 import { type ExportResult, ExportResultCode } from '@opentelemetry/core';
+import { OTLPExporterError } from '@opentelemetry/otlp-exporter-base';
 import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace-base';
 import { describe, expect, it } from 'vitest';
 import { SpanExportQueue } from '../../src/export/SpanExportQueue.js';
@@ -6,11 +7,16 @@ import { SpanExportQueue } from '../../src/export/SpanExportQueue.js';
 /** A fake exporter: unit tests only; the integration tests export to a real OTLP receiver. */
 class FakeExporter implements SpanExporter {
   batches: number[] = [];
+  accepted = 0;
   result: ExportResult = { code: ExportResultCode.SUCCESS };
   hang = false;
   export(spans: ReadableSpan[], done: (result: ExportResult) => void): void {
     this.batches.push(spans.length);
-    if (!this.hang) setTimeout(() => done(this.result), 1);
+    if (this.hang) return;
+    setTimeout(() => {
+      if (this.result.code === ExportResultCode.SUCCESS) this.accepted += spans.length;
+      done(this.result);
+    }, 1);
   }
   shutdown(): Promise<void> {
     return Promise.resolve();
@@ -20,29 +26,29 @@ class FakeExporter implements SpanExporter {
 const spans = (n: number): ReadableSpan[] => Array.from({ length: n }, () => ({}) as ReadableSpan);
 
 function counters() {
-  const state = { exported: 0, dropped: {} as Record<string, number> };
+  const state = { exported: 0, dropped: {} as Record<string, number>, failing: 0, recovered: 0 };
   return {
     state,
     exported: (n: number) => (state.exported += n),
     dropped: (reason: string, n: number) =>
       (state.dropped[reason] = (state.dropped[reason] ?? 0) + n),
+    exportFailing: () => state.failing++,
+    exportRecovered: () => state.recovered++,
   };
 }
+
+const options = {
+  maxQueueSize: 1000,
+  maxExportBatchSize: 10,
+  scheduleDelayMs: 60_000,
+  exportTimeoutMs: 1000,
+};
 
 describe('SpanExportQueue', () => {
   it('exports in batches of at most maxExportBatchSize and flushes the rest', async () => {
     const exporter = new FakeExporter();
     const c = counters();
-    const queue = new SpanExportQueue(
-      exporter,
-      {
-        maxQueueSize: 1000,
-        maxExportBatchSize: 10,
-        scheduleDelayMs: 60_000,
-        exportTimeoutMs: 1000,
-      },
-      c,
-    );
+    const queue = new SpanExportQueue(exporter, options, c);
     queue.add(spans(25));
     await queue.flush();
     expect(exporter.batches).toEqual([10, 10, 5]);
@@ -51,11 +57,10 @@ describe('SpanExportQueue', () => {
 
   it('sends a partial batch after the schedule delay', async () => {
     const exporter = new FakeExporter();
-    const c = counters();
     const queue = new SpanExportQueue(
       exporter,
-      { maxQueueSize: 1000, maxExportBatchSize: 100, scheduleDelayMs: 20, exportTimeoutMs: 1000 },
-      c,
+      { ...options, maxExportBatchSize: 100, scheduleDelayMs: 20 },
+      counters(),
     );
     queue.add(spans(3));
     expect(exporter.batches).toEqual([]);
@@ -63,25 +68,63 @@ describe('SpanExportQueue', () => {
     expect(exporter.batches).toEqual([3]);
   });
 
-  it('drops and counts what does not fit, and counts failed and timed-out exports', async () => {
-    const exporter = new FakeExporter();
+  it('drops and counts what does not fit', () => {
     const c = counters();
     const queue = new SpanExportQueue(
-      exporter,
-      { maxQueueSize: 10, maxExportBatchSize: 100, scheduleDelayMs: 60_000, exportTimeoutMs: 50 },
+      new FakeExporter(),
+      { ...options, maxQueueSize: 10, maxExportBatchSize: 100 },
       c,
     );
     queue.add(spans(8));
     queue.add(spans(5));
     expect(c.state.dropped['queue_full']).toBe(3);
     expect(queue.length).toBe(10);
-    exporter.result = { code: ExportResultCode.FAILED, error: new Error('503') };
+  });
+
+  it('keeps spans through a collector outage and exports them when it is back', async () => {
+    const exporter = new FakeExporter();
+    const c = counters();
+    let now = 0;
+    const queue = new SpanExportQueue(exporter, { ...options, maxQueueSize: 50 }, c, () => now);
+    exporter.result = {
+      code: ExportResultCode.FAILED,
+      error: new OTLPExporterError('Export failed with retryable status'),
+    };
+    queue.add(spans(30));
     await queue.flush();
-    expect(c.state.dropped['export_failed']).toBe(10);
+    expect(queue.isFailing).toBe(true);
+    expect(c.state.failing).toBe(1);
+    expect(queue.length).toBe(30);
+    // New spans keep queueing up to the bound; beyond it they are dropped and counted.
+    queue.add(spans(30));
+    expect(queue.length).toBe(50);
+    expect(c.state.dropped['queue_full']).toBe(10);
+    exporter.result = { code: ExportResultCode.SUCCESS };
+    now += 60_000;
+    await queue.flush();
+    expect(exporter.accepted).toBe(50);
+    expect(c.state.recovered).toBe(1);
+    expect(queue.isFailing).toBe(false);
+  });
+
+  it('drops a batch the collector rejects for good, and counts a hung export as failing', async () => {
+    const exporter = new FakeExporter();
+    const c = counters();
+    const queue = new SpanExportQueue(exporter, { ...options, exportTimeoutMs: 50 }, c);
+    exporter.result = {
+      code: ExportResultCode.FAILED,
+      error: new OTLPExporterError('Bad Request', 400),
+    };
+    queue.add(spans(10));
+    await queue.flush();
+    expect(c.state.dropped['export_rejected']).toBe(10);
+    expect(queue.length).toBe(0);
     exporter.hang = true;
     queue.add(spans(4));
     await queue.flush();
-    expect(c.state.dropped['export_failed']).toBe(14);
-    expect(c.state.exported).toBe(0);
+    expect(queue.isFailing).toBe(true);
+    expect(queue.length).toBe(4);
+    await queue.shutdown();
+    expect(c.state.dropped['export_rejected']).toBe(14);
   });
 });

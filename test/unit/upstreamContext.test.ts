@@ -190,7 +190,8 @@ describe('upstream trace context from the worker companion', () => {
     expect(second.parentSpanContext?.spanId).toBe(first.spanContext().spanId);
     expect(third.parentSpanContext?.spanId).toBe(second.spanContext().spanId);
     for (const attempt of run.spans.filter(
-      (s) => s.kind === SpanKind.INTERNAL && ids.chain.includes(String(s.attributes['celery.task.id'])),
+      (s) =>
+        s.kind === SpanKind.INTERNAL && ids.chain.includes(String(s.attributes['celery.task.id'])),
     )) {
       expect(attempt.spanContext().traceId).toBe(upstream.chain.traceId);
     }
@@ -217,7 +218,8 @@ describe('upstream trace context from the worker companion', () => {
       (s) => s.kind === SpanKind.INTERNAL && s.attributes['celery.task.id'] === ids.flaky,
     );
     expect(attempts).toHaveLength(3);
-    for (const attempt of attempts) expect(attempt.spanContext().traceId).toBe(upstream.flaky.traceId);
+    for (const attempt of attempts)
+      expect(attempt.spanContext().traceId).toBe(upstream.flaky.traceId);
   });
 
   it('puts the members of a group in one trace whose id is the group id, each a root', () => {
@@ -267,7 +269,9 @@ describe('upstream trace context from the worker companion', () => {
     const plain = assemble(withoutCompanion);
     expect(plain.finished.every((t) => t.trace === undefined)).toBe(true);
     for (const span of plain.spans.filter((s) => s.kind === SpanKind.CONSUMER)) {
-      const root = String(span.attributes['celery.task.root_id'] ?? span.attributes['celery.task.id']);
+      const root = String(
+        span.attributes['celery.task.root_id'] ?? span.attributes['celery.task.id'],
+      );
       expect(span.spanContext().traceId).toBe(traceIdFor(root));
       expect(span.links).toEqual([]);
       expect(span.parentSpanContext?.isRemote).toBeFalsy();
