@@ -3,7 +3,8 @@
 #   - Debian's python3-celery 5.2.6 + python3-redis for /usr/bin/python3 (the tests run the real
 #     Celery worker and producer with that interpreter; a `python3` earlier on PATH may lack them),
 #   - Redis on 127.0.0.1:6379 (broker for the Redis tests, result backend for chords),
-#   - RabbitMQ on 127.0.0.1:5672 with the default guest/guest user.
+#   - RabbitMQ on 127.0.0.1:5672 with the default guest/guest user,
+#   - Debian's docker-compose (v1) and python3-yaml, to validate the compose and collector files.
 # Idempotent: it only acts on what is missing, and says what it did. It does not run npm.
 set -euo pipefail
 
@@ -34,6 +35,19 @@ else
   /usr/bin/python3 -c 'import celery, redis' ||
     die "python3-celery installed but /usr/bin/python3 still cannot import celery and redis"
   log "python3-celery: installed ($(/usr/bin/python3 -c 'import celery; print(celery.__version__)'))"
+fi
+
+# --- docker-compose v1 + PyYAML: validate docker-compose.yml and otel-collector.yaml -------------
+# test/unit/deploymentFiles.test.ts runs `docker-compose config` (Debian's docker-compose, which
+# needs no Docker engine for it) and parses both files with /usr/bin/python3's yaml module.
+if command -v docker-compose >/dev/null 2>&1 && /usr/bin/python3 -c 'import yaml' >/dev/null 2>&1; then
+  log "docker-compose: already installed ($(docker-compose version --short 2>/dev/null || echo '?'))"
+else
+  log "docker-compose: missing; installing Debian's docker-compose (brings python3-yaml)"
+  "${SUDO[@]}" apt-get update
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y docker-compose python3-yaml
+  command -v docker-compose >/dev/null 2>&1 || die "docker-compose installed but not on PATH"
+  log "docker-compose: installed ($(docker-compose version --short 2>/dev/null || echo '?'))"
 fi
 
 # --- Redis ---------------------------------------------------------------------------------------

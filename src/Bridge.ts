@@ -15,6 +15,7 @@ import { SpanExportQueue } from './export/SpanExportQueue.js';
 import { taskSpans, type TaskSpanOptions } from './export/taskSpans.js';
 import { HttpServer } from './http/HttpServer.js';
 import type { Logger } from './log/Logger.js';
+import { redactUrl } from './log/redact.js';
 import { BridgeMetrics } from './metrics/BridgeMetrics.js';
 import { createMeterProvider, type MeterSetup } from './metrics/createMeterProvider.js';
 import { MetricLabels } from './metrics/MetricLabels.js';
@@ -34,6 +35,9 @@ import { VERSION } from './version.js';
 
 const TICK_MS = 250;
 const SUMMARY_INTERVAL_MS = 60_000;
+/** How often workers are checked for lost heartbeats, and tasks for the age limit. */
+const LIVENESS_CHECK_MS = 1000;
+const EXPIRY_CHECK_MS = 60_000;
 /** Workers tracked for liveness at most (a flood of hostnames cannot grow memory). */
 const MAX_WORKERS = 10_000;
 
@@ -54,6 +58,7 @@ export class Bridge {
   private readonly httpServer: HttpServer | undefined;
   private timers: NodeJS.Timeout[] = [];
   private readonly stateFile: StateFile | undefined;
+  private readonly liveness: WorkerLiveness;
   private savingState = false;
   /** `--enable-events`: broadcasts Celery's enable_events command while the bridge runs. */
   private broadcaster: EnableEventsBroadcaster | undefined;
@@ -125,6 +130,7 @@ export class Bridge {
             logger,
           );
     const metricsOptions = options.metrics;
+    this.liveness = new WorkerLiveness(metricsOptions.workerForgetAfterMs, MAX_WORKERS);
     const labels = new MetricLabels(metricsOptions.maxTaskNames, metricsOptions.workerAttribute);
     this.queueLengths = new QueueLengthPoller(
       options.broker.kind === 'amqp'
@@ -140,7 +146,7 @@ export class Bridge {
     this.metrics = new BridgeMetrics(this.meters.provider.getMeter(scope.name, scope.version), {
       stats: this.stats,
       labels,
-      liveness: new WorkerLiveness(metricsOptions.workerForgetAfterMs, MAX_WORKERS),
+      liveness: this.liveness,
       forEachInFlight: (visit) => this.assembler.forEachInFlight(visit),
       inFlightCount: () => this.assembler.inFlightCount,
       queueLengths: () => this.queueLengths.latest,
@@ -168,11 +174,21 @@ export class Bridge {
     this.logger.info('starting', {
       version: VERSION,
       broker: this.options.broker.redactedUrl,
-      tracesUrl: this.options.otlp.url,
+      tracesUrl: redactUrl(this.options.otlp.url),
       protocol: this.options.otlp.protocol,
     });
     this.timers.push(setInterval(() => this.assembler.tick(), TICK_MS).unref());
     this.timers.push(setInterval(() => this.stats.logSummary(), SUMMARY_INTERVAL_MS).unref());
+    this.timers.push(setInterval(() => this.giveUpOnLostTasks(), LIVENESS_CHECK_MS).unref());
+    this.timers.push(
+      setInterval(
+        () =>
+          this.stats.tasksExpired(
+            this.assembler.expireOlderThan(this.options.maxTaskAgeMs, Date.now()),
+          ),
+        EXPIRY_CHECK_MS,
+      ).unref(),
+    );
     await this.restoreState();
     if (this.stateFile !== undefined && this.options.stateSnapshotIntervalMs > 0) {
       this.timers.push(
@@ -232,6 +248,20 @@ export class Bridge {
       spansExported: this.stats.spansExported,
       tasksInFlight: this.assembler.inFlightCount,
     });
+  }
+
+  /** Ends the running tasks of workers that went offline or stopped heartbeating. */
+  private giveUpOnLostTasks(): void {
+    for (const hostname of this.liveness.takeNewlyDown()) {
+      const lost = this.assembler.workerLost(hostname, Date.now() / 1000);
+      if (lost > 0) {
+        this.stats.tasksLost(lost);
+        this.logger.warn('worker went offline with tasks running: their spans end as lost', {
+          worker: hostname,
+          tasks: lost,
+        });
+      }
+    }
   }
 
   /** Loads the unfinished tasks a previous run saved; a bad file is reported and ignored. */

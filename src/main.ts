@@ -3,6 +3,7 @@ import { Bridge } from './Bridge.js';
 import { helpText } from './config/helpText.js';
 import { parseConfig } from './config/parseConfig.js';
 import { BrokerSetupError, BrokerUnreachableError, ConfigError } from './errors.js';
+import { installDiagLogger } from './log/installDiagLogger.js';
 import { Logger } from './log/Logger.js';
 import { describeError } from './source/describeError.js';
 import { VERSION } from './version.js';
@@ -28,6 +29,7 @@ async function main(): Promise<number> {
     return 0;
   }
   const logger = new Logger(parsed.options.logLevel);
+  installDiagLogger(logger, parsed.options);
   const bridge = new Bridge(parsed.options, logger);
 
   let stopping: Promise<void> | undefined;

@@ -6,7 +6,8 @@ Events: the worker runs with `-E` (docker-compose.yml) and `worker_send_task_eve
 publish `task-sent`, so the bridge sees how long each task waited in the queue.
 
 Environment: CELERY_BROKER_URL (default amqp://guest:guest@localhost:5672//),
-CELERY_RESULT_BACKEND (default redis://localhost:6379/1; chords need a result backend).
+CELERY_RESULT_BACKEND (e.g. redis://localhost:6379/1; optional, only the chord needs it),
+DEMO_QUEUE (default celery).
 """
 
 import os
@@ -18,8 +19,11 @@ from celery import Celery
 app = Celery('demo')
 app.conf.update(
     broker_url=os.environ.get('CELERY_BROKER_URL', 'amqp://guest:guest@localhost:5672//'),
-    result_backend=os.environ.get('CELERY_RESULT_BACKEND', 'redis://localhost:6379/1'),
+    # Only the chord needs a result backend; without one the producer skips it.
+    result_backend=os.environ.get('CELERY_RESULT_BACKEND') or None,
     result_expires=600,
+    # Tasks, and the tasks they send, go to this queue (Celery's default: `celery`).
+    task_default_queue=os.environ.get('DEMO_QUEUE') or 'celery',
     task_send_sent_event=True,
     worker_send_task_events=True,
     event_serializer='json',

@@ -1,5 +1,5 @@
 """Keeps sending the demo's workflows, one round every DEMO_INTERVAL seconds (default 3):
-a chain, a group, a chord, a failing task, a retrying task and a task that sends tasks.
+a chain, a group, a chord (with a result backend), a failing task, a retrying task and a task that sends tasks.
 
     python producer.py            # forever
     python producer.py --rounds 1 # one round, then exit
@@ -19,7 +19,8 @@ from demo import add, app, charge, fan_out, fetch, mul, xsum
 def one_round(n):
     chain(add.s(n, 1), mul.s(2), add.s(10)).apply_async()
     group(add.s(i, n) for i in range(4)).apply_async()
-    chord((mul.s(i, n) for i in range(3)), xsum.s()).apply_async()
+    if app.conf.result_backend:
+        chord((mul.s(i, n) for i in range(3)), xsum.s()).apply_async()
     charge.delay(order_id=1000 + n)
     fetch.delay(f'https://example.com/items/{n}')
     fan_out.delay(3)

@@ -135,6 +135,41 @@ export class TaskAssembler {
     return { tasks: [...this.inFlight.values()], finishedIds: [...this.finishedIds] };
   }
 
+  /**
+   * Gives up on unfinished tasks with no event for `maxAgeMs` (by their events' own clock), and
+   * exports them as `expired`. Held tasks are left to their grace period. Returns how many.
+   */
+  expireOlderThan(maxAgeMs: number, nowEpochMs: number): number {
+    const cutoff = (nowEpochMs - maxAgeMs) / 1000;
+    const stale: TaskRecord[] = [];
+    for (const record of this.inFlight.values()) {
+      if (record.final === undefined && record.lastEventAt < cutoff) stale.push(record);
+    }
+    for (const record of stale) this.finish(record, 'expired');
+    return stale.length;
+  }
+
+  /**
+   * A worker went offline or stopped heartbeating: the tasks it was running will send no more
+   * events from it. Their open attempt ends as LOST and they are exported as `lost`. Tasks it had
+   * only received stay: their unacknowledged messages go back to the queue and run elsewhere.
+   */
+  workerLost(hostname: string, atEpochSeconds: number): number {
+    const lost: TaskRecord[] = [];
+    for (const record of this.inFlight.values()) {
+      if (record.final !== undefined) continue;
+      const open = record.attempts.find(
+        (a) => a.endedAt === undefined && a.startedAt !== undefined,
+      );
+      if (open?.hostname !== hostname) continue;
+      open.endedAt = Math.max(atEpochSeconds, open.startedAt ?? atEpochSeconds);
+      open.outcome = 'LOST';
+      lost.push(record);
+    }
+    for (const record of lost) this.finish(record, 'lost');
+    return lost.length;
+  }
+
   /** Loads a snapshot taken by a previous run, before any event is handled; returns tasks loaded. */
   restore(snapshot: AssemblerSnapshot): number {
     for (const id of snapshot.finishedIds) {

@@ -19,6 +19,8 @@ export interface BridgeOptions {
   /** Longest args / kwargs / result value when captured. */
   readonly maxCapturedLength: number;
   readonly maxMessageBytes: number;
+  /** An unfinished task with no event for this long is given up (exported as expired). */
+  readonly maxTaskAgeMs: number;
   /** Unfinished tasks are saved here on stop and restored at start; undefined: not kept. */
   readonly stateFile: string | undefined;
   /** Periodic state saves (0: only on a graceful stop). */
@@ -28,6 +30,23 @@ export interface BridgeOptions {
   readonly logLevel: LogLevel;
   readonly exporter: TraceExporterOptions;
   readonly enableEvents: EnableEventsOptions;
+}
+
+/**
+ * `--broker-tls-*`: how to verify an `amqps://` / `rediss://` broker and authenticate to it. The
+ * files were read at startup; the same settings go to every broker connection the bridge opens.
+ */
+export interface BrokerTlsSettings {
+  /** PEM CA bundle: when set, the only CAs trusted for the broker (not the system's list). */
+  readonly ca?: Buffer;
+  /** PEM client certificate (chain), for brokers that require client certificates. */
+  readonly cert?: Buffer;
+  /** PEM private key of `cert`. Secret: never log it. */
+  readonly key?: Buffer;
+  /** Sent as SNI and matched against the certificate instead of the URL's host. */
+  readonly servername?: string;
+  /** Skip certificate verification (`--broker-tls-insecure`); warned about at start. */
+  readonly insecure: boolean;
 }
 
 export type TraceExporterKind = 'otlp' | 'console';

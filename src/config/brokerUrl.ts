@@ -1,4 +1,5 @@
 import { ConfigError } from '../errors.js';
+import type { BrokerTlsSettings } from './BridgeOptions.js';
 
 export type BrokerKind = 'amqp' | 'redis';
 
@@ -16,6 +17,8 @@ export interface BrokerEndpoint {
   readonly db: number;
   /** The URL with the password replaced by `***`. */
   readonly redactedUrl: string;
+  /** `--broker-tls-*` (only with `tls`); absent: Node's defaults (system CAs, full checks). */
+  readonly tlsSettings?: BrokerTlsSettings;
 }
 
 /** Celery accepts these spellings for its own transports (kombu/transport/__init__.py). */
@@ -83,7 +86,10 @@ export function parseBrokerUrl(text: string): BrokerEndpoint {
   };
 }
 
-/** For text that did not even parse: hide anything between `:` and `@` after the scheme. */
+/**
+ * For text that did not even parse: hide anything between `user:` and the last `@` (an unencoded
+ * `@` or `/` may be part of the password).
+ */
 function redactUnparsable(text: string): string {
-  return text.replace(/^([a-z0-9+.-]*:\/\/[^:/@]*:)[^@]*@/i, '$1***@');
+  return text.replace(/^([a-z0-9+.-]*:\/\/[^:/@]*:).*@/i, '$1***@');
 }

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ConfigError } from '../errors.js';
+import { redactUrl } from '../log/redact.js';
 import type { LogLevel } from '../log/Logger.js';
 import type {
   BridgeOptions,
@@ -11,6 +12,7 @@ import type {
   TraceExporterKind,
   WorkerAttributeOptions,
 } from './BridgeOptions.js';
+import { brokerTlsSettings } from './brokerTlsSettings.js';
 import { type BrokerEndpoint, parseBrokerUrl } from './brokerUrl.js';
 import { OPTION_SPECS, type OptionSpec } from './optionSpecs.js';
 
@@ -43,7 +45,16 @@ export function parseConfig(argv: readonly string[], env: Env): ParsedCommand {
   const integer = (flag: string): number => parseInteger(specFor(flag), raw(flag));
   const boolean = (flag: string): boolean => parseBoolean(specFor(flag), raw(flag));
 
-  const broker = parseBrokerUrl(raw('broker'));
+  const brokerUrl = parseBrokerUrl(raw('broker'));
+  const tlsSettings = brokerTlsSettings(brokerUrl, {
+    caFile: raw('broker-tls-ca-file'),
+    certFile: raw('broker-tls-cert-file'),
+    keyFile: raw('broker-tls-key-file'),
+    servername: raw('broker-tls-servername'),
+    insecure: boolean('broker-tls-insecure'),
+  });
+  const broker: BrokerEndpoint =
+    tlsSettings === undefined ? brokerUrl : { ...brokerUrl, tlsSettings };
   const logLevel = raw('log-level');
   if (!['debug', 'info', 'warn', 'error'].includes(logLevel)) {
     throw new ConfigError(
@@ -123,6 +134,7 @@ export function parseConfig(argv: readonly string[], env: Env): ParsedCommand {
       connectTimeoutMs: integer('connect-timeout-ms'),
       stateFile: stateFile(raw('state-file'), broker, raw('amqp-queue')),
       stateSnapshotIntervalMs: integer('state-snapshot-interval-ms'),
+      maxTaskAgeMs: integer('max-task-age-ms'),
       logLevel: logLevel as LogLevel,
       exporter: { kind: exporter, consoleQuietMs: integer('console-quiet-ms') },
       enableEvents: {
@@ -282,7 +294,7 @@ function checkHttpUrl(text: string, source: string): string {
     url = new URL(text);
   } catch {
     throw new ConfigError(
-      `${source} ${JSON.stringify(text)} is not a URL: use e.g. http://localhost:4318`,
+      `${source} ${JSON.stringify(redactUrl(text))} is not a URL: use e.g. http://localhost:4318`,
     );
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {

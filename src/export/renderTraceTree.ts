@@ -98,7 +98,13 @@ export function renderTraceTree(
     parentQueue: string | undefined,
   ): void => {
     lines.push(
-      `${prefix}${connector}${describeSpan(node, paint, prefix === '' && connector === '', parentQueue)}`,
+      `${prefix}${connector}${describeSpan(
+        node,
+        paint,
+        // In a continuation the parent was printed in the trace's earlier block.
+        prefix === '' && connector === '' && options.continued !== true,
+        parentQueue,
+      )}`,
     );
     const under = `${prefix}${childPrefix}`;
     // An attempt shows its failure inline; a task with several attempts shows theirs.

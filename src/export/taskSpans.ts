@@ -27,6 +27,16 @@ export interface TaskSpanOptions {
   readonly maxCapturedLength: number;
 }
 
+/** Why a task span ends without a final Celery state: its status message. */
+const UNFINISHED_MESSAGE: Record<FinishedTask['completeness'], string> = {
+  complete: 'task never finished',
+  held_too_long: 'task never finished',
+  evicted:
+    'task never finished while the bridge tracked it (evicted from the full in-flight table)',
+  expired: 'no event for this task within the task age limit (--max-task-age-ms)',
+  lost: 'the worker running this task went offline or stopped heartbeating',
+};
+
 /** Span name used when no event told the task's name (the bridge started mid-flight). */
 export const UNKNOWN_TASK_NAME = 'celery.task';
 
@@ -77,10 +87,7 @@ export function taskSpans(task: FinishedTask, options: TaskSpanOptions): Readabl
   } else if (final?.state === 'REJECTED') {
     events.push({ name: 'task-rejected', time: hrTime(final.at) });
   } else if (final === undefined) {
-    status = {
-      code: SpanStatusCode.ERROR,
-      message: 'task never finished while the bridge tracked it (evicted from the in-flight table)',
-    };
+    status = { code: SpanStatusCode.ERROR, message: UNFINISHED_MESSAGE[task.completeness] };
   }
 
   const taskContext = spanContext(traceId, spanId, remoteParent?.traceState);

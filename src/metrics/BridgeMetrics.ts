@@ -114,6 +114,18 @@ export class BridgeMetrics {
       })
       .addCallback((result) => result.observe(stats.evictedTasks));
     meter
+      .createObservableCounter('celery_otel_bridge.tasks.expired', {
+        unit: '{task}',
+        description: 'Unfinished tasks given up after the task age limit (exported as incomplete)',
+      })
+      .addCallback((result) => result.observe(stats.expiredTasks));
+    meter
+      .createObservableCounter('celery_otel_bridge.tasks.lost', {
+        unit: '{task}',
+        description: 'Running tasks ended as lost because their worker went offline',
+      })
+      .addCallback((result) => result.observe(stats.lostTasks));
+    meter
       .createObservableCounter('celery_otel_bridge.events.late', {
         unit: '{event}',
         description: 'Events for tasks already exported (late or duplicated)',

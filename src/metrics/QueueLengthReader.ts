@@ -1,6 +1,7 @@
 import amqp from 'amqplib';
 import { Redis } from 'ioredis';
 import type { BrokerEndpoint } from '../config/brokerUrl.js';
+import { brokerTlsOptions } from '../source/brokerTlsOptions.js';
 
 /** Reads how many messages wait in each queue. Missing queues are left out of the result. */
 export interface QueueLengthReader {
@@ -43,15 +44,18 @@ export class AmqpQueueLengthReader implements QueueLengthReader {
   private async openChannel(): Promise<amqp.Channel> {
     if (this.connection === undefined) {
       const { broker } = this;
-      const connection = await amqp.connect({
-        protocol: broker.tls ? 'amqps' : 'amqp',
-        hostname: broker.hostname,
-        port: broker.port,
-        username: broker.username ?? 'guest',
-        password: broker.password ?? 'guest',
-        vhost: broker.vhost,
-        heartbeat: 30,
-      });
+      const connection = await amqp.connect(
+        {
+          protocol: broker.tls ? 'amqps' : 'amqp',
+          hostname: broker.hostname,
+          port: broker.port,
+          username: broker.username ?? 'guest',
+          password: broker.password ?? 'guest',
+          vhost: broker.vhost,
+          heartbeat: 30,
+        },
+        brokerTlsOptions(broker),
+      );
       connection.on('error', () => undefined);
       connection.on('close', () => {
         if (this.connection === connection) {
@@ -91,7 +95,7 @@ export class RedisQueueLengthReader implements QueueLengthReader {
         username: this.broker.username,
         password: this.broker.password,
         db: this.broker.db,
-        tls: this.broker.tls ? {} : undefined,
+        tls: brokerTlsOptions(this.broker),
         maxRetriesPerRequest: 1,
         enableOfflineQueue: false,
         lazyConnect: false,

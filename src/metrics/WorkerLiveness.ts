@@ -10,6 +10,8 @@ export interface WorkerStatus {
 
 interface WorkerEntry {
   lastSeenMs: number;
+  /** Down and already handed out by takeNewlyDown. */
+  reportedDown: boolean;
   freqSeconds: number;
   offline: boolean;
   active: number;
@@ -36,14 +38,38 @@ export class WorkerLiveness {
     let entry = this.workers.get(event.hostname);
     if (entry === undefined) {
       if (this.workers.size >= this.maxWorkers) return;
-      entry = { lastSeenMs: 0, freqSeconds: 2, offline: false, active: 0, processed: 0 };
+      entry = {
+        lastSeenMs: 0,
+        reportedDown: false,
+        freqSeconds: 2,
+        offline: false,
+        active: 0,
+        processed: 0,
+      };
       this.workers.set(event.hostname, entry);
     }
     entry.lastSeenMs = this.nowMs();
     entry.offline = event.type === 'worker-offline';
+    if (!entry.offline) entry.reportedDown = false;
     if (event.freq !== undefined && event.freq > 0) entry.freqSeconds = event.freq;
     if (event.active !== undefined) entry.active = event.active;
     if (event.processed !== undefined) entry.processed = event.processed;
+  }
+
+  /** Workers that went down since the last call (each once per outage). */
+  takeNewlyDown(): string[] {
+    const now = this.nowMs();
+    const down: string[] = [];
+    for (const [hostname, entry] of this.workers) {
+      if (entry.reportedDown || this.isUp(entry, now)) continue;
+      entry.reportedDown = true;
+      down.push(hostname);
+    }
+    return down;
+  }
+
+  private isUp(entry: WorkerEntry, now: number): boolean {
+    return !entry.offline && now - entry.lastSeenMs <= 2 * entry.freqSeconds * 1000;
   }
 
   /** The workers known now; forgets those silent for too long. */
@@ -56,7 +82,7 @@ export class WorkerLiveness {
         this.workers.delete(hostname);
         continue;
       }
-      const up = !entry.offline && silentMs <= 2 * entry.freqSeconds * 1000;
+      const up = this.isUp(entry, now);
       out.push({ hostname, up, active: up ? entry.active : 0, processed: entry.processed });
     }
     return out;

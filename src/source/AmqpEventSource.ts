@@ -3,6 +3,12 @@ import type { AmqpQueueOptions } from '../config/BridgeOptions.js';
 import type { BrokerEndpoint } from '../config/brokerUrl.js';
 import { BrokerSetupError, BrokerUnreachableError } from '../errors.js';
 import type { Logger } from '../log/Logger.js';
+import {
+  brokerTlsOptions,
+  describeBrokerError,
+  isTlsFailure,
+  warnIfTlsInsecure,
+} from './brokerTlsOptions.js';
 import { describeError as describe } from './describeError.js';
 import { backoffDelayMs, type EventSource, type EventSourceHandlers } from './EventSource.js';
 
@@ -36,6 +42,7 @@ export class AmqpEventSource implements EventSource {
   ) {}
 
   async start(): Promise<void> {
+    warnIfTlsInsecure(this.options.broker, this.logger);
     const deadline = Date.now() + this.options.connectTimeoutMs;
     for (let attempt = 0; ; attempt++) {
       try {
@@ -46,14 +53,17 @@ export class AmqpEventSource implements EventSource {
         const delay = backoffDelayMs(attempt);
         if (this.stopping || Date.now() + delay > deadline) {
           throw new BrokerUnreachableError(
-            `cannot reach RabbitMQ at ${this.options.broker.redactedUrl}: ${describe(error)}; ` +
-              `gave up after ${this.options.connectTimeoutMs} ms (--connect-timeout-ms). ` +
-              'Check the host, port, credentials and that RabbitMQ is running.',
+            `cannot reach RabbitMQ at ${this.options.broker.redactedUrl}: ` +
+              `${describeBrokerError(error, this.options.broker)}; ` +
+              `gave up after ${this.options.connectTimeoutMs} ms (--connect-timeout-ms).` +
+              (isTlsFailure(error, this.options.broker)
+                ? ''
+                : ' Check the host, port, credentials and that RabbitMQ is running.'),
           );
         }
         this.logger.warn('RabbitMQ unreachable, retrying', {
           broker: this.options.broker.redactedUrl,
-          error: describe(error),
+          error: describeBrokerError(error, this.options.broker),
           retryInMs: delay,
         });
         await sleep(delay);
@@ -77,15 +87,18 @@ export class AmqpEventSource implements EventSource {
 
   private async connectAndConsume(): Promise<void> {
     const { broker, queue, exchange } = this.options;
-    const connection = await amqp.connect({
-      protocol: broker.tls ? 'amqps' : 'amqp',
-      hostname: broker.hostname,
-      port: broker.port,
-      username: broker.username ?? 'guest',
-      password: broker.password ?? 'guest',
-      vhost: broker.vhost,
-      heartbeat: 30,
-    });
+    const connection = await amqp.connect(
+      {
+        protocol: broker.tls ? 'amqps' : 'amqp',
+        hostname: broker.hostname,
+        port: broker.port,
+        username: broker.username ?? 'guest',
+        password: broker.password ?? 'guest',
+        vhost: broker.vhost,
+        heartbeat: 30,
+      },
+      brokerTlsOptions(broker),
+    );
     try {
       const channel = await connection.createChannel();
       // Celery declares `celeryev` as a durable topic exchange (celery/events/event.py).
@@ -184,7 +197,7 @@ export class AmqpEventSource implements EventSource {
       this.connectAndConsume().catch((error: unknown) => {
         this.logger.warn('RabbitMQ reconnect failed, retrying', {
           broker: this.options.broker.redactedUrl,
-          error: describe(error),
+          error: describeBrokerError(error, this.options.broker),
           retryInMs: backoffDelayMs(attempt + 1),
         });
         this.reconnect(attempt + 1);

@@ -4,6 +4,7 @@ import { Redis } from 'ioredis';
 import type { RedisChannelOptions } from '../config/BridgeOptions.js';
 import type { BrokerEndpoint } from '../config/brokerUrl.js';
 import type { Logger } from '../log/Logger.js';
+import { brokerTlsOptions } from './brokerTlsOptions.js';
 import { describeError } from './describeError.js';
 import { backoffDelayMs } from './EventSource.js';
 
@@ -199,15 +200,18 @@ export class EnableEventsBroadcaster {
 
   private async openAmqp(): Promise<amqp.ConfirmChannel> {
     const { broker } = this.options;
-    const connection = await amqp.connect({
-      protocol: broker.tls ? 'amqps' : 'amqp',
-      hostname: broker.hostname,
-      port: broker.port,
-      username: broker.username ?? 'guest',
-      password: broker.password ?? 'guest',
-      vhost: broker.vhost,
-      heartbeat: 30,
-    });
+    const connection = await amqp.connect(
+      {
+        protocol: broker.tls ? 'amqps' : 'amqp',
+        hostname: broker.hostname,
+        port: broker.port,
+        username: broker.username ?? 'guest',
+        password: broker.password ?? 'guest',
+        vhost: broker.vhost,
+        heartbeat: 30,
+      },
+      brokerTlsOptions(broker),
+    );
     connection.on('error', (error: unknown) => {
       this.logger.debug('RabbitMQ connection error (enable_events)', {
         error: describeError(error),
@@ -247,7 +251,7 @@ export class EnableEventsBroadcaster {
         username: broker.username,
         password: broker.password,
         db: broker.db,
-        tls: broker.tls ? {} : undefined,
+        tls: brokerTlsOptions(broker),
         lazyConnect: true,
         enableOfflineQueue: false,
         maxRetriesPerRequest: 1,

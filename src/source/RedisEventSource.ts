@@ -4,7 +4,12 @@ import type { BrokerEndpoint } from '../config/brokerUrl.js';
 import { decodeKombuEnvelope, isDecodeRejection } from '../decode/decodeKombuEnvelope.js';
 import { BrokerUnreachableError } from '../errors.js';
 import type { Logger } from '../log/Logger.js';
-import { describeError as describe } from './describeError.js';
+import {
+  brokerTlsOptions,
+  describeBrokerError,
+  isTlsFailure,
+  warnIfTlsInsecure,
+} from './brokerTlsOptions.js';
 import { backoffDelayMs, type EventSource, type EventSourceHandlers } from './EventSource.js';
 
 export interface RedisEventSourceOptions {
@@ -29,6 +34,8 @@ export interface RedisEventSourceOptions {
 export class RedisEventSource implements EventSource {
   private client: Redis | undefined;
   private everReady = false;
+  /** ioredis rejects connect() with "Connection is closed."; the cause came as an 'error' event. */
+  private lastConnectError: unknown;
 
   constructor(
     private readonly options: RedisEventSourceOptions,
@@ -45,13 +52,14 @@ export class RedisEventSource implements EventSource {
 
   async start(): Promise<void> {
     const { broker } = this.options;
+    warnIfTlsInsecure(broker, this.logger);
     const client = new Redis({
       host: broker.hostname,
       port: broker.port,
       username: broker.username,
       password: broker.password,
       db: broker.db,
-      tls: broker.tls ? {} : undefined,
+      tls: brokerTlsOptions(broker),
       lazyConnect: true,
       // Subscribed connections must not queue commands while down; resubscribing is automatic.
       enableOfflineQueue: true,
@@ -68,7 +76,10 @@ export class RedisEventSource implements EventSource {
       this.deliver(channel, payload);
     });
     client.on('error', (error: unknown) => {
-      if (this.everReady) this.logger.warn('Redis connection error', { error: describe(error) });
+      this.lastConnectError = error;
+      if (this.everReady) {
+        this.logger.warn('Redis connection error', { error: describeBrokerError(error, broker) });
+      }
     });
     client.on('close', () => {
       if (this.everReady) {
@@ -86,22 +97,26 @@ export class RedisEventSource implements EventSource {
 
     const deadline = Date.now() + this.options.connectTimeoutMs;
     for (let attempt = 0; ; attempt++) {
+      this.lastConnectError = undefined;
       try {
         await client.connect();
         break;
-      } catch (error) {
+      } catch (rejection) {
+        const error = this.lastConnectError ?? rejection;
         const delay = backoffDelayMs(attempt);
         if (Date.now() + delay > deadline) {
           client.disconnect();
           throw new BrokerUnreachableError(
-            `cannot reach Redis at ${broker.redactedUrl}: ${describe(error)}; gave up after ` +
-              `${this.options.connectTimeoutMs} ms (--connect-timeout-ms). Check the host, port, ` +
-              'password and that Redis is running.',
+            `cannot reach Redis at ${broker.redactedUrl}: ${describeBrokerError(error, broker)}; ` +
+              `gave up after ${this.options.connectTimeoutMs} ms (--connect-timeout-ms).` +
+              (isTlsFailure(error, broker)
+                ? ''
+                : ' Check the host, port, password and that Redis is running.'),
           );
         }
         this.logger.warn('Redis unreachable, retrying', {
           broker: broker.redactedUrl,
-          error: describe(error),
+          error: describeBrokerError(error, broker),
           retryInMs: delay,
         });
         client.disconnect();

@@ -21,6 +21,8 @@ export class BridgeStats implements AssemblerCounters, SpanExportCounters {
   lateTraceContexts = 0;
   brokerDisconnects = 0;
   exportOutages = 0;
+  expiredTasks = 0;
+  lostTasks = 0;
   private readonly reported = new Set<string>();
   private sinceSummary = new Map<string, number>();
 
@@ -78,6 +80,16 @@ export class BridgeStats implements AssemblerCounters, SpanExportCounters {
 
   exported(count: number): void {
     this.spansExported += count;
+  }
+
+  tasksExpired(count: number): void {
+    if (count === 0) return;
+    this.expiredTasks += count;
+    this.noteProblem('tasks_expired', count);
+  }
+
+  tasksLost(count: number): void {
+    this.lostTasks += count;
   }
 
   exportFailing(detail: string): void {

@@ -121,6 +121,46 @@ describe('reliability on RabbitMQ', () => {
     expect(await running.stop()).toBe(0);
   });
 
+  it('ends a task running on a worker killed with kill -9 as lost', async () => {
+    const running = bridge();
+    await running.waitForLog(/"msg":"consuming/);
+    const lonelyQueue = randomName('rel-lost');
+    const doomed = await startCeleryWorker({
+      brokerUrl: AMQP_URL,
+      queue: lonelyQueue,
+      // Prefork: the main process keeps flushing events while the child runs the task (a solo
+      // worker is blocked inside the task and would send task-started only afterwards).
+      pool: 'prefork',
+      concurrency: 1,
+    });
+    try {
+      await sleep(2500); // a heartbeat or two, so the bridge knows the worker
+      const { slow } = (await produce(AMQP_URL, lonelyQueue, 'slow')) as { slow: string };
+      await sleep(1500);
+      const killedAt = Date.now();
+      doomed.kill9();
+      await receiver
+        .waitForSpans((all) => hasTasks(all, [slow]), 20_000)
+        .catch((error: unknown) => {
+          throw new Error(`${String(error)}\nbridge log:\n${running.logLines.join('\n')}`);
+        });
+      expect(Date.now() - killedAt).toBeLessThan(10_000);
+      const [span] = taskSpans(receiver.spans, slow);
+      expect(span?.attributes['celery.task.incomplete']).toBe('lost');
+      expect(span?.attributes['celery.task.state']).toBe('STARTED');
+      expect(span?.status.code).toBe(2);
+      const attempt = receiver.spans.find(
+        (s) => s.kind === INTERNAL && s.attributes['celery.task.id'] === slow,
+      );
+      expect(attempt?.attributes['celery.attempt.outcome']).toBe('LOST');
+      await running.waitForLog(/worker went offline with tasks running/);
+    } finally {
+      await doomed.stop();
+      await deleteTestQueue(AMQP_URL, lonelyQueue).catch(() => undefined);
+    }
+    expect(await running.stop()).toBe(0);
+  });
+
   it('moves consumption to the standby when the active bridge dies (single active consumer)', async () => {
     const active = bridge();
     await active.waitForLog(/"msg":"consuming/);
