@@ -323,6 +323,22 @@ async function waitForSpans(
   }
 }
 
+/**
+ * Waits until `count()` reaches `target`, or stops growing for `quietMs` (Redis pub/sub drops what
+ * a slow subscriber did not take: then the target is never reached).
+ */
+async function waitForCount(count: () => number, target: number, quietMs: number): Promise<void> {
+  let last = count();
+  let lastChange = Date.now();
+  while (count() < target && Date.now() - lastChange < quietMs) {
+    await sleep(50);
+    if (count() !== last) {
+      last = count();
+      lastChange = Date.now();
+    }
+  }
+}
+
 async function waitFor(
   condition: () => boolean | Promise<boolean>,
   timeoutMs: number,
@@ -459,7 +475,10 @@ async function runBurst(
         eventsPerSecond: Math.round(Math.min(events, consumed ?? events) / bridgeSeconds),
         tasksPerSecond: Math.round(received / bridgeSeconds),
         ratioToBare: 0,
-        cpuSecondsPer100kEvents: round(((cpu1 - cpu0) * 100_000) / events, 3),
+        cpuSecondsPer100kEvents: round(
+          ((cpu1 - cpu0) * 100_000) / Math.max(1, Math.min(events, consumed ?? events)),
+          3,
+        ),
         peakRssMiB: round(mem.hwm / 2 ** 20, 1),
         taskSpansReceived: received,
         spansReceived: ctx.receiver.spans,
@@ -549,16 +568,18 @@ async function runLag(ctx: Context, broker: Broker, mode: Mode, rate: number): P
     // last partial batch of a stream that stopped (which waits for OTEL_BSP_SCHEDULE_DELAY).
     let measuring = true;
     let seconds = 0;
-    while (Date.now() < end + LAG_COOLDOWN_MS) {
-      if (measuring && Date.now() >= end) {
+    for (let now = Date.now(); now < end + LAG_COOLDOWN_MS; now = Date.now()) {
+      if (measuring && now >= end) {
         measuring = false;
-        seconds = (Date.now() - t0) / 1000;
+        seconds = (now - t0) / 1000;
         windowEvents = published;
       }
-      const due = (rate * (Date.now() - t0)) / 1000;
-      while (published < due) await send(measuring);
+      // Publish what is due, in slices of 20 ms so the window ends on time even when the broker
+      // cannot take the rate.
+      const due = (rate * (now - t0)) / 1000;
+      while (published < due && Date.now() < now + 20) await send(measuring);
       await publisher.flush();
-      await sleep(2);
+      await sleep(1);
     }
     generator.stop();
     while (await send()) {

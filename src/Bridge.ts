@@ -63,6 +63,7 @@ export class Bridge {
   /** `--enable-events`: broadcasts Celery's enable_events command while the bridge runs. */
   private broadcaster: EnableEventsBroadcaster | undefined;
   private connected = false;
+  private disconnectedSince: number | undefined;
   private connectionDetail = 'not connected yet';
   private httpPort: number | undefined;
 
@@ -98,6 +99,9 @@ export class Bridge {
       message: (message) => this.onMessage(message),
       rejected: (rejection: DecodeRejection) => this.stats.rejected(rejection, 1),
       connection: (state, detail) => {
+        if (state === 'connected' && this.disconnectedSince !== undefined) this.afterOutage();
+        if (state === 'disconnected') this.disconnectedSince ??= Date.now();
+        else this.disconnectedSince = undefined;
         this.connected = state === 'connected';
         this.connectionDetail = detail;
         if (state === 'connected') this.logger.info(detail);
@@ -174,6 +178,7 @@ export class Bridge {
     this.logger.info('starting', {
       version: VERSION,
       broker: this.options.broker.redactedUrl,
+      exporter: this.options.exporter.kind,
       tracesUrl: redactUrl(this.options.otlp.url),
       protocol: this.options.otlp.protocol,
     });
@@ -248,6 +253,29 @@ export class Bridge {
       spansExported: this.stats.spansExported,
       tasksInFlight: this.assembler.inFlightCount,
     });
+  }
+
+  /**
+   * Back from a broker outage: events published meanwhile may be gone (Redis pub/sub keeps
+   * nothing; a restarted RabbitMQ drops transient messages; a reconnecting worker may drop what it
+   * had buffered). Tasks in flight now that get no event within the grace period are exported as
+   * incomplete instead of waiting for the task age limit.
+   */
+  private afterOutage(): void {
+    const before = this.assembler.unfinishedLastEvents();
+    if (before.size === 0) return;
+    const timer = setTimeout(() => {
+      const gaveUp = this.assembler.giveUpUnchanged(before);
+      if (gaveUp > 0) {
+        this.logger.warn(
+          'tasks in flight during the broker outage got no further event: exported as incomplete',
+          {
+            tasks: gaveUp,
+          },
+        );
+      }
+    }, this.options.outageGraceMs).unref();
+    this.timers.push(timer);
   }
 
   /** Ends the running tasks of workers that went offline or stopped heartbeating. */

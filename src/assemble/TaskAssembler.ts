@@ -170,6 +170,29 @@ export class TaskAssembler {
     return lost.length;
   }
 
+  /** The unfinished tasks and their last event time, to check later whether they moved on. */
+  unfinishedLastEvents(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const record of this.inFlight.values()) {
+      if (record.final === undefined) out.set(record.id, record.lastEventAt);
+    }
+    return out;
+  }
+
+  /**
+   * After a broker outage: the tasks of `before` that had no event since are exported as
+   * `outage` (their events were lost while the connection was down). Returns how many.
+   */
+  giveUpUnchanged(before: ReadonlyMap<string, number>): number {
+    const stale: TaskRecord[] = [];
+    for (const [id, lastEventAt] of before) {
+      const record = this.inFlight.get(id);
+      if (record?.final === undefined && record?.lastEventAt === lastEventAt) stale.push(record);
+    }
+    for (const record of stale) this.finish(record, 'outage');
+    return stale.length;
+  }
+
   /** Loads a snapshot taken by a previous run, before any event is handled; returns tasks loaded. */
   restore(snapshot: AssemblerSnapshot): number {
     for (const id of snapshot.finishedIds) {

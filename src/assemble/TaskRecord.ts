@@ -82,7 +82,7 @@ export interface FinishedTask {
    * seen, but something (an attempt's start or end, the name) never arrived within the grace
    * period; `evicted`: never finished and pushed out of the bounded in-flight table.
    */
-  readonly completeness: 'complete' | 'held_too_long' | 'evicted' | 'expired' | 'lost';
+  readonly completeness: 'complete' | 'held_too_long' | 'evicted' | 'expired' | 'lost' | 'outage';
   /**
    * Where the task's span goes when the worker companion is in use; undefined means the default
    * (trace id from the root task id, parent from `parent_id`), exactly as without the companion.

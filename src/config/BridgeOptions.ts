@@ -19,6 +19,8 @@ export interface BridgeOptions {
   /** Longest args / kwargs / result value when captured. */
   readonly maxCapturedLength: number;
   readonly maxMessageBytes: number;
+  /** After a broker outage, tasks in flight with no new event for this long are given up. */
+  readonly outageGraceMs: number;
   /** An unfinished task with no event for this long is given up (exported as expired). */
   readonly maxTaskAgeMs: number;
   /** Unfinished tasks are saved here on stop and restored at start; undefined: not kept. */

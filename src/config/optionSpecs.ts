@@ -221,6 +221,14 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
     help: 'an unfinished task with no event for this long is exported as expired (ETA tasks may wait hours)',
   },
   {
+    flag: 'outage-grace-ms',
+    env: 'CELERY_OTEL_BRIDGE_OUTAGE_GRACE_MS',
+    kind: 'integer',
+    default: '300000',
+    min: 0,
+    help: 'after a broker outage, tasks in flight with no new event for this long are exported as incomplete',
+  },
+  {
     flag: 'finish-grace-ms',
     env: 'CELERY_OTEL_BRIDGE_FINISH_GRACE_MS',
     kind: 'integer',

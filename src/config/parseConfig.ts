@@ -135,6 +135,7 @@ export function parseConfig(argv: readonly string[], env: Env): ParsedCommand {
       stateFile: stateFile(raw('state-file'), broker, raw('amqp-queue')),
       stateSnapshotIntervalMs: integer('state-snapshot-interval-ms'),
       maxTaskAgeMs: integer('max-task-age-ms'),
+      outageGraceMs: integer('outage-grace-ms'),
       logLevel: logLevel as LogLevel,
       exporter: { kind: exporter, consoleQuietMs: integer('console-quiet-ms') },
       enableEvents: {

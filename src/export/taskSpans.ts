@@ -35,6 +35,7 @@ const UNFINISHED_MESSAGE: Record<FinishedTask['completeness'], string> = {
     'task never finished while the bridge tracked it (evicted from the full in-flight table)',
   expired: 'no event for this task within the task age limit (--max-task-age-ms)',
   lost: 'the worker running this task went offline or stopped heartbeating',
+  outage: 'no event for this task after a broker outage (--outage-grace-ms): its events were lost',
 };
 
 /** Span name used when no event told the task's name (the bridge started mid-flight). */

@@ -26,10 +26,15 @@ export function installDiagLogger(logger: Logger, options: BridgeOptions): void 
       return undefined;
     }
   });
-  const redact = secretRedactor([
-    options.broker.password,
+  const headerValues = [
     ...Object.values(options.otlp.headers),
     ...Object.values(options.metrics.otlp.headers),
+  ];
+  const redact = secretRedactor([
+    options.broker.password,
+    ...headerValues,
+    // The token of `Bearer <token>` / `Basic <credentials>` on its own, too.
+    ...headerValues.flatMap((value) => value.split(/\s+/).filter((part) => part.length >= 8)),
     ...urlPasswords,
   ]);
   const lastLogged = new Map<string, number>();

@@ -3,11 +3,14 @@
 // before the task's `task-received`, on both brokers and with the prefork and solo pools, and
 // send nothing for tasks whose message carries no trace context, group or chord.
 // Raw events only (test/support/eventTap.ts); the bridge's use of them is in upstreamTraces.
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import {
   AMQP_URL,
   REDIS_URL,
+  celeryPython,
   deleteTestQueue,
   produce,
   randomName,
@@ -25,6 +28,27 @@ import {
 const TRACEPARENT = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
 const TRACESTATE = 'congo=t61rcWkgMzE';
 const CONTEXT = 'task-otel-context';
+
+const COMPANION_DIR = fileURLToPath(new URL('../../companion/', import.meta.url));
+
+describe('worker companion, Python unit tests', () => {
+  it('extracts the fields, sends one event per task through the request, never raises', () => {
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      PYTHONPATH: '.',
+      PYTHONDONTWRITEBYTECODE: '1',
+    };
+    delete env.PYTHONHOME;
+    const run = spawnSync(celeryPython(), ['-m', 'unittest', 'discover', '-s', 'tests', '-v'], {
+      cwd: COMPANION_DIR,
+      env,
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    expect(run.status, run.stderr).toBe(0);
+    expect(run.stderr).toMatch(/^OK$/m);
+  });
+});
 
 describe.each([
   { kind: 'amqp' as const, url: AMQP_URL, pool: 'prefork' as const },

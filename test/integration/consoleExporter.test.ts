@@ -1,3 +1,4 @@
+import amqp from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type BridgeProcess, startBridge } from '../support/bridgeProcess.js';
 import {
@@ -37,6 +38,7 @@ function nameColumn(line: string): number {
 
 describe.each(cases)('console exporter on $broker', ({ broker, url }) => {
   const queue = randomName(`console-${broker}`);
+  const bridgeQueue = randomName('bridge-console');
   let worker: CeleryWorker | undefined;
   let bridge: BridgeProcess | undefined;
   let sent: { chain: string[]; fail: string; flaky: string };
@@ -52,13 +54,13 @@ describe.each(cases)('console exporter on $broker', ({ broker, url }) => {
         '--broker',
         url,
         '--amqp-queue',
-        randomName('bridge-console'),
+        bridgeQueue,
         // Generous, so a chain step delayed on a busy machine still lands in the same tree.
         '--console-quiet-ms',
         '4000',
       ],
       // No metrics listener: tests run next to each other on one machine.
-      { CELERY_OTEL_BRIDGE_HTTP_PORT: '0', NO_COLOR: '' },
+      { CELERY_OTEL_BRIDGE_HTTP_PORT: '0' },
     );
     await bridge.waitForLog(/"level":"info","msg":"(consuming|subscribed)/);
     const chain = await produce(url, queue, 'chain');
@@ -76,14 +78,17 @@ describe.each(cases)('console exporter on $broker', ({ broker, url }) => {
       await new Promise((resolve) => setTimeout(resolve, 250));
     }
     stdout = bridge.stdout();
-    if (process.env['DUMP_CONSOLE'])
-      require('fs').writeFileSync(`/tmp/console-${broker}.txt`, stdout);
   }, 90_000);
 
   afterAll(async () => {
     await bridge?.stop();
     await worker?.stop();
     await deleteTestQueue(url, queue).catch(() => undefined);
+    if (broker === 'amqp') {
+      const connection = await amqp.connect(AMQP_URL);
+      await (await connection.createChannel()).deleteQueue(bridgeQueue);
+      await connection.close();
+    }
   });
 
   it('prints a chain as one tree, each step indented under the step that sent it', () => {

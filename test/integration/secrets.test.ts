@@ -2,8 +2,8 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { type IncomingHttpHeaders, type Server, createServer } from 'node:http';
-import { type AddressInfo, createServer as createNetServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { type AddressInfo, createServer as createNetServer, connect as netConnect } from 'node:net';
+import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -168,7 +168,8 @@ beforeAll(async () => {
       break;
     } catch (error) {
       probe.disconnect();
-      if (Date.now() > deadline) throw new Error(`private redis-server did not start: ${String(error)}`);
+      if (Date.now() > deadline)
+        throw new Error(`private redis-server did not start: ${String(error)}`);
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
   }
@@ -268,7 +269,11 @@ describe('secrets never reach the log', () => {
 
   it('invalid configuration with passwords in URLs and headers', async () => {
     const cases: { label: string; args: string[]; env: Record<string, string> }[] = [
-      { label: 'broker port', args: ['--broker', `amqp://u:${BROKER_PASSWORD}@host:port//`], env: {} },
+      {
+        label: 'broker port',
+        args: ['--broker', `amqp://u:${BROKER_PASSWORD}@host:port//`],
+        env: {},
+      },
       {
         label: 'unencoded @ in the password',
         args: ['--broker', `amqp://u:x@${BROKER_PASSWORD}@host:port//`],
@@ -308,4 +313,48 @@ describe('secrets never reach the log', () => {
       expectNoSecret(run.process, run.label);
     }
   }, 60_000);
+});
+
+/** Whether a TCP connection to host:port is accepted within 3 s. */
+function reachable(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = netConnect({ host, port });
+    const done = (result: boolean): void => {
+      socket.destroy();
+      resolve(result);
+    };
+    socket.setTimeout(3_000, () => done(false));
+    socket.once('connect', () => done(true));
+    socket.once('error', () => done(false));
+  });
+}
+
+describe('the HTTP listener binds where configured', () => {
+  const otherAddress = Object.values(networkInterfaces())
+    .flat()
+    .find((entry) => entry !== undefined && entry.family === 'IPv4' && !entry.internal)?.address;
+
+  it('--http-host 127.0.0.1 is not reachable on another local address', async () => {
+    const port = await freePort();
+    const running = bridge(['--http-host', '127.0.0.1', '--http-port', String(port)], {
+      CELERY_BROKER_URL: `redis://:${BROKER_PASSWORD}@127.0.0.1:${redisPort}/0`,
+      OTEL_METRICS_EXPORTER: 'none',
+    });
+    const line = await running.waitForLog(/"msg":"serving \/metrics/);
+    expect(JSON.parse(line)).toMatchObject({ host: '127.0.0.1', port });
+    expect(await reachable('127.0.0.1', port)).toBe(true);
+    if (otherAddress !== undefined) expect(await reachable(otherAddress, port)).toBe(false);
+    await running.stop();
+
+    // The control: the default (all interfaces) is reachable on that address.
+    if (otherAddress !== undefined) {
+      const open = bridge(['--http-port', String(port)], {
+        CELERY_BROKER_URL: `redis://:${BROKER_PASSWORD}@127.0.0.1:${redisPort}/0`,
+        OTEL_METRICS_EXPORTER: 'none',
+      });
+      await open.waitForLog(/"msg":"serving \/metrics/);
+      expect(await reachable(otherAddress, port)).toBe(true);
+      await open.stop();
+    }
+  }, 30_000);
 });

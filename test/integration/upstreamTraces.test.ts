@@ -21,6 +21,7 @@ import { OtlpReceiver, type ReceivedSpan } from '../support/OtlpReceiver.js';
 const SPAN_KIND_CONSUMER = 5;
 const UP_CHAIN = { traceId: '4bf92f3577b34da6a3ce929d0e0e4736', spanId: '00f067aa0ba902b7' };
 const UP_SPAWN = { traceId: '5bf92f3577b34da6a3ce929d0e0e4736', spanId: '10f067aa0ba902b7' };
+const UP_FLAKY = { traceId: '6bf92f3577b34da6a3ce929d0e0e4736', spanId: '20f067aa0ba902b7' };
 const tp = (up: { traceId: string; spanId: string }): string => `00-${up.traceId}-${up.spanId}-01`;
 const hex = (id: string): string => id.replace(/-/g, '');
 
@@ -28,6 +29,7 @@ interface Sent {
   chain: string[];
   chainExtra: string;
   spawn: string;
+  flaky: string;
   group: string[];
   chord: { header: string[]; callback: string };
   invalid: string;
@@ -38,6 +40,7 @@ async function produceAll(url: string, queue: string, traced: boolean): Promise<
     traced ? ['--traceparent', tp(up), '--trace-scenario'] : ['--traceparent', tp(up)];
   const chain = await produce(url, queue, 'chain', opts(UP_CHAIN));
   const spawn = await produce(url, queue, 'spawn', opts(UP_SPAWN));
+  const flaky = await produce(url, queue, 'flaky', opts(UP_FLAKY));
   const group = await produce(url, queue, 'group');
   const chord = await produce(url, queue, 'chord');
   const invalid = await produce(url, queue, 'add', ['--traceparent', '00-not-a-valid-header-01']);
@@ -45,6 +48,7 @@ async function produceAll(url: string, queue: string, traced: boolean): Promise<
     chain: chain['chain'] as string[],
     chainExtra: chain['traceparent_task'] as string,
     spawn: spawn['spawn'] as string,
+    flaky: flaky['flaky'] as string,
     group: group['group'] as string[],
     chord: chord['chord'] as Sent['chord'],
     invalid: invalid['traceparent_task'] as string,
@@ -55,6 +59,7 @@ const allIds = (sent: Sent): string[] => [
   ...sent.chain,
   sent.chainExtra,
   sent.spawn,
+  sent.flaky,
   ...sent.group,
   ...sent.chord.header,
   sent.chord.callback,
@@ -166,6 +171,24 @@ describe.each([
       }
     });
 
+    it('keeps every retry of a traced task under the upstream span', () => {
+      const flaky = taskSpan(traced.flaky);
+      expect(flaky.traceId).toBe(UP_FLAKY.traceId);
+      expect(flaky.parentSpanId).toBe(UP_FLAKY.spanId);
+      const attempts = spans.filter(
+        (s) => s.kind !== SPAN_KIND_CONSUMER && s.attributes['celery.task.id'] === traced.flaky,
+      );
+      expect(attempts.map((a) => a.attributes['celery.attempt.outcome']).sort()).toEqual([
+        'RETRY',
+        'RETRY',
+        'SUCCESS',
+      ]);
+      for (const attempt of attempts) {
+        expect(attempt.traceId).toBe(UP_FLAKY.traceId);
+        expect(attempt.parentSpanId).toBe(flaky.spanId);
+      }
+    });
+
     it('makes a group one trace, its id the group id', () => {
       const members = traced.group.map(taskSpan);
       const groupId = String(members[0]?.attributes['celery.group.id']);
@@ -214,6 +237,8 @@ describe.each([
       expect(second.parentSpanId).toBe(first.spanId);
       expect(third.parentSpanId).toBe(second.spanId);
       expect(taskSpan(plain.chainExtra).traceId).toBe(hex(plain.chainExtra));
+      expect(taskSpan(plain.flaky).traceId).toBe(hex(plain.flaky));
+      expect(taskSpan(plain.flaky).parentSpanId).toBe('');
       for (const child of childrenOf(plain.spawn)) expect(child.traceId).toBe(hex(plain.spawn));
       for (const id of [...plain.group, ...plain.chord.header]) {
         const span = taskSpan(id);

@@ -112,9 +112,10 @@ describe('docker-compose.yml', () => {
     for (const [name, service] of Object.entries(services)) {
       const row = rows.get(name);
       expect(row?.images, `README image of ${name}`).toContain(obj(service)['image']);
-      expect([...(row?.ports ?? [])].sort((a, b) => a - b), `README ports of ${name}`).toEqual(
-        publishedPorts(obj(service)),
-      );
+      expect(
+        [...(row?.ports ?? [])].sort((a, b) => a - b),
+        `README ports of ${name}`,
+      ).toEqual(publishedPorts(obj(service)));
     }
   });
 
@@ -228,5 +229,11 @@ describe('the package', () => {
     expect(pkg.bin['celery-otel-bridge']).toBe('dist/main.js');
     expect(read('dist/main.js').split('\n')[0]).toBe('#!/usr/bin/env node');
     expect(() => accessSync(`${ROOT}dist/main.js`, constants.X_OK)).not.toThrow();
+    // Run as npm's bin link runs it: the file itself, through its shebang.
+    const help = spawnSync(`${ROOT}dist/main.js`, ['--help'], { encoding: 'utf8' });
+    expect(help.status).toBe(0);
+    expect(help.stdout).toContain('--exporter');
+    expect(help.stdout).toContain('--enable-events');
+    expect(help.stdout).toContain('Exit codes:');
   });
 });

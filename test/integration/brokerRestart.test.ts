@@ -1,0 +1,199 @@
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { createServer } from 'node:net';
+import amqp from 'amqplib';
+import { afterAll, describe, expect, it } from 'vitest';
+import { type BridgeProcess, startBridge } from '../support/bridgeProcess.js';
+import {
+  AMQP_URL,
+  type CeleryWorker,
+  deleteTestQueue,
+  produce,
+  randomName,
+  requireBroker,
+  startCeleryWorker,
+} from '../support/celeryWorker.js';
+import { OtlpReceiver, type ReceivedSpan } from '../support/OtlpReceiver.js';
+
+const CONSUMER = 5;
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+const taskSpans = (spans: ReceivedSpan[], id: string): ReceivedSpan[] =>
+  spans.filter((s) => s.kind === CONSUMER && s.attributes['celery.task.id'] === id);
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  await new Promise((resolve) => server.close(resolve));
+  if (address === null || typeof address === 'string') throw new Error('no port');
+  return address.port;
+}
+
+async function readiness(base: string): Promise<number> {
+  try {
+    return (await fetch(`${base}/readyz`)).status;
+  } catch {
+    return 0;
+  }
+}
+
+async function until(
+  what: string,
+  probe: () => Promise<boolean>,
+  timeoutMs: number,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await probe()) return;
+    await sleep(200);
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}
+
+/** A Redis server of the test's own, so restarting it disturbs nothing else. */
+class OwnRedis {
+  private child: ChildProcess | undefined;
+  constructor(readonly port: number) {}
+  async start(): Promise<void> {
+    this.child = spawn(
+      'redis-server',
+      ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+      {
+        stdio: 'ignore',
+      },
+    );
+    await until(
+      'redis-server to listen',
+      async () => {
+        try {
+          execFileSync('redis-cli', ['-p', String(this.port), 'ping'], { stdio: 'pipe' });
+          return true;
+        } catch {
+          return false;
+        }
+      },
+      10_000,
+    );
+  }
+  async stop(): Promise<void> {
+    const child = this.child;
+    this.child = undefined;
+    if (child === undefined || child.exitCode !== null) return;
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGKILL');
+    await exited;
+  }
+}
+
+interface Outage {
+  readonly name: string;
+  readonly brokerUrl: (port: number) => string;
+  setUp(): Promise<number>;
+  down(): Promise<void>;
+  up(): Promise<void>;
+  tearDown(): Promise<void>;
+}
+
+let ownRedis: OwnRedis | undefined;
+const outages: Outage[] = [
+  {
+    name: 'Redis killed and restarted',
+    brokerUrl: (port) => `redis://127.0.0.1:${port}/0`,
+    async setUp() {
+      ownRedis = new OwnRedis(await freePort());
+      await ownRedis.start();
+      return ownRedis.port;
+    },
+    down: () => ownRedis?.stop() ?? Promise.resolve(),
+    up: () => ownRedis?.start() ?? Promise.resolve(),
+    tearDown: () => ownRedis?.stop() ?? Promise.resolve(),
+  },
+  {
+    // The shared RabbitMQ: test files run one at a time, so nothing else uses it meanwhile.
+    name: 'RabbitMQ stop_app / start_app',
+    brokerUrl: () => AMQP_URL,
+    async setUp() {
+      await requireBroker('amqp');
+      return 5672;
+    },
+    down: async () => {
+      execFileSync('rabbitmqctl', ['stop_app'], { stdio: 'pipe' });
+    },
+    up: async () => {
+      execFileSync('rabbitmqctl', ['start_app'], { stdio: 'pipe' });
+      execFileSync('rabbitmqctl', ['await_startup'], { stdio: 'pipe' });
+    },
+    tearDown: async () => {
+      // Whatever happened, leave RabbitMQ running for the next test file.
+      execFileSync('rabbitmqctl', ['start_app'], { stdio: 'pipe' });
+    },
+  },
+];
+
+describe.each(outages)('broker outage: $name', (outage) => {
+  let receiver: OtlpReceiver;
+  let worker: CeleryWorker | undefined;
+  let bridge: BridgeProcess | undefined;
+  let url = '';
+  const queue = randomName('outage');
+  const bridgeQueue = randomName('bridge-outage');
+
+  afterAll(async () => {
+    await outage.tearDown();
+    await worker?.stop();
+    await bridge?.stop();
+    await receiver?.close();
+    await deleteTestQueue(url, queue).catch(() => undefined);
+    if (url.startsWith('amqp')) {
+      const connection = await amqp.connect(url);
+      await (await connection.createChannel()).deleteQueue(bridgeQueue);
+      await connection.close();
+    }
+  });
+
+  it('reconnects, reports the outage on /readyz, and keeps exporting', async () => {
+    const port = await outage.setUp();
+    url = outage.brokerUrl(port);
+    receiver = await OtlpReceiver.start();
+    const httpPort = await freePort();
+    const base = `http://127.0.0.1:${httpPort}`;
+    bridge = startBridge(['--http-host', '127.0.0.1', '--http-port', String(httpPort)], {
+      CELERY_BROKER_URL: url,
+      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+      OTEL_BSP_SCHEDULE_DELAY: '100',
+      CELERY_OTEL_BRIDGE_AMQP_QUEUE: bridgeQueue,
+      CELERY_OTEL_BRIDGE_OUTAGE_GRACE_MS: '5000',
+    });
+    await bridge.waitForLog(/"msg":"(consuming|subscribed)/);
+    worker = await startCeleryWorker({ brokerUrl: url, queue, pool: 'prefork', concurrency: 1 });
+    const { slow } = (await produce(url, queue, 'slow')) as { slow: string };
+    await sleep(1000);
+
+    await outage.down();
+    await until(
+      '/readyz to report the outage',
+      async () => (await readiness(base)) === 503,
+      20_000,
+    );
+    await sleep(1500);
+    await outage.up();
+    await until('/readyz to recover', async () => (await readiness(base)) === 200, 60_000);
+
+    // The task that ran across the outage still gets exactly one span from what arrived.
+    await receiver
+      .waitForSpans((all) => taskSpans(all, slow).length > 0, 60_000)
+      .catch((error: unknown) => {
+        throw new Error(
+          `${String(error)}\n--- bridge ---\n${bridge?.logLines.join('\n')}\n--- worker ---\n${worker?.logTail()}`,
+        );
+      });
+    // And new tasks are traced as before.
+    const { adds } = (await produce(url, queue, 'adds', ['3'])) as { adds: string[] };
+    await receiver.waitForSpans(
+      (all) => adds.every((id) => taskSpans(all, id).length === 1),
+      60_000,
+    );
+    expect(taskSpans(receiver.spans, slow)).toHaveLength(1);
+    expect(bridge.logLines.some((line) => line.includes('reconnecting'))).toBe(true);
+    expect(bridge.child.exitCode).toBeNull();
+  }, 240_000);
+});
