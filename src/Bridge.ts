@@ -343,7 +343,14 @@ export class Bridge {
 
   private onMessage(message: RawEventMessage): void {
     try {
-      decodeEventBody(message, { maxMessageBytes: this.options.maxMessageBytes }, this.decodeSink);
+      decodeEventBody(
+        message,
+        {
+          maxMessageBytes: this.options.maxMessageBytes,
+          maxFieldLength: this.options.maxAttributeLength,
+        },
+        this.decodeSink,
+      );
     } catch (error) {
       // A bug must cost one message, never the bridge.
       this.stats.rejected(

@@ -271,8 +271,9 @@ export class TaskAssembler {
       const record = this.inFlight.get(id);
       this.held.delete(id);
       // Only waiting for its root's context, which never came: complete in itself.
-      const onlyRoot = this.waitingRoot.has(id);
-      if (record !== undefined) this.finish(record, onlyRoot ? 'complete' : 'held_too_long');
+      if (record === undefined) continue;
+      const onlyRoot = this.waitingRoot.has(id) && this.isComplete(record);
+      this.finish(record, onlyRoot ? 'complete' : 'held_too_long');
     }
   }
 
@@ -280,7 +281,9 @@ export class TaskAssembler {
   flushHeld(): void {
     for (const id of this.held.keys()) {
       const record = this.inFlight.get(id);
-      if (record !== undefined) this.finish(record, 'held_too_long');
+      if (record === undefined) continue;
+      const onlyRoot = this.waitingRoot.has(id) && this.isComplete(record);
+      this.finish(record, onlyRoot ? 'complete' : 'held_too_long');
     }
     this.held.clear();
   }
@@ -487,7 +490,9 @@ export class TaskAssembler {
     if (ids === undefined) return;
     for (const id of [...ids]) {
       const record = this.inFlight.get(id);
-      if (record === undefined || !this.treeContextKnown(record)) continue;
+      if (record === undefined || !this.isComplete(record) || !this.treeContextKnown(record)) {
+        continue;
+      }
       this.held.delete(id);
       this.finish(record, 'complete');
     }

@@ -1,3 +1,4 @@
+import { truncateMiddle } from '../export/truncate.js';
 import type { RawEventMessage } from '../source/RawEventMessage.js';
 import {
   type CeleryEvent,
@@ -16,6 +17,12 @@ import { upstreamContext } from './traceContext.js';
 export interface DecodeOptions {
   /** Larger bodies are rejected before parsing, so one message cannot hold a lot of memory. */
   readonly maxMessageBytes: number;
+  /**
+   * Free-text fields (args, kwargs, result, exception, traceback) are cut to this many characters
+   * as they arrive, keeping head and tail: a 10 MB traceback on a task that waits for a retry must
+   * not sit in memory whole. Defaults to no limit.
+   */
+  readonly maxFieldLength?: number;
 }
 
 /** Where decoded events and rejections go; the decoder allocates no result objects. */
@@ -90,9 +97,9 @@ export function decodeEventBody(
     return;
   }
   if (Array.isArray(parsed)) {
-    for (const item of parsed as unknown[]) decodeOne(item, sink);
+    for (const item of parsed as unknown[]) decodeOne(item, sink, options.maxFieldLength);
   } else {
-    decodeOne(parsed, sink);
+    decodeOne(parsed, sink, options.maxFieldLength);
   }
 }
 
@@ -101,7 +108,7 @@ function mediaType(contentType: string): string {
   return (semicolon === -1 ? contentType : contentType.slice(0, semicolon)).trim().toLowerCase();
 }
 
-function decodeOne(value: unknown, sink: DecodeSink): void {
+function decodeOne(value: unknown, sink: DecodeSink, maxFieldLength: number | undefined): void {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     return reject(sink, 'not_an_event', 'an event is not a JSON object');
   }
@@ -122,7 +129,7 @@ function decodeOne(value: unknown, sink: DecodeSink): void {
     if (type === TASK_CONTEXT_EVENT_TYPE) {
       sink.event(taskContextEvent(uuid, timestamp, raw, sink));
     } else {
-      sink.event(taskEvent(type as TaskEventType, uuid, timestamp, raw));
+      sink.event(taskEvent(type as TaskEventType, uuid, timestamp, raw, maxFieldLength));
     }
     return;
   }
@@ -150,6 +157,7 @@ function taskEvent(
   uuid: string,
   timestamp: number,
   raw: Record<string, unknown>,
+  maxFieldLength: number | undefined,
 ): TaskEvent {
   return {
     type,
@@ -165,12 +173,12 @@ function taskEvent(
     queue: str(raw['queue']),
     exchange: str(raw['exchange']),
     routingKey: str(raw['routing_key']),
-    args: str(raw['args']),
-    kwargs: str(raw['kwargs']),
-    result: str(raw['result']),
+    args: text(raw['args'], maxFieldLength),
+    kwargs: text(raw['kwargs'], maxFieldLength),
+    result: text(raw['result'], maxFieldLength),
     runtime: num(raw['runtime']),
-    exception: str(raw['exception']),
-    traceback: str(raw['traceback']),
+    exception: text(raw['exception'], maxFieldLength),
+    traceback: text(raw['traceback'], maxFieldLength),
     terminated: bool(raw['terminated']),
     signum: scalar(raw['signum']),
     expired: bool(raw['expired']),
@@ -223,6 +231,11 @@ function taskContextEvent(
 
 function reject(sink: DecodeSink, reason: DecodeRejectionReason, detail: string): void {
   sink.reject({ reason, detail }, 1);
+}
+
+function text(value: unknown, maxLength: number | undefined): string | undefined {
+  if (typeof value !== 'string') return undefined;
+  return maxLength === undefined ? value : truncateMiddle(value, maxLength);
 }
 
 function str(value: unknown): string | undefined {

@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import type { ConnectionOptions } from 'node:tls';
 import type { BrokerEndpoint } from '../config/brokerUrl.js';
 import type { Logger } from '../log/Logger.js';
@@ -6,12 +7,15 @@ import { describeError } from './describeError.js';
 /**
  * The options every broker connection gives `tls.connect` (amqplib's socket options, ioredis's
  * `tls`): undefined for a plain `amqp://` / `redis://` broker, Node's defaults (system CAs, full
- * verification, SNI = the URL's host) unless `--broker-tls-*` says otherwise.
+ * verification) unless `--broker-tls-*` says otherwise. SNI is the URL's host name (amqplib sends
+ * it by itself, ioredis does not: brokers behind an SNI-routing proxy need it), or
+ * `--broker-tls-servername`; never an IP address (RFC 6066).
  */
 export function brokerTlsOptions(broker: BrokerEndpoint): ConnectionOptions | undefined {
   if (!broker.tls) return undefined;
   const settings = broker.tlsSettings;
   const options: ConnectionOptions = {};
+  if (isIP(broker.hostname) === 0) options.servername = broker.hostname;
   if (settings === undefined) return options;
   if (settings.ca !== undefined) options.ca = settings.ca;
   if (settings.cert !== undefined && settings.key !== undefined) {

@@ -30,13 +30,13 @@ const cases = [
     broker: 'amqp' as const,
     plainUrl: AMQP_URL,
     targetPort: 5672,
-    tlsUrl: (port: number) => `amqps://guest:guest@localhost:${port}//`,
+    tlsUrl: (port: number, host = 'localhost') => `amqps://guest:guest@${host}:${port}//`,
   },
   {
     broker: 'redis' as const,
     plainUrl: REDIS_URL,
     targetPort: 6379,
-    tlsUrl: (port: number) => `rediss://localhost:${port}/0`,
+    tlsUrl: (port: number, host = 'localhost') => `rediss://${host}:${port}/0`,
   },
 ];
 
@@ -65,9 +65,9 @@ describe.each(cases)('TLS to $broker', ({ broker, plainUrl, targetPort, tlsUrl }
     proxies.push(started);
     return started;
   };
-  const bridge = (port: number, args: string[]): BridgeProcess => {
+  const bridge = (port: number, args: string[], host?: string): BridgeProcess => {
     const started = startBridge(args, {
-      CELERY_BROKER_URL: tlsUrl(port),
+      CELERY_BROKER_URL: tlsUrl(port, host),
       OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
       OTEL_BSP_SCHEDULE_DELAY: '200',
       OTEL_METRICS_EXPORTER: 'none',
@@ -123,6 +123,7 @@ describe.each(cases)('TLS to $broker', ({ broker, plainUrl, targetPort, tlsUrl }
     while (tls.sessions < 2 && Date.now() < deadline) await sleep(100);
     expect(tls.sessions).toBeGreaterThanOrEqual(2);
     expect(tls.handshakeErrors).toEqual([]);
+    expect(tls.serverNames).toContain('localhost');
     expect(running.logLines.join('\n')).not.toMatch(/cannot read queue lengths/);
     expect(await running.stop()).toBe(0);
   }, 60_000);
@@ -181,6 +182,32 @@ describe.each(cases)('TLS to $broker', ({ broker, plainUrl, targetPort, tlsUrl }
     expect(tls.clientSubjects).toContain('celery-otel-bridge');
     expect(await running.stop()).toBe(0);
   }, 60_000);
+
+  it('--broker-tls-servername is sent as SNI and is the name checked', async () => {
+    const tls = await proxy();
+    const ca = ['--broker-tls-ca-file', material.caFile];
+    const wrong = bridge(
+      tls.port,
+      [...ca, '--broker-tls-servername', 'wrong.example', '--connect-timeout-ms', '500'],
+      '127.0.0.1',
+    );
+    expect(await wrong.exited).toBe(1);
+    expect(wrong.logLines.join('\n')).toContain(
+      `TLS handshake with 127.0.0.1:${tls.port} failed: Hostname/IP does not match certificate's ` +
+        "altnames: Host: wrong.example. is not in the cert's altnames",
+    );
+    expect(tls.serverNames).toContain('wrong.example');
+
+    const right = bridge(
+      tls.port,
+      [...ca, '--broker-tls-servername', 'localhost', '--connect-timeout-ms', '10000'],
+      '127.0.0.1',
+    );
+    await right.waitForLog(/"msg":"(consuming|subscribed)/);
+    expect(await right.stop()).toBe(0);
+    // No Node warning about an IP address as SNI: stderr is JSON lines only.
+    for (const line of right.logLines) expect(() => JSON.parse(line) as unknown).not.toThrow();
+  }, 30_000);
 
   it('--broker-tls-insecure connects without the CA and warns once', async () => {
     const tls = await proxy();

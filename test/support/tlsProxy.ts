@@ -138,6 +138,8 @@ export interface TlsProxy {
   readonly sessions: number;
   /** Client certificate subjects (CN) seen on accepted sessions. */
   readonly clientSubjects: readonly string[];
+  /** The SNI server name of each accepted session ('' when the client sent none). */
+  readonly serverNames: readonly string[];
   /** Handshakes that failed on the server side (e.g. no client certificate). */
   readonly handshakeErrors: readonly string[];
   close(): Promise<void>;
@@ -158,6 +160,7 @@ export async function startTlsProxy(options: TlsProxyOptions): Promise<TlsProxy>
   const requireClientCert = options.requireClientCert ?? false;
   const sockets = new Set<Socket>();
   const clientSubjects: string[] = [];
+  const serverNames: string[] = [];
   const handshakeErrors: string[] = [];
   let sessions = 0;
   const server = createServer(
@@ -170,6 +173,8 @@ export async function startTlsProxy(options: TlsProxyOptions): Promise<TlsProxy>
     },
     (tlsSocket: TLSSocket) => {
       sessions++;
+      const sni = (tlsSocket as TLSSocket & { servername?: string | false }).servername;
+      serverNames.push(typeof sni === 'string' ? sni : '');
       if (requireClientCert) {
         const cn = tlsSocket.getPeerCertificate().subject?.CN;
         clientSubjects.push(typeof cn === 'string' ? cn : String(cn));
@@ -213,6 +218,7 @@ export async function startTlsProxy(options: TlsProxyOptions): Promise<TlsProxy>
       return sessions;
     },
     clientSubjects,
+    serverNames,
     handshakeErrors,
     close: () =>
       new Promise<void>((resolve) => {

@@ -322,12 +322,32 @@ describe('OtlpReceiver edge cases', () => {
     expect(receiver.errors).toEqual([]);
   });
 
-  it('counts metrics and logs requests without decoding them', async () => {
-    const protobufRes = await post('/v1/metrics', 'application/x-protobuf', Buffer.from([0xff]));
-    expect(protobufRes.status).toBe(200);
-    expect((await protobufRes.arrayBuffer()).byteLength).toBe(0);
+  it('decodes metric names from OTLP metrics requests and only counts logs requests', async () => {
+    const json = {
+      resourceMetrics: [
+        {
+          scopeMetrics: [
+            {
+              metrics: [
+                { name: 'celery.tasks', unit: '{task}', sum: { dataPoints: [] } },
+                { name: 'celery.worker.up', unit: '1', gauge: { dataPoints: [] } },
+              ],
+            },
+          ],
+        },
+      ],
+    };
+    const res = await post('/v1/metrics', 'application/json', JSON.stringify(json));
+    expect(res.status).toBe(200);
+    expect(receiver.metrics).toEqual([
+      { name: 'celery.tasks', unit: '{task}', kind: 'sum' },
+      { name: 'celery.worker.up', unit: '1', kind: 'gauge' },
+    ]);
+    expect((await post('/v1/metrics', 'application/x-protobuf', Buffer.from([0xff]))).status).toBe(
+      400,
+    );
     expect((await post('/v1/logs', 'application/json', 'not even json')).status).toBe(200);
-    expect([receiver.metricsRequests, receiver.logsRequests]).toEqual([1, 1]);
+    expect([receiver.metricsRequests, receiver.logsRequests]).toEqual([2, 1]);
     expect(receiver.spans).toEqual([]);
   });
 

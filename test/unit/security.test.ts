@@ -48,7 +48,8 @@ describe('--broker-tls-* options', () => {
     expect(plain.tlsSettings).toBeUndefined();
     expect(brokerTlsOptions(plain)).toBeUndefined();
     const tls = run(['--broker', 'amqps://u:p@rabbit:5671//']).broker;
-    expect(brokerTlsOptions(tls)).toEqual({});
+    expect(brokerTlsOptions(tls)).toEqual({ servername: 'rabbit' });
+    expect(brokerTlsOptions(parseBrokerUrl('rediss://10.0.0.5:6380/0'))).toEqual({});
   });
 
   it('read the files at startup and reach tls.connect options, from flags or environment', () => {
