@@ -51,7 +51,17 @@ function report(type: BareReport['type']): void {
 async function main(config: BareConfig): Promise<() => Promise<void>> {
   if (config.kind === 'amqp') {
     const connection = await amqp.connect(config.url);
+    // A broker restart mid-run: stop counting, never crash (the bench reports what was counted).
+    connection.on('error', () => undefined);
     const channel = await connection.createChannel();
+    channel.on('error', () => undefined);
+    const ack = (message: amqp.Message): void => {
+      try {
+        channel.ack(message, true);
+      } catch {
+        errors++;
+      }
+    };
     await channel.assertExchange(config.exchange ?? 'celeryev', 'topic', {
       durable: true,
       autoDelete: false,
@@ -68,22 +78,23 @@ async function main(config: BareConfig): Promise<() => Promise<void>> {
       // Acknowledge in batches, as the bridge does.
       unacked = message;
       if (++pending >= prefetch >> 1) {
-        channel.ack(message, true);
+        ack(message);
         unacked = undefined;
         pending = 0;
       } else if (pending === 1) {
         setImmediate(() => {
-          if (unacked !== undefined) channel.ack(unacked, true);
+          if (unacked !== undefined) ack(unacked);
           unacked = undefined;
           pending = 0;
         });
       }
     });
     return async () => {
-      await connection.close();
+      await connection.close().catch(() => undefined);
     };
   }
   const client = new Redis(config.url, { lazyConnect: true });
+  client.on('error', () => undefined);
   await client.connect();
   client.on('pmessageBuffer', (_pattern: Buffer, _channel: Buffer, payload: Buffer) => {
     // kombu's envelope: JSON with a base64 body, which is the event JSON.

@@ -64,7 +64,10 @@ export interface Publisher {
 
 export async function amqpPublisher(url: string): Promise<Publisher> {
   const connection = await amqp.connect(url);
+  // Another session may restart RabbitMQ: report through failed operations, never crash.
+  connection.on('error', () => undefined);
   const channel = await connection.createChannel();
+  channel.on('error', () => undefined);
   // Celery declares it so (celery/events/event.py): durable topic exchange.
   await channel.assertExchange(EXCHANGE, 'topic', { durable: true, autoDelete: false });
   const admin = await connection.createChannel();
@@ -86,7 +89,8 @@ export async function amqpPublisher(url: string): Promise<Publisher> {
         priority: 0,
       });
       if (ok) return undefined;
-      blocked ??= once(channel, 'drain').then(() => {
+      // Resumes on 'drain', or on 'close' (then the next publish throws instead of hanging).
+      blocked ??= Promise.race([once(channel, 'drain'), once(channel, 'close')]).then(() => {
         blocked = undefined;
       });
       return blocked;
@@ -125,6 +129,7 @@ export async function redisPublisher(
   envelope: EventObject,
 ): Promise<Publisher> {
   const client = new Redis(url, { lazyConnect: true, enableAutoPipelining: false });
+  client.on('error', () => undefined);
   await client.connect();
   const properties = envelope['properties'] as EventObject;
   let pipeline = client.pipeline();

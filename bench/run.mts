@@ -415,7 +415,8 @@ async function runBurst(
   mode: Mode,
   options: { profileDir?: string } = {},
 ): Promise<BurstResult> {
-  const alone = await runBareAlone(ctx, broker, mode);
+  // (Not again for the profile: that run is about where the bridge's time goes.)
+  const alone = options.profileDir === undefined ? await runBareAlone(ctx, broker, mode) : 0;
   const queue = `celery-otel-bench-${randomUUID().slice(0, 8)}`;
   const publisher = await publisherFor(ctx, broker);
   const nodeOptions =

@@ -380,6 +380,9 @@ export class Bridge {
 
   private export(task: FinishedTask): void {
     this.stats.taskExported();
-    this.exportQueue.add(taskSpans(task, this.spanOptions));
+    // Tasks given up on in bulk (a full in-flight table, the age limit) must not crowd out the
+    // spans of tasks that really finished.
+    const givenUp = task.completeness === 'evicted' || task.completeness === 'expired';
+    this.exportQueue.add(taskSpans(task, this.spanOptions), givenUp);
   }
 }

@@ -2,7 +2,7 @@ import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import amqp from 'amqplib';
 import { afterAll, describe, expect, it } from 'vitest';
-import { type BridgeProcess, startBridge } from '../support/bridgeProcess.js';
+import { type BridgeProcess, startBridge } from './support/bridgeProcess.js';
 import {
   AMQP_URL,
   type CeleryWorker,
@@ -11,8 +11,8 @@ import {
   randomName,
   requireBroker,
   startCeleryWorker,
-} from '../support/celeryWorker.js';
-import { OtlpReceiver, type ReceivedSpan } from '../support/OtlpReceiver.js';
+} from './support/celeryWorker.js';
+import { OtlpReceiver, type ReceivedSpan } from './support/OtlpReceiver.js';
 
 const CONSUMER = 5;
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));

@@ -66,13 +66,23 @@ export class SpanExportQueue {
     return this.failingSinceMs !== undefined;
   }
 
-  add(spans: ReadableSpan[]): void {
-    const room = this.options.maxQueueSize - this.queue.length;
+  /**
+   * Queues spans for export. `lowPriority` spans (tasks given up on: evicted, expired) only use
+   * the first half of the queue, so a flood of them can never crowd out the spans of tasks that
+   * really finished.
+   */
+  add(spans: ReadableSpan[], lowPriority = false): void {
+    const limit = lowPriority
+      ? Math.floor(this.options.maxQueueSize / 2)
+      : this.options.maxQueueSize;
+    const room = limit - this.queue.length;
     if (room < spans.length) {
       this.counters.dropped(
         'queue_full',
         spans.length - Math.max(0, room),
-        `the span export queue is full (${this.options.maxQueueSize} spans, OTEL_BSP_MAX_QUEUE_SIZE): the collector is slow or unreachable; newer spans are dropped`,
+        lowPriority
+          ? `more unfinished tasks are given up on than the exporter can send (half of OTEL_BSP_MAX_QUEUE_SIZE, ${limit} spans, is theirs at most): their incomplete spans are dropped`
+          : `the span export queue is full (${this.options.maxQueueSize} spans, OTEL_BSP_MAX_QUEUE_SIZE): the collector is slow or unreachable; newer spans are dropped`,
       );
       if (room <= 0) return;
       spans = spans.slice(0, room);

@@ -196,7 +196,6 @@ describe.each(cases)('TLS to $broker', ({ broker, plainUrl, targetPort, tlsUrl }
       `TLS handshake with 127.0.0.1:${tls.port} failed: Hostname/IP does not match certificate's ` +
         "altnames: Host: wrong.example. is not in the cert's altnames",
     );
-    expect(tls.serverNames).toContain('wrong.example');
 
     const right = bridge(
       tls.port,
@@ -204,6 +203,7 @@ describe.each(cases)('TLS to $broker', ({ broker, plainUrl, targetPort, tlsUrl }
       '127.0.0.1',
     );
     await right.waitForLog(/"msg":"(consuming|subscribed)/);
+    expect(tls.serverNames).toContain('localhost');
     expect(await right.stop()).toBe(0);
     // No Node warning about an IP address as SNI: stderr is JSON lines only.
     for (const line of right.logLines) expect(() => JSON.parse(line) as unknown).not.toThrow();

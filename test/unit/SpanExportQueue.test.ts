@@ -128,3 +128,20 @@ describe('SpanExportQueue', () => {
     expect(c.state.dropped['export_rejected']).toBe(14);
   });
 });
+
+describe('SpanExportQueue priorities', () => {
+  it('keeps half the queue for spans of tasks that really finished', () => {
+    const c = counters();
+    const queue = new SpanExportQueue(
+      new FakeExporter(),
+      { ...options, maxQueueSize: 100, maxExportBatchSize: 1000 },
+      c,
+    );
+    queue.add(spans(80), true);
+    expect(queue.length).toBe(50);
+    expect(c.state.dropped['queue_full']).toBe(30);
+    queue.add(spans(60));
+    expect(queue.length).toBe(100);
+    expect(c.state.dropped['queue_full']).toBe(40);
+  });
+});
