@@ -249,11 +249,12 @@ export class OtlpReceiver {
     this.server = createServer((req, res) => void this.handle(req, res));
   }
 
-  static async start(options: { status?: number } = {}): Promise<OtlpReceiver> {
+  /** `port`: a fixed port, e.g. to bring a collector back where it was after an outage. */
+  static async start(options: { status?: number; port?: number } = {}): Promise<OtlpReceiver> {
     const receiver = new OtlpReceiver(options.status ?? 200);
     await new Promise<void>((resolve, reject) => {
       receiver.server.once('error', reject);
-      receiver.server.listen(0, '127.0.0.1', resolve);
+      receiver.server.listen(options.port ?? 0, '127.0.0.1', resolve);
     });
     return receiver;
   }

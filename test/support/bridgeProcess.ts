@@ -21,8 +21,14 @@ export interface BridgeProcess {
  */
 export function startBridge(args: string[], env: Record<string, string>): BridgeProcess {
   const child = spawn(process.execPath, [MAIN, ...args], {
-    // No state file unless a test asks for one: runs must not restore each other's tasks.
-    env: { PATH: process.env['PATH'] ?? '', CELERY_OTEL_BRIDGE_STATE_FILE: 'none', ...env },
+    // No state file unless a test asks for one: runs must not restore each other's tasks. No
+    // HTTP listener unless a test asks (--http-port): bridges of concurrent runs share 9464.
+    env: {
+      PATH: process.env['PATH'] ?? '',
+      CELERY_OTEL_BRIDGE_STATE_FILE: 'none',
+      CELERY_OTEL_BRIDGE_HTTP_PORT: '0',
+      ...env,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const logLines: string[] = [];

@@ -1,0 +1,11 @@
+import { defineConfig } from 'vitest/config';
+
+/** `npm run reliability`: the fault-injection report (README "Reliability report"). */
+export default defineConfig({
+  test: {
+    include: ['test/reliability/**/*.suite.ts'],
+    fileParallelism: false,
+    testTimeout: 300_000,
+    hookTimeout: 120_000,
+  },
+});
