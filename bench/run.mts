@@ -685,7 +685,8 @@ function table(rows: string[][]): string {
   const widths = rows[0]?.map((_, c) => Math.max(...rows.map((r) => (r[c] ?? '').length))) ?? [];
   const line = (r: string[]): string =>
     `| ${r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c] ?? 0) : cell.padStart(widths[c] ?? 0))).join(' | ')} |`;
-  const sep = `|${widths.map((w, c) => (c === 0 ? `${'-'.repeat(w + 1)}-` : `${'-'.repeat(w + 1)}:`)).join('|')}|`;
+  // Markdown as Prettier writes it, so the table can be pasted into the README as is.
+  const sep = `| ${widths.map((w, c) => (c === 0 ? '-'.repeat(w) : `${'-'.repeat(w - 1)}:`)).join(' | ')} |`;
   return [line(rows[0] ?? []), sep, ...rows.slice(1).map(line)].join('\n');
 }
 
@@ -733,11 +734,11 @@ function report(
     const lag = lags.find((l) => l.broker === b.broker && l.mode === b.mode);
     return lag === undefined ? 'n/a' : `${fmt(lag.lagMs.p50)} / ${fmt(lag.lagMs.p99)}`;
   });
-  row('  half rate: events/s achieved', (b) => {
+  row('half rate: events/s achieved', (b) => {
     const lag = lags.find((l) => l.broker === b.broker && l.mode === b.mode);
     return lag === undefined ? 'n/a' : fmt(lag.achievedEventsPerSecond);
   });
-  row('  half rate: task spans / tasks', (b) => {
+  row('half rate: task spans / tasks', (b) => {
     const lag = lags.find((l) => l.broker === b.broker && l.mode === b.mode);
     return lag === undefined ? 'n/a' : `${fmt(lag.taskSpansReceived)} / ${fmt(lag.tasksPublished)}`;
   });

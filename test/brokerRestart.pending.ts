@@ -1,5 +1,4 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { createServer } from 'node:net';
 import amqp from 'amqplib';
 import { afterAll, describe, expect, it } from 'vitest';
 import { type BridgeProcess, startBridge } from './support/bridgeProcess.js';
@@ -13,20 +12,11 @@ import {
   startCeleryWorker,
 } from './support/celeryWorker.js';
 import { OtlpReceiver, type ReceivedSpan } from './support/OtlpReceiver.js';
+import { freePort, sleep, until } from './support/testUtils.js';
 
 const CONSUMER = 5;
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 const taskSpans = (spans: ReceivedSpan[], id: string): ReceivedSpan[] =>
   spans.filter((s) => s.kind === CONSUMER && s.attributes['celery.task.id'] === id);
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  if (address === null || typeof address === 'string') throw new Error('no port');
-  return address.port;
-}
 
 async function readiness(base: string): Promise<number> {
   try {
@@ -34,19 +24,6 @@ async function readiness(base: string): Promise<number> {
   } catch {
     return 0;
   }
-}
-
-async function until(
-  what: string,
-  probe: () => Promise<boolean>,
-  timeoutMs: number,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await probe()) return;
-    await sleep(200);
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
 }
 
 /** A Redis server of the test's own, so restarting it disturbs nothing else. */
@@ -63,12 +40,12 @@ class OwnRedis {
     );
     await until(
       'redis-server to listen',
-      async () => {
+      () => {
         try {
           execFileSync('redis-cli', ['-p', String(this.port), 'ping'], { stdio: 'pipe' });
-          return true;
+          return Promise.resolve(true);
         } catch {
-          return false;
+          return Promise.resolve(false);
         }
       },
       10_000,
@@ -115,16 +92,19 @@ const outages: Outage[] = [
       await requireBroker('amqp');
       return 5672;
     },
-    down: async () => {
+    down: () => {
       execFileSync('rabbitmqctl', ['stop_app'], { stdio: 'pipe' });
+      return Promise.resolve();
     },
-    up: async () => {
+    up: () => {
       execFileSync('rabbitmqctl', ['start_app'], { stdio: 'pipe' });
       execFileSync('rabbitmqctl', ['await_startup'], { stdio: 'pipe' });
+      return Promise.resolve();
     },
-    tearDown: async () => {
+    tearDown: () => {
       // Whatever happened, leave RabbitMQ running for the next test file.
       execFileSync('rabbitmqctl', ['start_app'], { stdio: 'pipe' });
+      return Promise.resolve();
     },
   },
 ];

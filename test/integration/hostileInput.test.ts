@@ -1,5 +1,3 @@
-import { readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import amqp from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type BridgeProcess, startBridge } from '../support/bridgeProcess.js';
@@ -14,24 +12,11 @@ import {
 } from '../support/celeryWorker.js';
 import { OtlpReceiver } from '../support/OtlpReceiver.js';
 import { parsePrometheus, sumOf } from '../support/prometheusText.js';
+import { freePort, peakRssMiB } from '../support/testUtils.js';
 
 const CONSUMER = 5;
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  if (address === null || typeof address === 'string') throw new Error('no port');
-  return address.port;
-}
-
 /** Peak resident memory of a process, in MiB (VmHWM). */
-function peakRssMiB(pid: number): number {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const match = /VmHWM:\s+(\d+) kB/.exec(status);
-  return Number(match?.[1] ?? 0) / 1024;
-}
 
 /**
  * A corpus of broken and hostile input published on the real `celeryev` exchange: the bridge
@@ -133,21 +118,23 @@ describe('hostile input through RabbitMQ', () => {
 
     // Real work afterwards is still traced.
     const { adds } = (await produce(AMQP_URL, queue, 'adds', ['3'])) as { adds: string[] };
-    const spans = await receiver.waitForSpans(
-      (all) =>
-        adds.every((id) =>
-          all.some((s) => s.kind === CONSUMER && s.attributes['celery.task.id'] === id),
-        ) && all.some((s) => s.attributes['celery.task.id'] === 'huge-tb'),
-      60_000,
-    ).catch(async (error: unknown) => {
-      const metrics = await (await fetch(`${base}/metrics`)).text();
-      throw new Error(
-        `${String(error)}\n--- bridge ---\n${bridge.logLines.join('\n')}\n--- metrics ---\n${metrics
-          .split('\n')
-          .filter((l) => l.startsWith('celery_otel_bridge'))
-          .join('\n')}`,
-      );
-    });
+    const spans = await receiver
+      .waitForSpans(
+        (all) =>
+          adds.every((id) =>
+            all.some((s) => s.kind === CONSUMER && s.attributes['celery.task.id'] === id),
+          ) && all.some((s) => s.attributes['celery.task.id'] === 'huge-tb'),
+        60_000,
+      )
+      .catch(async (error: unknown) => {
+        const metrics = await (await fetch(`${base}/metrics`)).text();
+        throw new Error(
+          `${String(error)}\n--- bridge ---\n${bridge.logLines.join('\n')}\n--- metrics ---\n${metrics
+            .split('\n')
+            .filter((l) => l.startsWith('celery_otel_bridge'))
+            .join('\n')}`,
+        );
+      });
     const huge = spans.find(
       (s) => s.kind === CONSUMER && s.attributes['celery.task.id'] === 'huge-tb',
     );

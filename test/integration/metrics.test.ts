@@ -1,4 +1,3 @@
-import { createServer } from 'node:net';
 import amqp from 'amqplib';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -15,34 +14,7 @@ import {
 } from '../support/celeryWorker.js';
 import { OtlpReceiver } from '../support/OtlpReceiver.js';
 import { histogramCount, parsePrometheus, sumOf } from '../support/prometheusText.js';
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  if (address === null || typeof address === 'string') throw new Error('no port');
-  return address.port;
-}
-
-async function until<T>(
-  what: string,
-  probe: () => Promise<T | undefined>,
-  timeoutMs = 30_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const value = await probe();
-      if (value !== undefined) return value;
-    } catch (error) {
-      last = error;
-    }
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-}
+import { freePort, until } from '../support/testUtils.js';
 
 /** What the broker itself says about a queue's length, to compare with the bridge's gauge. */
 async function brokerQueueLength(broker: 'amqp' | 'redis', queue: string): Promise<number> {

@@ -14,6 +14,7 @@ import {
   startCeleryWorker,
 } from '../support/celeryWorker.js';
 import { OtlpReceiver, type ReceivedSpan } from '../support/OtlpReceiver.js';
+import { sleep } from '../support/testUtils.js';
 
 const CONSUMER = 5;
 const INTERNAL = 1;
@@ -22,7 +23,6 @@ const taskSpans = (spans: ReceivedSpan[], id: string): ReceivedSpan[] =>
   spans.filter((s) => s.kind === CONSUMER && s.attributes['celery.task.id'] === id);
 const hasTasks = (spans: ReceivedSpan[], ids: string[]): boolean =>
   ids.every((id) => taskSpans(spans, id).length > 0);
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
  * Faults on RabbitMQ that must not cost spans: a bridge restart with tasks in flight, a

@@ -1,6 +1,5 @@
 import { execFileSync, type ChildProcess, spawn } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { writeFileSync } from 'node:fs';
 import amqp from 'amqplib';
 import { afterAll, describe, expect, it } from 'vitest';
 import { type BridgeProcess, startBridge } from '../support/bridgeProcess.js';
@@ -14,6 +13,7 @@ import {
   startCeleryWorker,
 } from '../support/celeryWorker.js';
 import { OtlpReceiver, type ReceivedSpan } from '../support/OtlpReceiver.js';
+import { freePort, peakRssMiB, sleep } from '../support/testUtils.js';
 
 /**
  * The reliability report: each fault injected against a real Celery worker and a real broker,
@@ -31,25 +31,6 @@ interface Row {
 }
 
 const rows: Row[] = [];
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  if (address === null || typeof address === 'string') throw new Error('no port');
-  return address.port;
-}
-
-function peakRssMiB(pid: number | undefined): number {
-  try {
-    const match = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return Number(match?.[1] ?? 0) / 1024;
-  } catch {
-    return 0;
-  }
-}
 
 /** One scenario's moving parts, torn down whatever happens. */
 class Scenario {

@@ -93,9 +93,9 @@ function decodeMetrics(body: Buffer, contentType: string): ReceivedMetric[] {
   const message: MetricsMessage =
     contentType === JSON_TYPE
       ? (JSON.parse(body.toString('utf8')) as MetricsMessage)
-      : (ExportMetricsServiceRequest.toObject(ExportMetricsServiceRequest.decode(body), {
+      : ExportMetricsServiceRequest.toObject(ExportMetricsServiceRequest.decode(body), {
           defaults: false,
-        }) as MetricsMessage);
+        });
   const out: ReceivedMetric[] = [];
   for (const resource of message.resourceMetrics ?? []) {
     for (const scope of resource.scopeMetrics ?? []) {

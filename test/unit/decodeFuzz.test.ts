@@ -42,7 +42,9 @@ function mutateValue(value: unknown, next: () => number, depth = 0): unknown {
   const pick = <T>(items: T[]): T => items[Math.floor(next() * items.length)] as T;
   if (depth > 3 || next() < 0.1) return pick(WEIRD_VALUES);
   if (Array.isArray(value)) {
-    const out = value.map((item) => (next() < 0.3 ? mutateValue(item, next, depth + 1) : item));
+    const out = (value as unknown[]).map((item) =>
+      next() < 0.3 ? mutateValue(item, next, depth + 1) : item,
+    );
     if (next() < 0.2) out.push(pick(WEIRD_VALUES));
     return out;
   }
