@@ -3,7 +3,6 @@
 // envelope on pub/sub channel `/{db}.celeryev/{routing_key}`).
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { once } from 'node:events';
 import { promisify } from 'node:util';
 import amqp from 'amqplib';
 import { Redis } from 'ioredis';
@@ -90,8 +89,15 @@ export async function amqpPublisher(url: string): Promise<Publisher> {
       });
       if (ok) return undefined;
       // Resumes on 'drain', or on 'close' (then the next publish throws instead of hanging).
-      blocked ??= Promise.race([once(channel, 'drain'), once(channel, 'close')]).then(() => {
-        blocked = undefined;
+      blocked ??= new Promise<void>((resolve) => {
+        const resume = (): void => {
+          channel.off('drain', resume);
+          channel.off('close', resume);
+          blocked = undefined;
+          resolve();
+        };
+        channel.on('drain', resume);
+        channel.on('close', resume);
       });
       return blocked;
     },

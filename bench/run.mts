@@ -366,7 +366,6 @@ function generate(ctx: Context, publisher: Publisher, mode: Mode, events: number
 }
 
 /** Bridge settings: its defaults, with its own queue and the bench's OTLP receiver. */
-const SPAN_QUIET_MS = 8_000; // finish grace (2 s) + OTEL_BSP_SCHEDULE_DELAY (5 s) + margin
 const LAG_COOLDOWN_MS = 3_000;
 
 export interface BurstResult {
@@ -443,12 +442,17 @@ async function runBurst(
     }
     const busyUntil = await sampler.busyUntil(300_000);
     sampler.stop();
-    await waitForSpans(ctx.receiver, generator.tasksFinished, SPAN_QUIET_MS);
+    // Full batches are out by now; the last partial one would wait OTEL_BSP_SCHEDULE_DELAY (5 s).
+    // Read the figures, then stop the bridge, which exports what is queued before it exits.
+    await waitForSpans(ctx.receiver, generator.tasksFinished, 1_000);
     const cpu1 = cpuSeconds(bridge.pid);
     const mem = memory(bridge.pid);
     const counters =
       bridge.httpPort === undefined ? undefined : await scrapeCounters(bridge.httpPort);
     const consumed = counters?.['celery_otel_bridge_events_total'];
+    await bare.stop();
+    await bridge.stop();
+    await waitForSpans(ctx.receiver, generator.tasksFinished, 1_000);
     const bareReport = bare.latest();
     const bareSeconds = Math.max(1, bareReport.lastAt - t0) / 1000;
     const bridgeSeconds = Math.max(1, (busyUntil ?? Date.now()) - t0) / 1000;
@@ -497,8 +501,6 @@ async function runBurst(
       result.bridge.eventsPerSecond / Math.max(1, result.bare.eventsPerSecond),
       3,
     );
-    await bare.stop();
-    await bridge.stop();
     result.bridge.reportedProblems = bridge.problems();
     return result;
   } finally {
@@ -569,7 +571,8 @@ async function runLag(ctx: Context, broker: Broker, mode: Mode, rate: number): P
     // last partial batch of a stream that stopped (which waits for OTEL_BSP_SCHEDULE_DELAY).
     let measuring = true;
     let seconds = 0;
-    for (let now = Date.now(); now < end + LAG_COOLDOWN_MS; now = Date.now()) {
+    const cooldownMs = ctx.args.quick ? 1_000 : LAG_COOLDOWN_MS;
+    for (let now = Date.now(); now < end + cooldownMs; now = Date.now()) {
       if (measuring && now >= end) {
         measuring = false;
         seconds = (now - t0) / 1000;
@@ -587,7 +590,9 @@ async function runLag(ctx: Context, broker: Broker, mode: Mode, rate: number): P
       // Let the jobs in progress finish.
     }
     await publisher.flush();
-    await waitForSpans(ctx.receiver, generator.tasksFinished, SPAN_QUIET_MS);
+    // The measured tasks left in full batches during the cool-down; a stop exports the rest.
+    await waitForSpans(ctx.receiver, generator.tasksFinished, 1_000);
+    await bridge.stop();
     const lags: number[] = [];
     for (const [id, arrival] of ctx.receiver.arrivals) {
       const at = finals.get(id);

@@ -34,6 +34,8 @@ import { BridgeStats } from './telemetry/BridgeStats.js';
 import { VERSION } from './version.js';
 
 const TICK_MS = 250;
+/** The final metrics push on stop gets this long. */
+const SHUTDOWN_METRICS_MS = 2000;
 const SUMMARY_INTERVAL_MS = 60_000;
 /** How often workers are checked for lost heartbeats, and tasks for the age limit. */
 const LIVENESS_CHECK_MS = 1000;
@@ -45,6 +47,10 @@ const MAX_WORKERS = 10_000;
  * The pipeline: source (RabbitMQ or Redis) -> decode -> assemble (TaskAssembler) -> spans
  * (taskSpans) -> bounded export queue -> OTLP exporter.
  */
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}
+
 export class Bridge {
   readonly stats: BridgeStats;
   private readonly assembler: TaskAssembler;
@@ -245,7 +251,11 @@ export class Bridge {
     await Promise.all([
       this.exportQueue.shutdown(),
       this.queueLengths.stop(),
-      this.meters.provider.shutdown().catch(() => undefined),
+      // One last metrics push, but a collector that is down must not hold the exit for long.
+      Promise.race([
+        this.meters.provider.shutdown().catch(() => undefined),
+        sleep(SHUTDOWN_METRICS_MS),
+      ]),
       this.httpServer?.stop(),
     ]);
     this.stats.logSummary();

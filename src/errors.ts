@@ -15,3 +15,8 @@ export class BrokerUnreachableError extends Error {
 export class BrokerSetupError extends Error {
   override readonly name = 'BrokerSetupError';
 }
+
+/** The HTTP listener could not bind (port in use, address not local). */
+export class HttpListenError extends Error {
+  override readonly name = 'HttpListenError';
+}

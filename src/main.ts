@@ -2,7 +2,12 @@
 import { Bridge } from './Bridge.js';
 import { helpText } from './config/helpText.js';
 import { parseConfig } from './config/parseConfig.js';
-import { BrokerSetupError, BrokerUnreachableError, ConfigError } from './errors.js';
+import {
+  BrokerSetupError,
+  BrokerUnreachableError,
+  ConfigError,
+  HttpListenError,
+} from './errors.js';
 import { installDiagLogger } from './log/installDiagLogger.js';
 import { Logger } from './log/Logger.js';
 import { describeError } from './source/describeError.js';
@@ -47,7 +52,11 @@ async function main(): Promise<number> {
   try {
     await bridge.start();
   } catch (error) {
-    if (error instanceof BrokerUnreachableError || error instanceof BrokerSetupError) {
+    if (
+      error instanceof BrokerUnreachableError ||
+      error instanceof BrokerSetupError ||
+      error instanceof HttpListenError
+    ) {
       logger.error(error.message);
       await bridge.stop().catch(() => undefined);
       return 1;

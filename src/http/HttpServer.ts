@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { HttpListenError } from '../errors.js';
 
 export interface HttpServerHandlers {
   /** Serves the Prometheus text exposition format. */
@@ -28,9 +29,16 @@ export class HttpServer {
     const server = createServer((request, response) => this.handle(request, response));
     this.server = server;
     await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
+      const fail = (error: NodeJS.ErrnoException): void =>
+        reject(
+          new HttpListenError(
+            `cannot serve /metrics on ${this.host}:${this.port}: ${error.code ?? error.message}; ` +
+              'choose another --http-port (or 0 to turn the listener off) or --http-host',
+          ),
+        );
+      server.once('error', fail);
       server.listen(this.port, this.host, () => {
-        server.off('error', reject);
+        server.off('error', fail);
         resolve();
       });
     });

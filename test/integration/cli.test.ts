@@ -1,3 +1,4 @@
+import { createServer, type AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { startBridge } from '../support/bridgeProcess.js';
 
@@ -34,6 +35,21 @@ describe('the celery-otel-bridge command', () => {
       expect(log).not.toContain('topsecret');
     },
   );
+
+  it('exits 1 with one clear message when the HTTP port is taken', async () => {
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const port = (taken.address() as AddressInfo).port;
+    try {
+      const bridge = startBridge(['--http-host', '127.0.0.1', '--http-port', String(port)], {});
+      expect(await bridge.exited).toBe(1);
+      expect(bridge.logLines.join('\n')).toContain(
+        `cannot serve /metrics on 127.0.0.1:${port}: EADDRINUSE`,
+      );
+    } finally {
+      await new Promise((resolve) => taken.close(resolve));
+    }
+  });
 
   it.each([
     ['amqp://admin:hunter2@127.0.0.1:1//', 'RabbitMQ'],
