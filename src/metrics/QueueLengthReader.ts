@@ -2,6 +2,7 @@ import amqp from 'amqplib';
 import { Redis } from 'ioredis';
 import type { BrokerEndpoint } from '../config/brokerUrl.js';
 import { brokerTlsOptions } from '../source/brokerTlsOptions.js';
+import { connectAmqp } from '../source/connectAmqp.js';
 
 /** Reads how many messages wait in each queue. Missing queues are left out of the result. */
 export interface QueueLengthReader {
@@ -44,18 +45,7 @@ export class AmqpQueueLengthReader implements QueueLengthReader {
   private async openChannel(): Promise<amqp.Channel> {
     if (this.connection === undefined) {
       const { broker } = this;
-      const connection = await amqp.connect(
-        {
-          protocol: broker.tls ? 'amqps' : 'amqp',
-          hostname: broker.hostname,
-          port: broker.port,
-          username: broker.username ?? 'guest',
-          password: broker.password ?? 'guest',
-          vhost: broker.vhost,
-          heartbeat: 30,
-        },
-        brokerTlsOptions(broker),
-      );
+      const connection = await connectAmqp(broker);
       connection.on('error', () => undefined);
       connection.on('close', () => {
         if (this.connection === connection) {

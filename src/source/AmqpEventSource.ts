@@ -3,14 +3,10 @@ import type { AmqpQueueOptions } from '../config/BridgeOptions.js';
 import type { BrokerEndpoint } from '../config/brokerUrl.js';
 import { BrokerSetupError, BrokerUnreachableError } from '../errors.js';
 import type { Logger } from '../log/Logger.js';
-import {
-  brokerTlsOptions,
-  describeBrokerError,
-  isTlsFailure,
-  warnIfTlsInsecure,
-} from './brokerTlsOptions.js';
+import { describeBrokerError, isTlsFailure, warnIfTlsInsecure } from './brokerTlsOptions.js';
 import { describeError as describe } from './describeError.js';
 import { backoffDelayMs, type EventSource, type EventSourceHandlers } from './EventSource.js';
+import { connectAmqp } from './connectAmqp.js';
 
 export interface AmqpEventSourceOptions {
   readonly broker: BrokerEndpoint;
@@ -87,18 +83,7 @@ export class AmqpEventSource implements EventSource {
 
   private async connectAndConsume(): Promise<void> {
     const { broker, queue, exchange } = this.options;
-    const connection = await amqp.connect(
-      {
-        protocol: broker.tls ? 'amqps' : 'amqp',
-        hostname: broker.hostname,
-        port: broker.port,
-        username: broker.username ?? 'guest',
-        password: broker.password ?? 'guest',
-        vhost: broker.vhost,
-        heartbeat: 30,
-      },
-      brokerTlsOptions(broker),
-    );
+    const connection = await connectAmqp(broker);
     try {
       const channel = await connection.createChannel();
       // Celery declares `celeryev` as a durable topic exchange (celery/events/event.py).

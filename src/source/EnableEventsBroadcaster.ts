@@ -7,6 +7,7 @@ import type { Logger } from '../log/Logger.js';
 import { brokerTlsOptions } from './brokerTlsOptions.js';
 import { describeError } from './describeError.js';
 import { backoffDelayMs } from './EventSource.js';
+import { connectAmqp } from './connectAmqp.js';
 
 export interface EnableEventsBroadcasterOptions {
   readonly broker: BrokerEndpoint;
@@ -200,18 +201,7 @@ export class EnableEventsBroadcaster {
 
   private async openAmqp(): Promise<amqp.ConfirmChannel> {
     const { broker } = this.options;
-    const connection = await amqp.connect(
-      {
-        protocol: broker.tls ? 'amqps' : 'amqp',
-        hostname: broker.hostname,
-        port: broker.port,
-        username: broker.username ?? 'guest',
-        password: broker.password ?? 'guest',
-        vhost: broker.vhost,
-        heartbeat: 30,
-      },
-      brokerTlsOptions(broker),
-    );
+    const connection = await connectAmqp(broker);
     connection.on('error', (error: unknown) => {
       this.logger.debug('RabbitMQ connection error (enable_events)', {
         error: describeError(error),
