@@ -641,6 +641,7 @@ async function runInflight(ctx: Context, tasks: number): Promise<InflightResult>
   ]);
   try {
     await sleep(1500);
+    ctx.receiver.reset();
     const baseline = memory(bridge.pid).rss;
     const generator = new StreamGenerator(ctx.shapes, {
       ...streamOptions('batched', 3),
@@ -662,6 +663,7 @@ async function runInflight(ctx: Context, tasks: number): Promise<InflightResult>
     // Let the heap settle (idle-time GC) before reading the steady state.
     await sleep(3000);
     const steady = memory(bridge.pid);
+    // Task spans during this run: tasks the bridge gave up on (evicted or timed out).
     const evicted = ctx.receiver.arrivals.size;
     return {
       tasks: generator.tasksStarted,

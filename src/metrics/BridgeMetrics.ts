@@ -1,8 +1,9 @@
-import type { Attributes, Counter, Histogram, Meter } from '@opentelemetry/api';
+import type { Attributes, Histogram, Meter } from '@opentelemetry/api';
 import type { TaskRecord } from '../assemble/TaskRecord.js';
 import type { TaskEvent, WorkerEvent } from '../decode/CeleryEvent.js';
 import type { BridgeStats } from '../telemetry/BridgeStats.js';
 import type { MetricLabels } from './MetricLabels.js';
+import { SeriesCounter } from './SeriesCounter.js';
 import type { StateGauge } from './StateGaugeProducer.js';
 import type { WorkerLiveness } from './WorkerLiveness.js';
 
@@ -28,6 +29,16 @@ const STATE_OF_EVENT: Record<TaskEvent['type'], string> = {
   'task-rejected': 'rejected',
 };
 
+const TERMINAL: ReadonlySet<string> = new Set([
+  'task-succeeded',
+  'task-failed',
+  'task-revoked',
+  'task-rejected',
+]);
+
+/** Series of the task counter at most, as the SDK's default cardinality limit. */
+const MAX_TASK_SERIES = 2000;
+
 /** Bucket boundaries in seconds: 5 ms to 1 h, for both runtimes and queue waits. */
 const DURATION_BUCKETS_S = [
   0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600,
@@ -41,7 +52,7 @@ const DURATION_BUCKETS_S = [
  * https://opentelemetry.io/docs/specs/semconv/general/metrics/
  */
 export class BridgeMetrics {
-  private readonly tasks: Counter;
+  private readonly tasks: SeriesCounter;
   private readonly runtime: Histogram;
   private readonly queueWait: Histogram;
   private readonly lag: Histogram;
@@ -51,11 +62,16 @@ export class BridgeMetrics {
     private readonly sources: MetricSources,
   ) {
     const { stats, labels } = sources;
-    this.tasks = meter.createCounter('celery.tasks', {
-      unit: '{task}',
-      description:
-        'Task events by state: sent, received, started, succeeded, failed, retried, revoked, rejected',
-    });
+    this.tasks = new SeriesCounter(
+      meter,
+      'celery.tasks',
+      {
+        unit: '{task}',
+        description:
+          'Task events by state: sent, received, started, succeeded, failed, retried, revoked, rejected',
+      },
+      MAX_TASK_SERIES,
+    );
     this.runtime = meter.createHistogram('celery.task.runtime', {
       unit: 's',
       description: 'Time the task body ran: task-succeeded runtime, or started to failure/retry',
@@ -68,7 +84,7 @@ export class BridgeMetrics {
     });
     this.lag = meter.createHistogram('celery_otel_bridge.lag', {
       unit: 's',
-      description: 'Bridge clock minus the event timestamp, when the event is processed',
+      description: "Bridge clock minus the event timestamp when a task's final event is processed",
       advice: {
         explicitBucketBoundaries: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
       },
@@ -222,16 +238,18 @@ export class BridgeMetrics {
   onTaskEvent(event: TaskEvent, before: Readonly<TaskRecord> | undefined, nowMs: number): void {
     const { labels } = this.sources;
     const name = labels.taskName(event.name ?? before?.name);
-    const attributes: Attributes = {
-      'celery.task.name': name,
-      'celery.task.state': STATE_OF_EVENT[event.type],
-    };
+    const state = STATE_OF_EVENT[event.type];
     const queue = event.queue || before?.queue;
-    if (queue) attributes['messaging.destination.name'] = queue;
     const worker = event.type === 'task-sent' ? undefined : labels.workerName(event.hostname);
-    if (worker !== undefined) attributes['celery.worker.hostname'] = worker;
-    this.tasks.add(1, attributes);
-    this.lag.record(Math.max(0, nowMs / 1000 - event.timestamp));
+    this.tasks.add(`${name}\u0000${state}\u0000${queue ?? ''}\u0000${worker ?? ''}`, () => {
+      const attributes: Attributes = { 'celery.task.name': name, 'celery.task.state': state };
+      if (queue) attributes['messaging.destination.name'] = queue;
+      if (worker !== undefined) attributes['celery.worker.hostname'] = worker;
+      return attributes;
+    });
+    // Lag is sampled at each task's final events: the ones whose delay decides when its span
+    // goes out. (Recording it for every event cost more than the rest of the pipeline.)
+    if (TERMINAL.has(event.type)) this.lag.record(Math.max(0, nowMs / 1000 - event.timestamp));
 
     const outcome = { 'celery.task.name': name } as Attributes;
     if (worker !== undefined) outcome['celery.worker.hostname'] = worker;
