@@ -233,8 +233,17 @@ function parentTaskId(record: TaskRecord): string | undefined {
   return undefined;
 }
 
+/**
+ * The first sign of the task: the earliest of `task-sent`, `task-received` and the first attempt's
+ * start. Usually that is `task-sent`, but Celery stamps it only after the message was published
+ * (celery/app/amqp.py `send_task_message`), and clocks of different hosts differ, so a busy worker
+ * can start a task before its sent time; the task span must still contain its attempts.
+ */
 function taskStart(record: TaskRecord, attempts: Attempt[]): number {
-  let start = record.sentAt ?? record.receivedAt ?? attempts[0]?.startedAt;
+  let start: number | undefined;
+  for (const candidate of [record.sentAt, record.receivedAt, attempts[0]?.startedAt]) {
+    if (candidate !== undefined && (start === undefined || candidate < start)) start = candidate;
+  }
   if (start === undefined) {
     const first = attempts[0];
     start =

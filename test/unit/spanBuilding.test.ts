@@ -93,3 +93,20 @@ describe('span helpers', () => {
     expect(truncateMiddle('short', 10)).toBe('short');
   });
 });
+
+describe('task span start', () => {
+  it('is the earliest sign of the task, even when task-sent is stamped after the start', async () => {
+    const { assemble } = await import('../support/pipeline.js');
+    const run = assemble([
+      { type: 'task-received', uuid: 't', timestamp: 10.2, name: 'proj.add', hostname: 'w' },
+      { type: 'task-started', uuid: 't', timestamp: 10.25, hostname: 'w' },
+      // Celery stamps task-sent after publishing; a busy client can be later than the worker.
+      { type: 'task-sent', uuid: 't', timestamp: 10.3, name: 'proj.add', hostname: 'client' },
+      { type: 'task-succeeded', uuid: 't', timestamp: 10.4, runtime: 0.15, hostname: 'w' },
+    ]);
+    const task = run.spans.find((s) => s.name === 'proj.add');
+    const attempt = run.spans.find((s) => s.name === 'run/proj.add');
+    expect(task?.startTime).toEqual(hrTime(10.2));
+    expect(attempt?.startTime).toEqual(hrTime(10.25));
+  });
+});

@@ -1,7 +1,7 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import amqp from 'amqplib';
 import { afterAll, describe, expect, it } from 'vitest';
-import { type BridgeProcess, startBridge } from './support/bridgeProcess.js';
+import { type BridgeProcess, startBridge } from '../support/bridgeProcess.js';
 import {
   AMQP_URL,
   type CeleryWorker,
@@ -10,9 +10,9 @@ import {
   randomName,
   requireBroker,
   startCeleryWorker,
-} from './support/celeryWorker.js';
-import { OtlpReceiver, type ReceivedSpan } from './support/OtlpReceiver.js';
-import { freePort, sleep, until } from './support/testUtils.js';
+} from '../support/celeryWorker.js';
+import { OtlpReceiver, type ReceivedSpan } from '../support/OtlpReceiver.js';
+import { freePort, sleep, until } from '../support/testUtils.js';
 
 const CONSUMER = 5;
 const taskSpans = (spans: ReceivedSpan[], id: string): ReceivedSpan[] =>
