@@ -43,14 +43,15 @@ const EXPIRY_CHECK_MS = 60_000;
 /** Workers tracked for liveness at most (a flood of hostnames cannot grow memory). */
 const MAX_WORKERS = 10_000;
 
-/**
- * The pipeline: source (RabbitMQ or Redis) -> decode -> assemble (TaskAssembler) -> spans
- * (taskSpans) -> bounded export queue -> OTLP exporter.
- */
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }
 
+/**
+ * The pipeline: source (RabbitMQ or Redis) -> decode -> assemble (TaskAssembler) -> spans
+ * (taskSpans) -> bounded export queue -> OTLP exporter; plus the metrics, the HTTP listener,
+ * the state file and the timers that give up on tasks that will never finish.
+ */
 export class Bridge {
   readonly stats: BridgeStats;
   private readonly assembler: TaskAssembler;
