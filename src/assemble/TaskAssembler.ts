@@ -8,6 +8,7 @@ import type {
   TaskSpanLink,
   TraceAssignment,
 } from './TaskRecord.js';
+import { StringInterner } from './StringInterner.js';
 
 export interface TaskAssemblerOptions {
   /** In-flight tasks kept at most; the oldest is exported as incomplete when one more arrives. */
@@ -47,6 +48,13 @@ export interface AssemblerCounters {
   /** A root task's trace context arrived after spans of its tree were exported. */
   lateTraceContext?(): void;
 }
+
+/** Frozen, so that nothing can push into the lists every new task shares. */
+const NONE: number[] = Object.freeze([]) as unknown as number[];
+const NO_ATTEMPTS: Attempt[] = Object.freeze([]) as unknown as Attempt[];
+
+/** Distinct task names, hostnames and queues shared at most; more are kept per task. */
+const MAX_INTERNED_STRINGS = 10_000;
 
 /** A task received more often than this is counted no further (redelivery loops). */
 const MAX_RECEIVED_TIMES = 64;
@@ -90,6 +98,8 @@ export class TaskAssembler {
   /** Final event seen, waiting for stragglers: task id -> monotonic deadline (ms). */
   private readonly held = new Map<string, number>();
   private readonly finishedIds = new Set<string>();
+  /** Task names, hostnames and queues, shared across tasks (bounded). */
+  private readonly strings = new StringInterner(MAX_INTERNED_STRINGS);
   private lastSentEventMs = Number.NEGATIVE_INFINITY;
   private lastContextEventMs = Number.NEGATIVE_INFINITY;
   /** Root task id -> the tree's upstream context / group, and the trace once decided. */
@@ -254,7 +264,9 @@ export class TaskAssembler {
   private recordFor(id: string, timestamp: number): TaskRecord {
     let record = this.inFlight.get(id);
     if (record === undefined) {
-      record = { id, receivedTimes: [], lastEventAt: timestamp, attempts: [] };
+      // Shared empty lists until the task has something to put in them: most tasks in flight
+      // are waiting, and an empty array per task is memory a million times over.
+      record = { id, receivedTimes: NONE, lastEventAt: timestamp, attempts: NO_ATTEMPTS };
       this.inFlight.set(id, record);
       if (this.inFlight.size > this.options.maxInFlightTasks) this.evictOldest();
     }
@@ -294,7 +306,8 @@ export class TaskAssembler {
         this.lastSentEventMs = this.nowMs();
         record.sentAt = min(record.sentAt, event.timestamp);
         this.learn(record, event);
-        if (event.queue !== undefined && event.queue !== '') record.queue = event.queue;
+        if (event.queue !== undefined && event.queue !== '')
+          record.queue = this.strings.intern(event.queue);
         if (event.exchange !== undefined) record.exchange = event.exchange;
         if (event.routingKey !== undefined) record.routingKey = event.routingKey;
         return;
@@ -303,8 +316,11 @@ export class TaskAssembler {
           this.counters.duplicateEvent();
           return;
         }
-        if (record.receivedTimes.length < MAX_RECEIVED_TIMES)
-          record.receivedTimes.push(event.timestamp);
+        // A new array of exactly the right size: `push` would reserve room for 16 numbers in
+        // every in-flight task, for a list that almost always holds one.
+        if (record.receivedTimes.length < MAX_RECEIVED_TIMES) {
+          record.receivedTimes = [...record.receivedTimes, event.timestamp];
+        }
         record.receivedAt = min(record.receivedAt, event.timestamp);
         this.noteWorker(record, event);
         this.learn(record, event);
@@ -361,8 +377,11 @@ export class TaskAssembler {
    * message by event time, so the result does not depend on arrival order.
    */
   private learn(record: TaskRecord, event: TaskEvent): void {
-    if (event.name !== undefined) record.name = event.name;
-    if (event.rootId !== undefined) record.rootId = event.rootId;
+    if (event.name !== undefined) record.name = this.strings.intern(event.name);
+    // A root task is its own root: share the id's string rather than keep a second copy.
+    if (event.rootId !== undefined) {
+      record.rootId = event.rootId === record.id ? record.id : event.rootId;
+    }
     // A retry re-sends the message naming the task as its own parent (celery/app/task.py
     // `Task.retry` -> `signature_from_request`); keep the real parent, never make a cycle.
     if (
@@ -386,7 +405,7 @@ export class TaskAssembler {
   private noteWorker(record: TaskRecord, event: TaskEvent): void {
     if (event.hostname === undefined) return;
     if (record.workerHostnameAt !== undefined && event.timestamp < record.workerHostnameAt) return;
-    record.workerHostname = event.hostname;
+    record.workerHostname = this.strings.intern(event.hostname);
     record.workerHostnameAt = event.timestamp;
   }
 
@@ -408,7 +427,10 @@ export class TaskAssembler {
       best.startedAt = at;
       best.hostname ??= host;
     } else {
-      record.attempts.push({ startedAt: at, hostname: host });
+      record.attempts = [
+        ...record.attempts,
+        { startedAt: at, hostname: this.strings.intern(host) },
+      ];
     }
     this.noteWorker(record, event);
   }
@@ -427,8 +449,8 @@ export class TaskAssembler {
       if (attempt.startedAt > at || !sameHost(attempt.hostname, host)) continue;
       if (best?.startedAt === undefined || attempt.startedAt > best.startedAt) best = attempt;
     }
-    const target = best ?? { hostname: host };
-    if (best === undefined) record.attempts.push(target);
+    const target = best ?? { hostname: this.strings.intern(host) };
+    if (best === undefined) record.attempts = [...record.attempts, target];
     target.endedAt = at;
     target.outcome = outcome;
     target.exception = event.exception;
