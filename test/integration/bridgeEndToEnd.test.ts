@@ -1,6 +1,5 @@
-import amqp from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type BridgeProcess, startBridge } from '../support/bridgeProcess.js';
+import { type BridgeProcess, deleteBridgeQueue, startBridge } from '../support/bridgeProcess.js';
 import {
   AMQP_URL,
   type CeleryWorker,
@@ -138,12 +137,7 @@ describe.each(cases)(
       const code = await bridge?.stop();
       await receiver?.close();
       await deleteTestQueue(url, queue).catch(() => undefined);
-      if (broker === 'amqp') {
-        const connection = await amqp.connect(AMQP_URL);
-        const channel = await connection.createChannel();
-        await channel.deleteQueue(bridgeQueue);
-        await connection.close();
-      }
+      await deleteBridgeQueue(url, bridgeQueue);
       expect(code).toBe(0);
     });
 

@@ -1,7 +1,6 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import amqp from 'amqplib';
 import { afterAll, describe, expect, it } from 'vitest';
-import { type BridgeProcess, startBridge } from '../support/bridgeProcess.js';
+import { type BridgeProcess, deleteBridgeQueue, startBridge } from '../support/bridgeProcess.js';
 import {
   AMQP_URL,
   type CeleryWorker,
@@ -123,11 +122,7 @@ describe.each(outages)('broker outage: $name', (outage) => {
     await bridge?.stop();
     await receiver?.close();
     await deleteTestQueue(url, queue).catch(() => undefined);
-    if (url.startsWith('amqp')) {
-      const connection = await amqp.connect(url);
-      await (await connection.createChannel()).deleteQueue(bridgeQueue);
-      await connection.close();
-    }
+    await deleteBridgeQueue(url, bridgeQueue);
   });
 
   it('reconnects, reports the outage on /readyz, and keeps exporting', async () => {

@@ -1,6 +1,5 @@
-import amqp from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type BridgeProcess, startBridge } from '../support/bridgeProcess.js';
+import { type BridgeProcess, deleteBridgeQueue, startBridge } from '../support/bridgeProcess.js';
 import {
   AMQP_URL,
   type CeleryWorker,
@@ -84,11 +83,7 @@ describe.each(cases)('console exporter on $broker', ({ broker, url }) => {
     await bridge?.stop();
     await worker?.stop();
     await deleteTestQueue(url, queue).catch(() => undefined);
-    if (broker === 'amqp') {
-      const connection = await amqp.connect(AMQP_URL);
-      await (await connection.createChannel()).deleteQueue(bridgeQueue);
-      await connection.close();
-    }
+    await deleteBridgeQueue(url, bridgeQueue);
   });
 
   it('prints a chain as one tree, each step indented under the step that sent it', () => {

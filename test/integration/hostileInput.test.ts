@@ -165,7 +165,6 @@ describe('hostile input through RabbitMQ', () => {
         ?.metrics.map((m) => m.labels?.['celery_task_name']),
     );
     expect(names.size).toBeLessThanOrEqual(102);
-    expect(({} as Record<string, unknown>)['polluted']).toBeUndefined();
 
     const peak = peakRssMiB(bridge.child.pid ?? 0);
     process.stdout.write(`hostile corpus: bridge peak RSS ${peak.toFixed(0)} MiB\n`);

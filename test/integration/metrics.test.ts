@@ -1,7 +1,7 @@
 import amqp from 'amqplib';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type BridgeProcess, startBridge } from '../support/bridgeProcess.js';
+import { type BridgeProcess, deleteBridgeQueue, startBridge } from '../support/bridgeProcess.js';
 import {
   AMQP_URL,
   type CeleryWorker,
@@ -79,11 +79,7 @@ describe.each(cases)('metrics and health on $broker', ({ broker, url, protocol }
     await receiver?.close();
     await deleteTestQueue(url, queue).catch(() => undefined);
     await deleteTestQueue(url, idleQueue).catch(() => undefined);
-    if (broker === 'amqp') {
-      const connection = await amqp.connect(AMQP_URL);
-      await (await connection.createChannel()).deleteQueue(bridgeQueue);
-      await connection.close();
-    }
+    await deleteBridgeQueue(url, bridgeQueue);
   });
 
   it('answers /healthz and /readyz', async () => {

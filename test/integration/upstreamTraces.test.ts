@@ -3,9 +3,8 @@
 // runs as its CLI and a real OTLP receiver decodes what it exports. A second worker without the
 // companion, on the same broker and bridge, runs the same kinds of tasks: their traces keep the
 // shape they always had (README, "The span model").
-import amqp from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type BridgeProcess, startBridge } from '../support/bridgeProcess.js';
+import { type BridgeProcess, deleteBridgeQueue, startBridge } from '../support/bridgeProcess.js';
 import {
   AMQP_URL,
   type CeleryWorker,
@@ -132,12 +131,7 @@ describe.each([
     for (const queue of [withQueue, withoutQueue]) {
       await deleteTestQueue(url, queue).catch(() => undefined);
     }
-    if (broker === 'amqp') {
-      const connection = await amqp.connect(AMQP_URL);
-      const channel = await connection.createChannel();
-      await channel.deleteQueue(bridgeQueue);
-      await connection.close();
-    }
+    await deleteBridgeQueue(url, bridgeQueue);
     expect(code).toBe(0);
   });
 

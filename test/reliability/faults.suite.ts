@@ -1,8 +1,7 @@
 import { execFileSync, type ChildProcess, spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
-import amqp from 'amqplib';
 import { afterAll, describe, expect, it } from 'vitest';
-import { type BridgeProcess, startBridge } from '../support/bridgeProcess.js';
+import { type BridgeProcess, deleteBridgeQueue, startBridge } from '../support/bridgeProcess.js';
 import {
   AMQP_URL,
   type CeleryWorker,
@@ -117,11 +116,7 @@ class Scenario {
     await this.worker?.stop();
     await this.receiver?.close();
     await deleteTestQueue(this.url, this.queue).catch(() => undefined);
-    if (this.url.startsWith('amqp')) {
-      const connection = await amqp.connect(AMQP_URL);
-      await (await connection.createChannel()).deleteQueue(this.bridgeQueue);
-      await connection.close();
-    }
+    await deleteBridgeQueue(this.url, this.bridgeQueue);
   }
 }
 

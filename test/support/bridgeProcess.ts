@@ -91,3 +91,15 @@ export function startBridge(args: string[], env: Record<string, string>): Bridge
     },
   };
 }
+
+/** Removes the bridge's own RabbitMQ queue after a test (nothing to do on Redis). */
+export async function deleteBridgeQueue(brokerUrl: string, queue: string): Promise<void> {
+  if (!brokerUrl.startsWith('amqp')) return;
+  const { default: amqp } = await import('amqplib');
+  const connection = await amqp.connect(brokerUrl);
+  try {
+    await (await connection.createChannel()).deleteQueue(queue);
+  } finally {
+    await connection.close();
+  }
+}

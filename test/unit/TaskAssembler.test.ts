@@ -5,6 +5,7 @@ import { spanIdFor, traceIdFor } from '../../src/assemble/deterministicIds.js';
 import type { TaskEvent } from '../../src/decode/CeleryEvent.js';
 import { amqpFixtureMessages } from '../support/fixtures.js';
 import { assemble, decodeAll, spanSummary, taskEventsOf } from '../support/pipeline.js';
+import { interleaved, shuffled } from '../support/eventOrder.js';
 
 const fixtureEvents = taskEventsOf(decodeAll(amqpFixtureMessages()).events);
 
@@ -43,43 +44,6 @@ function attemptSpans(spans: ReadableSpan[], prefix: string): ReadableSpan[] {
 }
 
 const seconds = (time: [number, number]): number => time[0] + time[1] / 1e9;
-
-/** A small deterministic PRNG so a failing permutation can be replayed from its seed. */
-function shuffled<T>(items: T[], seed: number): T[] {
-  const out = [...items];
-  let state = seed;
-  for (let i = out.length - 1; i > 0; i--) {
-    state = (state * 1103515245 + 12345) % 2147483648;
-    const j = state % (i + 1);
-    [out[i], out[j]] = [out[j] as T, out[i] as T];
-  }
-  return out;
-}
-
-/**
- * Events of one process (one `hostname`) reach the bridge in the order sent, since a process
- * publishes on one connection; the streams of different processes (clients, workers) interleave
- * arbitrarily. This interleaves them at random, keeping each stream's order.
- */
-function interleaved(events: TaskEvent[], seed: number): TaskEvent[] {
-  const streams = new Map<string, TaskEvent[]>();
-  for (const event of events) {
-    const key = event.hostname ?? '';
-    const stream = streams.get(key) ?? [];
-    stream.push(event);
-    streams.set(key, stream);
-  }
-  const queues = [...streams.values()];
-  const out: TaskEvent[] = [];
-  let state = seed;
-  while (queues.some((q) => q.length > 0)) {
-    state = (state * 1103515245 + 12345) % 2147483648;
-    const nonEmpty = queues.filter((q) => q.length > 0);
-    const queue = nonEmpty[state % nonEmpty.length] as TaskEvent[];
-    out.push(queue.shift() as TaskEvent);
-  }
-  return out;
-}
 
 describe('TaskAssembler + taskSpans on the captured stream', () => {
   const run = assemble(fixtureEvents);

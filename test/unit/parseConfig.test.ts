@@ -1,30 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import type { BridgeOptions } from '../../src/config/BridgeOptions.js';
 import { parseBrokerUrl } from '../../src/config/brokerUrl.js';
 import { helpText } from '../../src/config/helpText.js';
 import { OPTION_SPECS } from '../../src/config/optionSpecs.js';
 import { parseConfig } from '../../src/config/parseConfig.js';
-import { ConfigError } from '../../src/errors.js';
-
-function run(argv: string[], env: Record<string, string> = {}): BridgeOptions {
-  const parsed = parseConfig(argv, env);
-  if (parsed.command !== 'run') throw new Error(`expected run, got ${parsed.command}`);
-  return parsed.options;
-}
-
-function configError(argv: string[], env: Record<string, string> = {}): string {
-  try {
-    parseConfig(argv, env);
-  } catch (error) {
-    expect(error).toBeInstanceOf(ConfigError);
-    return (error as Error).message;
-  }
-  throw new Error('expected a ConfigError');
-}
+import { configError, runOptions } from '../support/configHelpers.js';
 
 describe('parseConfig', () => {
   it('defaults to the local broker and collector, Celery style', () => {
-    const options = run([]);
+    const options = runOptions([]);
     expect(options.broker).toMatchObject({
       kind: 'amqp',
       hostname: 'localhost',
@@ -51,7 +34,7 @@ describe('parseConfig', () => {
   });
 
   it('reads the standard OTEL variables with their standard precedence', () => {
-    const options = run([], {
+    const options = runOptions([], {
       CELERY_BROKER_URL: 'redis://:pw@redis.internal:6380/3',
       OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318/',
       OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
@@ -89,12 +72,12 @@ describe('parseConfig', () => {
     });
     // The signal-specific endpoint is used as is.
     expect(
-      run([], { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'https://tempo:4318/custom' }).otlp.url,
+      runOptions([], { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'https://tempo:4318/custom' }).otlp.url,
     ).toBe('https://tempo:4318/custom');
   });
 
   it('lets a flag beat its variable', () => {
-    const options = run(
+    const options = runOptions(
       ['--broker', 'amqp://u:p@rabbit:5672/prod', '--capture-args', '--service-name', 'x'],
       {
         CELERY_BROKER_URL: 'redis://localhost',
@@ -152,13 +135,14 @@ describe('parseConfig', () => {
 
   it('maps kombu Redis transport options to channel prefixes', () => {
     expect(
-      run(['--broker', 'redis://h/5', '--redis-fanout-prefix', 'false']).redis.fanoutPrefix,
+      runOptions(['--broker', 'redis://h/5', '--redis-fanout-prefix', 'false']).redis.fanoutPrefix,
     ).toBe('');
     expect(
-      run(['--broker', 'redis://h/5', '--redis-fanout-prefix', 'app{db}:']).redis.fanoutPrefix,
+      runOptions(['--broker', 'redis://h/5', '--redis-fanout-prefix', 'app{db}:']).redis
+        .fanoutPrefix,
     ).toBe('app5:');
     expect(
-      run(['--broker', 'redis://h/5', '--redis-global-keyprefix', 'tenant1:']).redis
+      runOptions(['--broker', 'redis://h/5', '--redis-global-keyprefix', 'tenant1:']).redis
         .globalKeyPrefix,
     ).toBe('tenant1:');
   });

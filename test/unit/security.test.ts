@@ -1,9 +1,6 @@
 import { diag } from '@opentelemetry/api';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { BridgeOptions } from '../../src/config/BridgeOptions.js';
 import { parseBrokerUrl } from '../../src/config/brokerUrl.js';
-import { parseConfig } from '../../src/config/parseConfig.js';
-import { ConfigError } from '../../src/errors.js';
 import { installDiagLogger } from '../../src/log/installDiagLogger.js';
 import { Logger } from '../../src/log/Logger.js';
 import { redactUrl, secretRedactor } from '../../src/log/redact.js';
@@ -13,22 +10,7 @@ import {
   isTlsFailure,
 } from '../../src/source/brokerTlsOptions.js';
 import { type TlsMaterial, makeTlsMaterial } from '../support/tlsProxy.js';
-
-function run(argv: string[], env: Record<string, string> = {}): BridgeOptions {
-  const parsed = parseConfig(argv, env);
-  if (parsed.command !== 'run') throw new Error(`expected run, got ${parsed.command}`);
-  return parsed.options;
-}
-
-function configError(argv: string[], env: Record<string, string> = {}): string {
-  try {
-    parseConfig(argv, env);
-  } catch (error) {
-    expect(error).toBeInstanceOf(ConfigError);
-    return (error as Error).message;
-  }
-  throw new Error('expected a ConfigError');
-}
+import { configError, runOptions } from '../support/configHelpers.js';
 
 function codeError(code: string, message: string): Error {
   return Object.assign(new Error(message), { code });
@@ -44,16 +26,16 @@ describe('--broker-tls-* options', () => {
   });
 
   it('are absent by default: Node defaults for amqps://, nothing for amqp://', () => {
-    const plain = run([]).broker;
+    const plain = runOptions([]).broker;
     expect(plain.tlsSettings).toBeUndefined();
     expect(brokerTlsOptions(plain)).toBeUndefined();
-    const tls = run(['--broker', 'amqps://u:p@rabbit:5671//']).broker;
+    const tls = runOptions(['--broker', 'amqps://u:p@rabbit:5671//']).broker;
     expect(brokerTlsOptions(tls)).toEqual({ servername: 'rabbit' });
     expect(brokerTlsOptions(parseBrokerUrl('rediss://10.0.0.5:6380/0'))).toEqual({});
   });
 
   it('read the files at startup and reach tls.connect options, from flags or environment', () => {
-    const broker = run(['--broker', 'rediss://redis:6380/0', '--broker-tls-insecure'], {
+    const broker = runOptions(['--broker', 'rediss://redis:6380/0', '--broker-tls-insecure'], {
       CELERY_OTEL_BRIDGE_BROKER_TLS_CA_FILE: material.caFile,
       CELERY_OTEL_BRIDGE_BROKER_TLS_CERT_FILE: material.clientCertFile,
       CELERY_OTEL_BRIDGE_BROKER_TLS_KEY_FILE: material.clientKeyFile,
@@ -167,7 +149,7 @@ describe('installDiagLogger', () => {
 
   it('sends OpenTelemetry diagnostics to the log, redacted, once per minute each', () => {
     const lines: string[] = [];
-    const options = run(['--broker', 'redis://:brokerpw@redis/0'], {
+    const options = runOptions(['--broker', 'redis://:brokerpw@redis/0'], {
       OTEL_EXPORTER_OTLP_HEADERS: 'authorization=Bearer%20hdr-secret',
       OTEL_EXPORTER_OTLP_ENDPOINT: 'https://user:urlpw@collector:4318',
     });

@@ -7,6 +7,7 @@ import type { TaskContextEvent, TaskEvent } from '../../src/decode/CeleryEvent.j
 import { parseTraceparent } from '../../src/decode/traceContext.js';
 import { amqpCompanionFixtureMessages } from '../support/fixtures.js';
 import { assemble, assemblerEventsOf, decodeAll, spanSummary } from '../support/pipeline.js';
+import { interleaved, shuffled } from '../support/eventOrder.js';
 
 type AnyTaskEvent = TaskEvent | TaskContextEvent;
 
@@ -60,37 +61,6 @@ function childrenOf(spans: ReadableSpan[], parentTaskId: string): ReadableSpan[]
   return spans.filter(
     (s) => s.kind === SpanKind.CONSUMER && s.attributes['celery.task.parent_id'] === parentTaskId,
   );
-}
-
-/** Deterministic PRNG shuffle, as in TaskAssembler.test.ts. */
-function shuffled<T>(items: T[], seed: number): T[] {
-  const out = [...items];
-  let state = seed;
-  for (let i = out.length - 1; i > 0; i--) {
-    state = (state * 1103515245 + 12345) % 2147483648;
-    const j = state % (i + 1);
-    [out[i], out[j]] = [out[j] as T, out[i] as T];
-  }
-  return out;
-}
-
-/** Interleaves the per-process streams (one per hostname) at random, keeping each one's order. */
-function interleaved<T extends { hostname?: string }>(items: T[], seed: number): T[] {
-  const streams = new Map<string, T[]>();
-  for (const item of items) {
-    const stream = streams.get(item.hostname ?? '') ?? [];
-    stream.push(item);
-    streams.set(item.hostname ?? '', stream);
-  }
-  const queues = [...streams.values()];
-  const out: T[] = [];
-  let state = seed;
-  while (queues.some((q) => q.length > 0)) {
-    state = (state * 1103515245 + 12345) % 2147483648;
-    const nonEmpty = queues.filter((q) => q.length > 0);
-    out.push((nonEmpty[state % nonEmpty.length] as T[]).shift() as T);
-  }
-  return out;
 }
 
 /**
