@@ -89,6 +89,12 @@ export interface RedisChannelOptions {
    * runs with `fanout_prefix=False`, or a custom string (`{db}` is replaced).
    */
   readonly fanoutPrefix: string;
+  /**
+   * Messages read from the subscription but not yet processed, at most (bytes of payload). Redis
+   * keeps nothing for a subscriber: reading fast into this buffer is what keeps a burst from
+   * passing Redis's pub/sub output-buffer limit, which would disconnect the bridge.
+   */
+  readonly maxBufferedBytes: number;
 }
 
 export type OtlpProtocol = 'http/protobuf' | 'http/json';

@@ -175,6 +175,14 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
     help: "Redis: kombu's fanout_prefix transport option: true (/{db}.), false, or a string",
   },
   {
+    flag: 'redis-max-buffered-bytes',
+    env: 'CELERY_OTEL_BRIDGE_REDIS_MAX_BUFFERED_BYTES',
+    kind: 'integer',
+    default: String(256 * 1024 * 1024),
+    min: 1024 * 1024,
+    help: 'Redis: messages read but not yet processed, kept at most (bursts); more are dropped and counted',
+  },
+  {
     flag: 'capture-args',
     env: 'CELERY_OTEL_BRIDGE_CAPTURE_ARGS',
     kind: 'boolean',

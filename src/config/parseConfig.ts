@@ -79,6 +79,7 @@ export function parseConfig(argv: readonly string[], env: Env): ParsedCommand {
       redis: {
         globalKeyPrefix: raw('redis-global-keyprefix'),
         fanoutPrefix: fanoutPrefix(raw('redis-fanout-prefix'), broker.db),
+        maxBufferedBytes: integer('redis-max-buffered-bytes'),
       },
       otlp: {
         ...otlpSignal('TRACES', parsed.values, env),

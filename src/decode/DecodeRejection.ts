@@ -8,6 +8,9 @@ export type DecodeRejectionReason =
   | 'unknown_event_type'
   | 'invalid_field'
   | 'message_too_large'
+  /** Redis: a message arrived while the bridge's read buffer was full (a burst longer than
+   * --redis-max-buffered-bytes can hold); it is dropped unread. */
+  | 'buffer_full'
   /** A `task-otel-context` event's traceparent is not a valid W3C version-00 header: the
    * traceparent is ignored, the rest of the event is used. */
   | 'invalid_traceparent';

@@ -15,7 +15,8 @@ export interface EnableEventsBroadcasterOptions {
   readonly controlExchange: string;
   readonly intervalMs: number;
   /** Redis only: the same key and channel prefixes kombu uses for the event channels. */
-  readonly redis: RedisChannelOptions;
+  // Only the channel naming: the broadcaster publishes, it reads nothing.
+  readonly redis: Pick<RedisChannelOptions, 'globalKeyPrefix' | 'fanoutPrefix'>;
 }
 
 /** The body of Celery's `app.control.enable_events()` (kombu/pidbox.py `Mailbox._publish`). */

@@ -19,6 +19,9 @@ export interface RedisEventSourceOptions {
   readonly connectTimeoutMs: number;
 }
 
+/** Processing runs in slices of at most this long, so the socket is read between slices. */
+const DRAIN_SLICE_MS = 2;
+
 /**
  * Consumes Celery's events from Redis pub/sub.
  *
@@ -28,14 +31,28 @@ export interface RedisEventSourceOptions {
  * `fanout_patterns` is off (kombu/transport/redis.py `_get_publish_topic`, `PrefixedRedisPubSub`).
  * The bridge subscribes to both forms. Pub/sub keeps nothing: events published while the bridge
  * is disconnected are lost, and Redis disconnects a subscriber whose output buffer passes
- * `client-output-buffer-limit pubsub` (32 MB by default). Each disconnect is reported;
- * ioredis reconnects and resubscribes by itself.
+ * `client-output-buffer-limit pubsub` (32 MB by default,
+ * https://redis.io/docs/latest/develop/reference/clients/#output-buffer-limits). Each disconnect
+ * is reported; ioredis reconnects and resubscribes by itself.
+ *
+ * So the socket must be read as fast as Redis writes, whatever the bridge's processing rate. Node
+ * reads a socket only when the event loop is free, and ioredis hands messages over synchronously
+ * as it parses each chunk: processing there would make reading exactly as slow as processing,
+ * and a burst would pile up in Redis until the limit. Messages are therefore only queued on
+ * arrival (bounded by `maxBufferedBytes`, overflow dropped and counted as `buffer_full`) and
+ * processed in slices of {@link DRAIN_SLICE_MS}, between which the event loop reads the socket
+ * again. A burst then waits in the bridge's memory instead of Redis's.
  */
 export class RedisEventSource implements EventSource {
   private client: Redis | undefined;
   private everReady = false;
   /** ioredis rejects connect() with "Connection is closed."; the cause came as an 'error' event. */
   private lastConnectError: unknown;
+  /** Read, not yet processed: channel and payload pairs from `head` on (a FIFO without shift). */
+  private pending: Buffer[] = [];
+  private head = 0;
+  private bufferedBytes = 0;
+  private drainScheduled = false;
 
   constructor(
     private readonly options: RedisEventSourceOptions,
@@ -143,9 +160,65 @@ export class RedisEventSource implements EventSource {
         client.disconnect();
       }
     }
+    // What was read is processed before the bridge flushes: stopping loses nothing it holds.
+    this.processPending(Number.POSITIVE_INFINITY);
+  }
+
+  /** Bytes of payload read and not yet processed. */
+  get bufferedPayloadBytes(): number {
+    return this.bufferedBytes;
   }
 
   private deliver(channel: Buffer, payload: Buffer): void {
+    if (this.bufferedBytes + payload.length > this.options.channels.maxBufferedBytes) {
+      this.handlers.rejected({
+        reason: 'buffer_full',
+        detail:
+          'Redis events arrive faster than the bridge processes them and its read buffer is full: messages are dropped until it drains (raise --redis-max-buffered-bytes for longer bursts)',
+      });
+      return;
+    }
+    this.pending.push(channel, payload);
+    this.bufferedBytes += payload.length;
+    if (!this.drainScheduled) {
+      this.drainScheduled = true;
+      setImmediate(this.drain);
+    }
+  }
+
+  /** Processes queued messages for one slice; reschedules itself behind pending I/O if more. */
+  private readonly drain = (): void => {
+    this.drainScheduled = false;
+    const deadline = performance.now() + DRAIN_SLICE_MS;
+    this.processPending(deadline);
+    if (this.head < this.pending.length) {
+      this.drainScheduled = true;
+      setImmediate(this.drain);
+    }
+  };
+
+  private processPending(deadline: number): void {
+    const pending = this.pending;
+    while (this.head < pending.length) {
+      const channel = pending[this.head] as Buffer;
+      const payload = pending[this.head + 1] as Buffer;
+      pending[this.head] = pending[this.head + 1] = EMPTY;
+      this.head += 2;
+      this.bufferedBytes -= payload.length;
+      this.process(channel, payload);
+      if (performance.now() >= deadline) break;
+    }
+    if (this.head === pending.length) {
+      this.pending = [];
+      this.head = 0;
+    } else if (this.head > 65_536 && this.head * 2 > pending.length) {
+      // Drop the consumed front now and then, so the list does not grow for ever in a long burst.
+      this.pending = pending.slice(this.head);
+      this.head = 0;
+    }
+  }
+
+  private process(channel: Buffer, payload: Buffer): void {
     const name = channel.toString('utf8');
     const slash = name.lastIndexOf('/');
     const decoded = decodeKombuEnvelope(payload, slash === -1 ? '' : name.slice(slash + 1));
@@ -153,6 +226,8 @@ export class RedisEventSource implements EventSource {
     else this.handlers.message(decoded);
   }
 }
+
+const EMPTY = Buffer.alloc(0);
 
 /** Redis PSUBSCRIBE patterns are globs: a prefix holding `*`, `?` or `[` must match literally. */
 function escapeGlob(text: string): string {
