@@ -76,7 +76,9 @@ describe('Redis read buffer', () => {
       {
         message: (message) => {
           busyMs(costMs);
-          processed.push(JSON.parse(message.body.toString('utf8'))[0].uuid as string);
+          processed.push(
+            (JSON.parse(message.body.toString('utf8')) as { uuid: string }[])[0]?.uuid ?? '',
+          );
         },
         rejected: (rejection) => rejected.push(rejection),
         connection: (state) => connection.push(state),
@@ -124,7 +126,11 @@ describe('Redis read buffer', () => {
     const seen = startSource(randomName('buf'), 64 * 1024 * 1024, 0.3);
     await source?.start();
     await publish(seen.channel, 4000, 8 * 1024);
-    await until('all 4000 messages processed', async () => seen.processed.length === 4000, 20_000);
+    await until(
+      'all 4000 messages processed',
+      () => Promise.resolve(seen.processed.length === 4000),
+      20_000,
+    );
     expect(seen.connection.filter((s) => s === 'disconnected')).toEqual([]);
     expect(seen.rejected).toEqual([]);
     // In the order published.
@@ -138,7 +144,7 @@ describe('Redis read buffer', () => {
     await publish(seen.channel, 600, 8 * 1024);
     await until(
       'every message processed or rejected',
-      async () => seen.processed.length + seen.rejected.length === 600,
+      () => Promise.resolve(seen.processed.length + seen.rejected.length === 600),
       20_000,
     );
     expect(seen.rejected.length).toBeGreaterThan(0);
