@@ -21,7 +21,7 @@ import { createMeterProvider, type MeterSetup } from './metrics/createMeterProvi
 import { MetricLabels } from './metrics/MetricLabels.js';
 import { QueueLengthPoller } from './metrics/QueueLengthPoller.js';
 import { AmqpQueueLengthReader, RedisQueueLengthReader } from './metrics/QueueLengthReader.js';
-import { StateGaugeProducer } from './metrics/StateGaugeProducer.js';
+import { BridgeMetricProducer } from './metrics/BridgeMetricProducer.js';
 import { WorkerLiveness } from './metrics/WorkerLiveness.js';
 import { AmqpEventSource } from './source/AmqpEventSource.js';
 import { describeError } from './source/describeError.js';
@@ -152,8 +152,8 @@ export class Bridge {
       logger,
     );
     const scope = { name: 'celery-otel-bridge', version: VERSION };
-    const stateGauges = new StateGaugeProducer(() => this.metrics.stateGauges(), scope);
-    this.meters = createMeterProvider(metricsOptions, resource, [stateGauges]);
+    const producer = new BridgeMetricProducer((now) => this.metrics.collect(now), scope);
+    this.meters = createMeterProvider(metricsOptions, resource, [producer]);
     this.metrics = new BridgeMetrics(this.meters.provider.getMeter(scope.name, scope.version), {
       stats: this.stats,
       labels,

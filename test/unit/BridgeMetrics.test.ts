@@ -11,7 +11,7 @@ import {
 import { HttpServer } from '../../src/http/HttpServer.js';
 import { BridgeMetrics } from '../../src/metrics/BridgeMetrics.js';
 import { MetricLabels } from '../../src/metrics/MetricLabels.js';
-import { StateGaugeProducer } from '../../src/metrics/StateGaugeProducer.js';
+import { BridgeMetricProducer } from '../../src/metrics/BridgeMetricProducer.js';
 import { WorkerLiveness } from '../../src/metrics/WorkerLiveness.js';
 import { Logger } from '../../src/log/Logger.js';
 import { BridgeStats } from '../../src/telemetry/BridgeStats.js';
@@ -54,7 +54,7 @@ async function harness(
     strip: options.strip,
   });
   const liveness = new WorkerLiveness(60_000, 100, () => now);
-  const producer = new StateGaugeProducer(() => metrics.stateGauges(), {
+  const producer = new BridgeMetricProducer((now) => metrics.collect(now), {
     name: 'test',
     version: '0',
   });
