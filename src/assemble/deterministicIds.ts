@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 
 /**
  * Trace and span ids as pure functions of Celery ids, so the same task gets the same ids whatever
@@ -30,10 +30,16 @@ export function attemptSpanIdFor(taskId: string, attemptIndex: number): string {
   return nonZero(digest(`attempt:${attemptIndex}:${taskId}`).slice(0, 16));
 }
 
+/**
+ * One-shot `crypto.hash` (Node >= 20.12): the same digest as `createHash().update().digest()` at
+ * well under half the cost, which matters at two or three ids per task.
+ * https://nodejs.org/api/crypto.html#cryptohashalgorithm-data-outputencoding
+ */
 function digest(text: string): string {
-  return createHash('sha256').update(text).digest('hex');
+  return hash('sha256', text, 'hex');
 }
 
 function nonZero(hex: string): string {
-  return /^0+$/.test(hex) ? `${hex.slice(0, -1)}1` : hex;
+  for (let i = 0; i < hex.length; i++) if (hex.charCodeAt(i) !== 48 /* '0' */) return hex;
+  return `${hex.slice(0, -1)}1`;
 }
