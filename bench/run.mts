@@ -371,6 +371,8 @@ const LAG_COOLDOWN_MS = 3_000;
 export interface BurstResult {
   broker: Broker;
   mode: Mode;
+  /** Published at this many events/s instead of as fast as possible. */
+  pacedEventsPerSecond?: number;
   eventsPublished: number;
   messagesPublished: number;
   tasksPublished: number;
@@ -412,10 +414,17 @@ async function runBurst(
   ctx: Context,
   broker: Broker,
   mode: Mode,
-  options: { profileDir?: string } = {},
+  options: {
+    profileDir?: string;
+    paceEventsPerSecond?: number;
+    aloneEventsPerSecond?: number;
+  } = {},
 ): Promise<BurstResult> {
   // (Not again for the profile: that run is about where the bridge's time goes.)
-  const alone = options.profileDir === undefined ? await runBareAlone(ctx, broker, mode) : 0;
+  const alone =
+    options.aloneEventsPerSecond ??
+    (options.profileDir === undefined ? await runBareAlone(ctx, broker, mode) : 0);
+  const pace = options.paceEventsPerSecond;
   const queue = `celery-otel-bench-${randomUUID().slice(0, 8)}`;
   const publisher = await publisherFor(ctx, broker);
   const nodeOptions =
@@ -430,9 +439,16 @@ async function runBurst(
     const cpu0 = cpuSeconds(bridge.pid);
     const sampler = new CpuSampler(bridge.pid);
     const t0 = Date.now();
+    let sent = 0;
     for (const message of wire) {
+      // Paced: never ahead of `pace` events/s by more than 10 ms of events.
+      while (pace !== undefined && sent > (pace * (Date.now() - t0 + 10)) / 1000) {
+        await publisher.flush();
+        await sleep(2);
+      }
       const wait = publisher.publish(message);
       if (wait !== undefined) await wait;
+      sent += message.events;
     }
     await publisher.flush();
     const publishedAt = Date.now();
@@ -467,6 +483,7 @@ async function runBurst(
       failedTasks: generator.failedTasks,
       retriedTasks: generator.retriedTasks,
       chainedTasks: generator.chainedTasks,
+      pacedEventsPerSecond: pace === undefined ? undefined : Math.round(pace),
       publishSeconds: round((publishedAt - t0) / 1000, 2),
       bare: {
         eventsPerSecond: Math.round(bareReport.events / bareSeconds),
@@ -705,7 +722,14 @@ function report(
   inflight: InflightResult | undefined,
 ): string {
   const rows: string[][] = [
-    ['figure', ...bursts.map((b) => `${b.broker === 'amqp' ? 'RabbitMQ' : 'Redis'} ${b.mode}`)],
+    [
+      'figure',
+      ...bursts.map(
+        (b) =>
+          `${b.broker === 'amqp' ? 'RabbitMQ' : 'Redis'} ${b.mode}` +
+          (b.pacedEventsPerSecond === undefined ? '' : ', paced'),
+      ),
+    ],
   ];
   const row = (name: string, cell: (b: BurstResult, i: number) => string): void => {
     rows.push([name, ...bursts.map(cell)]);
@@ -717,7 +741,17 @@ function report(
   row('bare consumer alone events/s', (b) => fmt(b.bare.aloneEventsPerSecond));
   row('bare consumer events/s (next to the bridge)', (b) => fmt(b.bare.eventsPerSecond));
   row('bridge events/s', (b) => fmt(b.bridge.eventsPerSecond));
+  row('published at events/s', (b) =>
+    b.pacedEventsPerSecond === undefined
+      ? 'full speed'
+      : `${fmt(b.pacedEventsPerSecond)} (${Math.round((b.pacedEventsPerSecond / Math.max(1, b.bare.aloneEventsPerSecond)) * 100)}% of bare alone)`,
+  );
   row('bridge / bare consumer', (b) => `${Math.round(b.bridge.ratioToBare * 100)}%`);
+  row(
+    'bridge / bare consumer alone',
+    (b) =>
+      `${Math.round((b.bridge.eventsPerSecond / Math.max(1, b.bare.aloneEventsPerSecond)) * 100)}%`,
+  );
   row('bridge tasks/s', (b) => fmt(b.bridge.tasksPerSecond));
   row('bridge CPU s per 100k events', (b) => b.bridge.cpuSecondsPer100kEvents.toFixed(2));
   row('bridge peak RSS (MiB)', (b) => b.bridge.peakRssMiB.toFixed(0));
@@ -738,15 +772,24 @@ function report(
         .join(' ') || 'none',
   );
   row('lag p50 / p99 at half rate (ms)', (b) => {
-    const lag = lags.find((l) => l.broker === b.broker && l.mode === b.mode);
+    const lag =
+      b.pacedEventsPerSecond === undefined
+        ? lags.find((l) => l.broker === b.broker && l.mode === b.mode)
+        : undefined;
     return lag === undefined ? 'n/a' : `${fmt(lag.lagMs.p50)} / ${fmt(lag.lagMs.p99)}`;
   });
   row('half rate: events/s achieved', (b) => {
-    const lag = lags.find((l) => l.broker === b.broker && l.mode === b.mode);
+    const lag =
+      b.pacedEventsPerSecond === undefined
+        ? lags.find((l) => l.broker === b.broker && l.mode === b.mode)
+        : undefined;
     return lag === undefined ? 'n/a' : fmt(lag.achievedEventsPerSecond);
   });
   row('half rate: task spans / tasks', (b) => {
-    const lag = lags.find((l) => l.broker === b.broker && l.mode === b.mode);
+    const lag =
+      b.pacedEventsPerSecond === undefined
+        ? lags.find((l) => l.broker === b.broker && l.mode === b.mode)
+        : undefined;
     return lag === undefined ? 'n/a' : `${fmt(lag.taskSpansReceived)} / ${fmt(lag.tasksPublished)}`;
   });
   let out = table(rows);
@@ -828,6 +871,22 @@ async function main(): Promise<void> {
         `  bare ${fmt(burst.bare.eventsPerSecond)} ev/s, bridge ${fmt(burst.bridge.eventsPerSecond)} ev/s, ` +
           `spans ${fmt(burst.bridge.taskSpansReceived)}/${fmt(burst.tasksPublished)}`,
       );
+      if (broker === 'redis') {
+        // Issue 5's Redis target: the bridge takes half the bare consumer's rate, losing nothing.
+        const pace = burst.bare.aloneEventsPerSecond / 2;
+        log(
+          `${broker} ${mode}: burst paced at ${fmt(Math.round(pace))} events/s (half the bare consumer alone)`,
+        );
+        const paced = await runBurst(ctx, broker, mode, {
+          paceEventsPerSecond: pace,
+          aloneEventsPerSecond: burst.bare.aloneEventsPerSecond,
+        });
+        bursts.push(paced);
+        log(
+          `  bridge ${fmt(paced.bridge.eventsPerSecond)} ev/s, lost ${fmt(paced.bridge.eventsLost ?? paced.bridge.eventsLostInferred)}, ` +
+            `spans ${fmt(paced.bridge.taskSpansReceived)}/${fmt(paced.tasksPublished)}`,
+        );
+      }
       const rate = Math.max(1000, burst.bridge.eventsPerSecond / 2);
       log(`${broker} ${mode}: lag at ${fmt(Math.round(rate))} events/s for ${args.lagSeconds} s`);
       const lag = await runLag(ctx, broker, mode, rate);
