@@ -1,9 +1,11 @@
 import type { TaskContextEvent, TaskEvent, UpstreamContext } from '../decode/CeleryEvent.js';
 import { BoundedLru } from './BoundedLru.js';
+import { CompactTaskTable } from './CompactTaskTable.js';
 import { spanIdFor, traceIdFor } from './deterministicIds.js';
 import type {
   Attempt,
   FinishedTask,
+  InFlightState,
   TaskRecord,
   TaskSpanLink,
   TraceAssignment,
@@ -30,6 +32,12 @@ export interface TaskAssemblerOptions {
    * first. Default 100,000.
    */
   readonly maxTraceContexts?: number;
+  /**
+   * Keep pending tasks (sent / received, not started) in the compact table rather than as
+   * objects: default true. False keeps every task an object, the reference behaviour the tests
+   * compare the compact one with.
+   */
+  readonly compactPendingTasks?: boolean;
 }
 
 /** The assembler's state as a plain, JSON-serialisable value. */
@@ -94,7 +102,23 @@ interface ChordHeader {
  * when the grace period for the missing parts ran out.
  */
 export class TaskAssembler {
-  private readonly inFlight = new Map<string, TaskRecord>();
+  /**
+   * Every task in flight, in arrival order (eviction takes the first). A number is the task's
+   * slot in `compact`: a pending task (sent / received, not started) is kept there, in typed-array
+   * columns, rather than as an object, because a backlog of a million waiting tasks is the
+   * bridge's largest memory (issue 5: at most 256 bytes per in-flight task). Small integers are
+   * stored in the Map as they are (Smis), with no allocation. The first event that does not fit
+   * a pending task (its start, a second receive, an ETA, the companion's context...) turns the
+   * slot into a TaskRecord in place: `Map.set` on an existing key keeps its position, so the
+   * eviction order is the same as if the task had always been an object. Running tasks are
+   * bounded by the workers' concurrency, so they stay objects.
+   */
+  private readonly inFlight = new Map<string, TaskRecord | number>();
+  private readonly compact: CompactTaskTable;
+  private readonly compactEnabled: boolean;
+  /** The reused view of a compact task that `peek` returns: no object per call. */
+  private readonly peekView = CompactTaskTable.newView();
+  private readonly peekReceived = [0];
   /** Final event seen, waiting for stragglers: task id -> monotonic deadline (ms). */
   private readonly held = new Map<string, number>();
   private readonly finishedIds = new Set<string>();
@@ -120,20 +144,50 @@ export class TaskAssembler {
     const evicted = (): void => counters.traceContextsEvicted?.(1);
     this.trees = new BoundedLru(max, evicted);
     this.chords = new BoundedLru(max, evicted);
+    this.compact = new CompactTaskTable(this.strings, options.captureArgs);
+    // With room for no task at all, a new task evicts itself (see `recordFor`): keep the object
+    // path for that degenerate case rather than reproduce it.
+    this.compactEnabled = options.compactPendingTasks !== false && options.maxInFlightTasks >= 1;
   }
 
   get inFlightCount(): number {
     return this.inFlight.size;
   }
 
-  /** The record of a task still in flight, for metrics that need what came before an event. */
-  peek(taskId: string): Readonly<TaskRecord> | undefined {
-    return this.inFlight.get(taskId);
+  /** Of `inFlightCount`, the pending tasks kept in the compact table (diagnostics and tests). */
+  get compactInFlightCount(): number {
+    return this.compact.size;
   }
 
-  /** Visits every task in flight (waiting, running, or finished and held). */
-  forEachInFlight(visit: (record: Readonly<TaskRecord>) => void): void {
-    for (const record of this.inFlight.values()) visit(record);
+  /**
+   * The record of a task still in flight, for metrics that need what came before an event.
+   *
+   * For a compact (pending) task this is one reused object, refilled at each call and valid
+   * until the next call to the assembler: Bridge.onEvent peeks at every task event, and neither
+   * allocating a record per call nor promoting the task (a `task-sent` followed by its
+   * `task-received` would then make every task an object) is acceptable there.
+   */
+  peek(taskId: string): Readonly<TaskRecord> | undefined {
+    const entry = this.inFlight.get(taskId);
+    if (typeof entry !== 'number') return entry;
+    this.compact.fillView(entry, taskId, this.peekView, this.peekReceived);
+    return this.peekView;
+  }
+
+  /**
+   * Visits every task in flight (sent, waiting, running, or finished and held) with its name and
+   * state. The metrics collect this at every scrape: names and states rather than records, so
+   * that a million compact tasks cost no object (not even a boxed timestamp) per visit.
+   */
+  forEachInFlight(visit: (name: string | undefined, state: InFlightState) => void): void {
+    // Map#forEach rather than for-of over entries(): no [key, value] array per entry.
+    this.inFlight.forEach((entry) => {
+      if (typeof entry === 'number') {
+        visit(this.compact.nameOf(entry), this.compact.isReceived(entry) ? 'waiting' : 'sent');
+        return;
+      }
+      visit(entry.name, stateOf(entry));
+    });
   }
 
   /**
@@ -142,7 +196,12 @@ export class TaskAssembler {
    * saved. See state/StateFile.ts.
    */
   snapshot(): AssemblerSnapshot {
-    return { tasks: [...this.inFlight.values()], finishedIds: [...this.finishedIds] };
+    const tasks: TaskRecord[] = [];
+    // Compact tasks become records here: the state file's format is one record per task.
+    this.inFlight.forEach((entry, id) => {
+      tasks.push(typeof entry === 'number' ? this.compact.toRecord(entry, id) : entry);
+    });
+    return { tasks, finishedIds: [...this.finishedIds] };
   }
 
   /**
@@ -151,12 +210,15 @@ export class TaskAssembler {
    */
   expireOlderThan(maxAgeMs: number, nowEpochMs: number): number {
     const cutoff = (nowEpochMs - maxAgeMs) / 1000;
-    const stale: TaskRecord[] = [];
-    for (const record of this.inFlight.values()) {
-      if (record.final === undefined && record.lastEventAt < cutoff) stale.push(record);
-    }
-    for (const record of stale) this.finish(record, 'expired');
-    return stale.length;
+    const stale: string[] = [];
+    this.inFlight.forEach((entry, id) => {
+      if (typeof entry === 'number') {
+        if (this.compact.lastEventBefore(entry, cutoff)) stale.push(id);
+      } else if (entry.final === undefined && entry.lastEventAt < cutoff) {
+        stale.push(id);
+      }
+    });
+    return this.finishAll(stale, 'expired');
   }
 
   /**
@@ -167,7 +229,8 @@ export class TaskAssembler {
   workerLost(hostname: string, atEpochSeconds: number): number {
     const lost: TaskRecord[] = [];
     for (const record of this.inFlight.values()) {
-      if (record.final !== undefined) continue;
+      // A compact task was never started: nothing of it runs on the worker.
+      if (typeof record === 'number' || record.final !== undefined) continue;
       const open = record.attempts.find(
         (a) => a.endedAt === undefined && a.startedAt !== undefined,
       );
@@ -183,9 +246,10 @@ export class TaskAssembler {
   /** The unfinished tasks and their last event time, to check later whether they moved on. */
   unfinishedLastEvents(): Map<string, number> {
     const out = new Map<string, number>();
-    for (const record of this.inFlight.values()) {
-      if (record.final === undefined) out.set(record.id, record.lastEventAt);
-    }
+    this.inFlight.forEach((entry, id) => {
+      if (typeof entry === 'number') out.set(id, this.compact.lastEventAt(entry));
+      else if (entry.final === undefined) out.set(id, entry.lastEventAt);
+    });
     return out;
   }
 
@@ -194,13 +258,29 @@ export class TaskAssembler {
    * `outage` (their events were lost while the connection was down). Returns how many.
    */
   giveUpUnchanged(before: ReadonlyMap<string, number>): number {
-    const stale: TaskRecord[] = [];
+    const stale: string[] = [];
     for (const [id, lastEventAt] of before) {
-      const record = this.inFlight.get(id);
-      if (record?.final === undefined && record?.lastEventAt === lastEventAt) stale.push(record);
+      const entry = this.inFlight.get(id);
+      if (entry === undefined) continue;
+      const unfinished = typeof entry === 'number' || entry.final === undefined;
+      const last = typeof entry === 'number' ? this.compact.lastEventAt(entry) : entry.lastEventAt;
+      if (unfinished && last === lastEventAt) stale.push(id);
     }
-    for (const record of stale) this.finish(record, 'outage');
-    return stale.length;
+    return this.finishAll(stale, 'outage');
+  }
+
+  /** Exports the unfinished tasks `ids` as given up on; returns how many. */
+  private finishAll(ids: readonly string[], completeness: FinishedTask['completeness']): number {
+    let count = 0;
+    for (const id of ids) {
+      // Giving up on one task never finishes another unfinished one (only final tasks waiting
+      // for their root are released), so each id is still in flight here.
+      const record = this.recordIfInFlight(id);
+      if (record === undefined) continue;
+      this.finish(record, completeness);
+      count++;
+    }
+    return count;
   }
 
   /** Loads a snapshot taken by a previous run, before any event is handled; returns tasks loaded. */
@@ -213,7 +293,9 @@ export class TaskAssembler {
     for (const record of snapshot.tasks) {
       if (this.inFlight.size >= this.options.maxInFlightTasks) break;
       if (this.inFlight.has(record.id) || this.finishedIds.has(record.id)) continue;
-      this.inFlight.set(record.id, record);
+      // A restart with a backlog of pending tasks must not need more memory than before it.
+      const slot = this.compactEnabled ? this.compact.fromRecord(record) : -1;
+      this.inFlight.set(record.id, slot < 0 ? record : slot);
       loaded++;
     }
     return loaded;
@@ -224,9 +306,11 @@ export class TaskAssembler {
       this.counters.lateEvent();
       return;
     }
-    const record = this.recordFor(event.uuid, event.timestamp);
-    this.apply(record, event);
-    if (record.final !== undefined) this.settle(record);
+    if (!this.handlePending(event)) {
+      const record = this.recordFor(event.uuid, event.timestamp);
+      this.apply(record, event);
+      if (record.final !== undefined) this.settle(record);
+    }
     // A root's context event comes before its task-received (same batch, same order): once that
     // is in, tasks of its tree waiting for the context know there is none.
     if (event.type === 'task-received') this.release(event.uuid);
@@ -261,8 +345,59 @@ export class TaskAssembler {
     this.release(event.uuid);
   }
 
+  /**
+   * Applies the event in the compact table if the task is (or, if new, can start as) a pending
+   * task there, with the same effects as `recordFor` + `apply` would have. Returns false, with
+   * the task now an object if it was compact, when the event needs the object path.
+   */
+  private handlePending(event: TaskEvent): boolean {
+    if (!this.compactEnabled) return false;
+    const id = event.uuid;
+    const entry = this.inFlight.get(id);
+    if (entry === undefined) {
+      const slot = this.compact.allocate();
+      if (this.compact.tryApply(slot, id, event) === 'promote') {
+        this.compact.free(slot);
+        return false;
+      }
+      // `recordFor` inserts, then evicts the oldest when over the limit; evicting first ends with
+      // the same order, and finishing the oldest cannot see the new task either way (it has no
+      // receive yet for `treeContextKnown` in the object path, and is absent here).
+      if (this.inFlight.size >= this.options.maxInFlightTasks) this.evictOldest();
+      this.inFlight.set(id, slot);
+    } else if (typeof entry !== 'number') {
+      return false;
+    } else {
+      const result = this.compact.tryApply(entry, id, event);
+      if (result === 'promote') {
+        this.promote(id, entry);
+        return false;
+      }
+      if (result === 'duplicate') {
+        this.counters.duplicateEvent();
+        return true;
+      }
+    }
+    if (event.type === 'task-sent') this.lastSentEventMs = this.nowMs();
+    return true;
+  }
+
+  /** Turns a compact task into a TaskRecord, in place (same position in `inFlight`). */
+  private promote(id: string, slot: number): TaskRecord {
+    const record = this.compact.toRecord(slot, id);
+    this.inFlight.set(id, record);
+    this.compact.free(slot);
+    return record;
+  }
+
+  /** The task's record, a compact one promoted; undefined when not in flight. */
+  private recordIfInFlight(id: string): TaskRecord | undefined {
+    const entry = this.inFlight.get(id);
+    return typeof entry === 'number' ? this.promote(id, entry) : entry;
+  }
+
   private recordFor(id: string, timestamp: number): TaskRecord {
-    let record = this.inFlight.get(id);
+    let record = this.recordIfInFlight(id);
     if (record === undefined) {
       // Shared empty lists until the task has something to put in them: most tasks in flight
       // are waiting, and an empty array per task is memory a million times over.
@@ -280,7 +415,7 @@ export class TaskAssembler {
     // Deadlines are set as now + a constant, so the map is in deadline order.
     for (const [id, deadline] of this.held) {
       if (deadline > now) break;
-      const record = this.inFlight.get(id);
+      const record = this.recordIfInFlight(id);
       this.held.delete(id);
       // Only waiting for its root's context, which never came: complete in itself.
       if (record === undefined) continue;
@@ -292,7 +427,7 @@ export class TaskAssembler {
   /** On shutdown: hand on every task whose final event arrived, complete or not. */
   flushHeld(): void {
     for (const id of this.held.keys()) {
-      const record = this.inFlight.get(id);
+      const record = this.recordIfInFlight(id);
       if (record === undefined) continue;
       const onlyRoot = this.waitingRoot.has(id) && this.isComplete(record);
       this.finish(record, onlyRoot ? 'complete' : 'held_too_long');
@@ -482,8 +617,10 @@ export class TaskAssembler {
     if (this.nowMs() - this.lastContextEventMs >= CONTEXT_EVENTS_MEMORY_MS) return true;
     const root = record.rootId ?? record.id;
     if (this.trees.has(root) || this.finishedIds.has(root)) return true;
-    const rootRecord = root === record.id ? record : this.inFlight.get(root);
-    return rootRecord?.receivedAt !== undefined;
+    const rootEntry = root === record.id ? record : this.inFlight.get(root);
+    // A pending root stays compact: only whether it was received matters.
+    if (typeof rootEntry === 'number') return this.compact.isReceived(rootEntry);
+    return rootEntry?.receivedAt !== undefined;
   }
 
   private waitForRoot(record: TaskRecord): void {
@@ -511,7 +648,7 @@ export class TaskAssembler {
     const ids = this.waitingFor.get(root);
     if (ids === undefined) return;
     for (const id of [...ids]) {
-      const record = this.inFlight.get(id);
+      const record = this.recordIfInFlight(id);
       if (record === undefined || !this.isComplete(record) || !this.treeContextKnown(record)) {
         continue;
       }
@@ -637,7 +774,9 @@ export class TaskAssembler {
   }
 
   private evictOldest(): void {
-    const oldest = this.inFlight.values().next().value;
+    const oldestId = this.inFlight.keys().next().value;
+    if (oldestId === undefined) return;
+    const oldest = this.recordIfInFlight(oldestId);
     if (oldest === undefined) return;
     this.held.delete(oldest.id);
     this.counters.tasksEvicted(1);
@@ -649,6 +788,13 @@ function decide(tree: TreeContext, root: string): NonNullable<TreeContext['decid
   if (tree.upstream !== undefined)
     return { traceId: tree.upstream.traceId, upstream: tree.upstream };
   return { traceId: traceIdFor(tree.groupId ?? root) };
+}
+
+function stateOf(record: Readonly<TaskRecord>): InFlightState {
+  if (record.final !== undefined) return 'finished';
+  const last = record.attempts[record.attempts.length - 1];
+  if (last !== undefined && last.endedAt === undefined) return 'running';
+  return record.receivedAt === undefined ? 'sent' : 'waiting';
 }
 
 function min(current: number | undefined, value: number): number {

@@ -64,6 +64,13 @@ export interface TaskRecord {
   chordCallbackId?: string;
 }
 
+/**
+ * Where an in-flight task stands, as `TaskAssembler.forEachInFlight` reports it: `finished`, its
+ * final event is in (held for stragglers); `running`, an attempt started and has no outcome yet;
+ * `waiting`, received by a worker and not running; `sent`, none of these (only sent so far).
+ */
+export type InFlightState = 'sent' | 'waiting' | 'running' | 'finished';
+
 export interface TaskFinal {
   readonly state: TaskFinalState;
   readonly at: number;

@@ -12,7 +12,10 @@ export interface MetricSources {
   readonly stats: BridgeStats;
   readonly liveness: WorkerLiveness;
   readonly labels: MetricLabels;
-  forEachInFlight(visit: (record: Readonly<TaskRecord>) => void): void;
+  /** Each task in flight: its name and where it stands (TaskAssembler `InFlightState`). */
+  forEachInFlight(
+    visit: (name: string | undefined, state: 'sent' | 'waiting' | 'running' | 'finished') => void,
+  ): void;
   inFlightCount(): number;
   queueLengths(): ReadonlyMap<string, number>;
 }
@@ -163,15 +166,12 @@ export class BridgeMetrics {
     const { liveness, labels } = this.sources;
     const workers = liveness.statuses();
     const inFlight = new Map<string, { waiting: number; running: number }>();
-    this.sources.forEachInFlight((record) => {
-      if (record.final !== undefined) return;
-      const last = record.attempts[record.attempts.length - 1];
-      const running = last !== undefined && last.endedAt === undefined;
-      if (!running && record.receivedAt === undefined) return;
-      const name = labels.taskName(record.name);
+    this.sources.forEachInFlight((taskName, state) => {
+      // Only sent: still in the broker's queue. Finished: held for stragglers, no longer running.
+      if (state !== 'waiting' && state !== 'running') return;
+      const name = labels.taskName(taskName);
       const entry = inFlight.get(name) ?? { waiting: 0, running: 0 };
-      if (running) entry.running++;
-      else entry.waiting++;
+      entry[state]++;
       inFlight.set(name, entry);
     });
     const inFlightPoints: StateGauge['points'][number][] = [];
