@@ -87,6 +87,48 @@ describe('decodeKombuEnvelope on the captured Redis stream', () => {
     expect(counts['task-revoked']).toBe(1);
   });
 
+  it('decodes envelopes the same whether the body comes first (fast path) or not', () => {
+    const fixtures = redisFixturePayloads();
+    // The capture is what kombu writes: every envelope takes the body-first path.
+    expect(
+      fixtures.every(({ payload }) => payload.subarray(0, 10).toString() === '{"body": "'),
+    ).toBe(true);
+    for (const { channel, payload } of fixtures) {
+      const parsed = JSON.parse(payload.toString('utf8')) as Record<string, unknown>;
+      // Same envelope, body last and written by another JSON writer: the general path.
+      const { body, ...rest } = parsed;
+      const reordered = Buffer.from(JSON.stringify({ ...rest, body }));
+      const key = channel.slice(channel.lastIndexOf('/') + 1);
+      const fast = decodeKombuEnvelope(payload, key);
+      const general = decodeKombuEnvelope(reordered, key);
+      expect(fast).toEqual(general);
+      expect(isDecodeRejection(fast)).toBe(false);
+    }
+  });
+
+  it('takes the general path for a body with escapes, and for a nested "body" key', () => {
+    const event = { type: 'task-started', uuid: 'ü"\\', timestamp: 1 };
+    const plain = decodeKombuEnvelope(
+      Buffer.from(
+        `{"body": ${JSON.stringify(JSON.stringify(event))}, "content-type": "application/json", "properties": {}}`,
+      ),
+      'task.started',
+    );
+    expect(plain).toMatchObject({ routingKey: 'task.started', contentType: 'application/json' });
+    expect(JSON.parse((plain as RawEventMessage).body.toString('utf8'))).toEqual(event);
+    const nested = decodeKombuEnvelope(
+      Buffer.from(
+        `{"headers": {"body": "x"}, "body": "${Buffer.from(JSON.stringify(event)).toString('base64')}", "properties": {"body_encoding": "base64"}}`,
+      ),
+      'k',
+    );
+    expect(JSON.parse((nested as RawEventMessage).body.toString('utf8'))).toEqual(event);
+    // Body first but broken after it: still a clear rejection.
+    expect(decodeKombuEnvelope(Buffer.from('{"body": "eA==", oops'), 'k')).toMatchObject({
+      reason: 'invalid_envelope',
+    });
+  });
+
   it('reads the routing key from the envelope, for channels without a routing-key suffix', () => {
     const body = Buffer.from(
       JSON.stringify({ type: 'task-started', uuid: 'a', timestamp: 1 }),
