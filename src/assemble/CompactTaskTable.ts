@@ -56,8 +56,9 @@ const COMPACT_KEYS: ReadonlySet<string> = new Set<keyof TaskRecord>([
  * array), each timestamp a boxed 16-byte HeapNumber, a one-element `receivedTimes` array. A
  * pending task holds little that varies: two timestamps, five strings out of a small set (task
  * name, worker, queue, exchange, routing key: interned, stored as 16-bit indexes), a retry
- * count, and its root and parent ids. Here that is 44 bytes per slot: 8 + 8 + 5 x 2 + 1 + 1,
- * and two 8-byte pointers to strings (undefined for a root task, which is its own root).
+ * count, and its root and parent ids. Here that is 28 bytes per slot (8 + 8 + 5 x 2 + 1 + 1),
+ * and two 8-byte pointers to the root and parent id strings in chunks that hold a task with a
+ * parent (a root task is its own root and has none: a backlog of them needs neither column).
  *
  * The columns come in chunks of CHUNK_SLOTS slots, added as needed and never copied: growing by
  * doubling one big array per column would leave up to half of it unused, and the copies freed
@@ -161,8 +162,8 @@ export class CompactTaskTable {
   free(slot: number): void {
     const c = this.chunk(slot);
     const i = slot & SLOT_MASK;
-    c.rootIds[i] = undefined;
-    c.parentIds[i] = undefined;
+    if (c.rootIds !== undefined) c.rootIds[i] = undefined;
+    if (c.parentIds !== undefined) c.parentIds[i] = undefined;
     this.live--;
     if (this.live === 0) {
       // After a backlog drained, give the chunks' memory back rather than keep the peak size;
@@ -226,10 +227,14 @@ export class CompactTaskTable {
     if (event.rootId !== undefined) {
       const self = event.rootId === id;
       c.rootKind[i] = self ? ROOT_SELF : ROOT_OTHER;
-      c.rootIds[i] = self ? undefined : event.rootId;
+      if (self) {
+        if (c.rootIds !== undefined) c.rootIds[i] = undefined;
+      } else {
+        (c.rootIds ??= strings_(CHUNK_SLOTS))[i] = event.rootId;
+      }
     }
-    if (event.parentId !== undefined && event.parentId !== id && c.parentIds[i] === undefined) {
-      c.parentIds[i] = event.parentId;
+    if (event.parentId !== undefined && event.parentId !== id && c.parentIds?.[i] === undefined) {
+      (c.parentIds ??= strings_(CHUNK_SLOTS))[i] = event.parentId;
     }
     c.retries[i] = retries;
     return 'applied';
@@ -291,7 +296,7 @@ export class CompactTaskTable {
     if (name !== undefined) record.name = name;
     const rootId = rootIdOf(c, i, id);
     if (rootId !== undefined) record.rootId = rootId;
-    const parentId = c.parentIds[i];
+    const parentId = c.parentIds?.[i];
     if (parentId !== undefined) record.parentId = parentId;
     const retries = c.retries[i];
     if (retries !== undefined && retries !== NO_RETRIES) record.retries = retries;
@@ -321,7 +326,7 @@ export class CompactTaskTable {
     view.id = id;
     view.name = this.stringAt(c.name[i]);
     view.rootId = rootIdOf(c, i, id);
-    view.parentId = c.parentIds[i];
+    view.parentId = c.parentIds?.[i];
     view.queue = this.stringAt(c.queue[i]);
     view.exchange = this.stringAt(c.exchange[i]);
     view.routingKey = this.stringAt(c.routingKey[i]);
@@ -408,9 +413,9 @@ export class CompactTaskTable {
     if (retries !== undefined) c.retries[i] = retries;
     if (rootId !== undefined) {
       c.rootKind[i] = rootId === id ? ROOT_SELF : ROOT_OTHER;
-      c.rootIds[i] = rootId === id ? undefined : rootId;
+      if (rootId !== id) (c.rootIds ??= strings_(CHUNK_SLOTS))[i] = rootId;
     }
-    c.parentIds[i] = parentId;
+    if (parentId !== undefined) (c.parentIds ??= strings_(CHUNK_SLOTS))[i] = parentId;
     return slot;
   }
 
@@ -452,9 +457,13 @@ interface Chunk {
   readonly routingKey: Uint16Array;
   readonly retries: Uint8Array;
   readonly rootKind: Uint8Array;
-  /** Only for ROOT_OTHER; a root task (the common case) stores nothing here. */
-  readonly rootIds: (string | undefined)[];
-  readonly parentIds: (string | undefined)[];
+  /**
+   * Only for ROOT_OTHER; a root task (the common case) stores nothing here. Both string columns
+   * are created with the chunk's first task that needs them: a backlog of root tasks (no
+   * parent) then costs 16 bytes less per task.
+   */
+  rootIds?: (string | undefined)[];
+  parentIds?: (string | undefined)[];
 }
 
 function newChunk(): Chunk {
@@ -468,8 +477,6 @@ function newChunk(): Chunk {
     routingKey: new Uint16Array(CHUNK_SLOTS),
     retries: new Uint8Array(CHUNK_SLOTS),
     rootKind: new Uint8Array(CHUNK_SLOTS),
-    rootIds: strings_(CHUNK_SLOTS),
-    parentIds: strings_(CHUNK_SLOTS),
   };
 }
 
@@ -477,7 +484,7 @@ function rootIdOf(c: Chunk, i: number, id: string): string | undefined {
   const kind = c.rootKind[i];
   // A root task shares its id's string, as TaskAssembler `learn` does.
   if (kind === ROOT_SELF) return id;
-  return kind === ROOT_OTHER ? c.rootIds[i] : undefined;
+  return kind === ROOT_OTHER ? c.rootIds?.[i] : undefined;
 }
 
 /**
