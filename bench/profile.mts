@@ -47,6 +47,7 @@ function stageOf(frame: CallFrame): string | undefined {
   if (/\/dist\/assemble\//.test(url)) return 'assemble';
   if (/\/dist\/export\/(taskSpans|truncate)/.test(url)) return 'span building';
   if (/\/dist\/export\/SpanExportQueue/.test(url)) return 'export queue';
+  if (/\/dist\/export\/(ProtobufSpanSerializer|ProtoWriter)/.test(url)) return 'OTLP serialisation';
   if (/\/dist\/(telemetry|metrics)\//.test(url)) return 'telemetry/metrics';
   if (/\/dist\//.test(url)) return 'bridge (other)';
   if (/otlp-transformer|protobufjs/.test(url)) return 'OTLP serialisation';
