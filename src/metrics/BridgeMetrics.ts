@@ -1,10 +1,12 @@
-import type { Attributes, Histogram, Meter } from '@opentelemetry/api';
+import type { Attributes, HrTime, Meter } from '@opentelemetry/api';
+import type { MetricData } from '@opentelemetry/sdk-metrics';
 import type { TaskRecord } from '../assemble/TaskRecord.js';
 import type { TaskEvent, WorkerEvent } from '../decode/CeleryEvent.js';
 import type { BridgeStats } from '../telemetry/BridgeStats.js';
 import type { MetricLabels } from './MetricLabels.js';
 import { SeriesCounter } from './SeriesCounter.js';
-import type { StateGauge } from './StateGaugeProducer.js';
+import { gaugeMetricData, type StateGauge } from './BridgeMetricProducer.js';
+import { SeriesHistogram } from './SeriesHistogram.js';
 import type { WorkerLiveness } from './WorkerLiveness.js';
 
 /** What the metrics read from the rest of the bridge when they are collected. */
@@ -39,7 +41,7 @@ const TERMINAL: ReadonlySet<string> = new Set([
   'task-rejected',
 ]);
 
-/** Series of the task counter at most, as the SDK's default cardinality limit. */
+/** Series of the task counter and of each histogram at most, as the SDK's default limit. */
 const MAX_TASK_SERIES = 2000;
 
 /** Bucket boundaries in seconds: 5 ms to 1 h, for both runtimes and queue waits. */
@@ -56,9 +58,9 @@ const DURATION_BUCKETS_S = [
  */
 export class BridgeMetrics {
   private readonly tasks: SeriesCounter;
-  private readonly runtime: Histogram;
-  private readonly queueWait: Histogram;
-  private readonly lag: Histogram;
+  private readonly runtime: SeriesHistogram;
+  private readonly queueWait: SeriesHistogram;
+  private readonly lag: SeriesHistogram;
 
   constructor(
     meter: Meter,
@@ -75,22 +77,27 @@ export class BridgeMetrics {
       },
       MAX_TASK_SERIES,
     );
-    this.runtime = meter.createHistogram('celery.task.runtime', {
+    // Reported through BridgeMetricProducer (see `collect`), not the SDK's instruments.
+    this.runtime = new SeriesHistogram({
+      name: 'celery.task.runtime',
       unit: 's',
       description: 'Time the task body ran: task-succeeded runtime, or started to failure/retry',
-      advice: { explicitBucketBoundaries: DURATION_BUCKETS_S },
+      boundaries: DURATION_BUCKETS_S,
+      maxSeries: MAX_TASK_SERIES,
     });
-    this.queueWait = meter.createHistogram('celery.task.queue_wait', {
+    this.queueWait = new SeriesHistogram({
+      name: 'celery.task.queue_wait',
       unit: 's',
       description: 'Time from sent (else received; after its ETA for delayed tasks) to started',
-      advice: { explicitBucketBoundaries: DURATION_BUCKETS_S },
+      boundaries: DURATION_BUCKETS_S,
+      maxSeries: MAX_TASK_SERIES,
     });
-    this.lag = meter.createHistogram('celery_otel_bridge.lag', {
+    this.lag = new SeriesHistogram({
+      name: 'celery_otel_bridge.lag',
       unit: 's',
       description: "Bridge clock minus the event timestamp when a task's final event is processed",
-      advice: {
-        explicitBucketBoundaries: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
-      },
+      boundaries: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
+      maxSeries: 1,
     });
 
     // The bridge's own health.
@@ -159,7 +166,7 @@ export class BridgeMetrics {
   }
 
   /**
-   * The gauges of current state, fresh at each collection (see StateGaugeProducer for why they
+   * The gauges of current state, fresh at each collection (see BridgeMetricProducer for why they
    * are not asynchronous SDK gauges).
    */
   stateGauges(): StateGauge[] {
@@ -249,32 +256,32 @@ export class BridgeMetrics {
     });
     // Lag is sampled at each task's final events: the ones whose delay decides when its span
     // goes out. (Recording it for every event cost more than the rest of the pipeline.)
-    if (TERMINAL.has(event.type)) this.lag.record(Math.max(0, nowMs / 1000 - event.timestamp));
-
-    const outcome = { 'celery.task.name': name } as Attributes;
-    if (worker !== undefined) outcome['celery.worker.hostname'] = worker;
+    if (TERMINAL.has(event.type)) {
+      this.lag.record('', NO_ATTRIBUTES, Math.max(0, nowMs / 1000 - event.timestamp));
+    }
     switch (event.type) {
       case 'task-started': {
         const since = queuedSince(before);
         // Clamped at 0: `task-sent` comes from the client's clock, and Celery's ETA timer may
         // fire a moment early; a start is still one queue wait.
-        if (since !== undefined)
-          this.queueWait.record(Math.max(0, event.timestamp - since), outcome);
+        if (since !== undefined) {
+          this.queueWait.record(
+            `${name}\u0000${worker ?? ''}`,
+            () => outcome(name, worker),
+            Math.max(0, event.timestamp - since),
+          );
+        }
         return;
       }
       case 'task-succeeded':
-        if (event.runtime !== undefined) {
-          this.runtime.record(event.runtime, { ...outcome, 'celery.task.outcome': 'success' });
-        }
+        if (event.runtime !== undefined) this.recordRuntime(name, worker, 'success', event.runtime);
         return;
       case 'task-failed':
       case 'task-retried': {
         const started = openAttemptStart(before, event.timestamp);
         if (started !== undefined) {
-          this.runtime.record(event.timestamp - started, {
-            ...outcome,
-            'celery.task.outcome': event.type === 'task-failed' ? 'failure' : 'retry',
-          });
+          const result = event.type === 'task-failed' ? 'failure' : 'retry';
+          this.recordRuntime(name, worker, result, event.timestamp - started);
         }
         return;
       }
@@ -283,9 +290,40 @@ export class BridgeMetrics {
     }
   }
 
+  private recordRuntime(
+    name: string,
+    worker: string | undefined,
+    result: 'success' | 'failure' | 'retry',
+    seconds: number,
+  ): void {
+    this.runtime.record(
+      `${name}\u0000${worker ?? ''}\u0000${result}`,
+      () => ({ ...outcome(name, worker), 'celery.task.outcome': result }),
+      seconds,
+    );
+  }
+
+  /** Everything the bridge computes itself, for BridgeMetricProducer at each collection. */
+  collect(now: HrTime): MetricData[] {
+    return [
+      ...this.stateGauges().map((gauge) => gaugeMetricData(gauge, now)),
+      this.runtime.toMetricData(now),
+      this.queueWait.toMetricData(now),
+      this.lag.toMetricData(now),
+    ];
+  }
+
   onWorkerEvent(event: WorkerEvent): void {
     this.sources.liveness.onEvent(event);
   }
+}
+
+const NO_ATTRIBUTES = (): Attributes => ({});
+
+function outcome(name: string, worker: string | undefined): Attributes {
+  const attributes: Attributes = { 'celery.task.name': name };
+  if (worker !== undefined) attributes['celery.worker.hostname'] = worker;
+  return attributes;
 }
 
 /** When the task became runnable: sent (else received), or its ETA if later. */
