@@ -1,18 +1,12 @@
 import { OTLPTraceExporter as OtlpJsonTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import {
   CompressionAlgorithm,
-  OTLPExporterBase,
   type OTLPExporterNodeConfigBase,
 } from '@opentelemetry/otlp-exporter-base';
-import {
-  convertLegacyHttpOptions,
-  createOtlpHttpExportDelegate,
-} from '@opentelemetry/otlp-exporter-base/node-http';
-import { TraceExporterMetricsHelper } from '@opentelemetry/otlp-transformer';
-import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace-base';
+import type { SpanExporter } from '@opentelemetry/sdk-trace-base';
 import type { OtlpTraceOptions, TraceExporterOptions } from '../config/BridgeOptions.js';
 import { ConsoleTraceExporter, useColor } from './ConsoleTraceExporter.js';
-import { ProtobufSpanSerializer } from './ProtobufSpanSerializer.js';
+import { ThreadedOtlpExporter } from './ThreadedOtlpExporter.js';
 
 /**
  * The OTLP/HTTP trace exporter for the configured protocol. Every setting is passed explicitly
@@ -20,8 +14,9 @@ import { ProtobufSpanSerializer } from './ProtobufSpanSerializer.js';
  * so what the bridge validated is what the exporter uses. The exporter retries 429/502/503/504
  * with backoff itself (otlp-exporter-base `RetryingTransport`).
  *
- * `http/protobuf` is the SDK's OTLPTraceExporter with the bridge's own serializer: the same
- * bytes for less than half the CPU (see ProtobufSpanSerializer).
+ * `http/protobuf` is the SDK's OTLPTraceExporter transport with the bridge's own serializer (the
+ * same bytes for less than half the CPU, see ProtobufSpanSerializer), sending from a worker thread
+ * (ThreadedOtlpExporter).
  */
 export function createTraceExporter(
   options: OtlpTraceOptions,
@@ -46,28 +41,5 @@ export function createTraceExporter(
   };
   return options.protocol === 'http/json'
     ? new OtlpJsonTraceExporter(config)
-    : otlpProtobufTraceExporter(config);
-}
-
-/** The component type the SDK's exporter reports in its `otel.sdk.exporter.*` self-metrics. */
-const COMPONENT_TYPE = 'otlp_http_span_exporter';
-
-/**
- * What `new OTLPTraceExporter(config)` of @opentelemetry/exporter-trace-otlp-proto 0.223.0 builds
- * (build/src/platform/node/OTLPTraceExporter.js), with ProtobufSpanSerializer in place of
- * ProtobufTraceSerializer: the same configuration conversion (url, headers, gzip, timeout,
- * concurrency limit, Content-Type, User-Agent), HTTP transport, retries and self-metrics.
- */
-function otlpProtobufTraceExporter(config: OTLPExporterNodeConfigBase): SpanExporter {
-  return new OTLPExporterBase<ReadableSpan[]>(
-    createOtlpHttpExportDelegate(
-      convertLegacyHttpOptions(config, 'TRACES', 'v1/traces', {
-        'Content-Type': 'application/x-protobuf',
-      }),
-      new ProtobufSpanSerializer(),
-      COMPONENT_TYPE,
-      TraceExporterMetricsHelper,
-      undefined,
-    ),
-  );
+    : new ThreadedOtlpExporter(config);
 }

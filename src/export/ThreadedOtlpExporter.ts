@@ -1,0 +1,154 @@
+import { Worker } from 'node:worker_threads';
+import { type ExportResult, ExportResultCode } from '@opentelemetry/core';
+import {
+  OTLPExporterError,
+  type OTLPExporterNodeConfigBase,
+} from '@opentelemetry/otlp-exporter-base';
+import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace-base';
+import { ProtobufSpanSerializer } from './ProtobufSpanSerializer.js';
+import type { SendReply, SendRequest, SendThreadData } from './sendThreadMessages.js';
+
+/** The component type the SDK's exporter reports in its `otel.sdk.exporter.*` self-metrics. */
+const COMPONENT_TYPE = 'otlp_http_span_exporter';
+
+/**
+ * The OTLP/HTTP protobuf span exporter, with the network on a worker thread.
+ *
+ * Spans are serialised here (ProtobufSpanSerializer: the SDK's bytes, faster) and the request
+ * body moves to a worker thread without a copy, where the SDK's own OTLP/HTTP delegate sends it
+ * (otlpSendThread.ts): the same headers, gzip, timeouts, retries and partial-success handling as
+ * `@opentelemetry/exporter-trace-otlp-proto`. Writing a batch to the socket, compressing it and
+ * handling the response were about a tenth of the bridge's time under load (README "Benchmark"),
+ * all on the thread that must keep reading the broker; now they run beside it.
+ *
+ * If the thread dies, the exports it held fail (SpanExportQueue retries them) and the next export
+ * starts a new thread.
+ */
+export class ThreadedOtlpExporter implements SpanExporter {
+  private readonly serializer = new ProtobufSpanSerializer();
+  private worker: Worker | undefined;
+  private nextId = 0;
+  private readonly pending = new Map<number, (result: ExportResult) => void>();
+  private idle: (() => void)[] = [];
+  private stopped = false;
+
+  constructor(
+    private readonly config: OTLPExporterNodeConfigBase,
+    /** The compiled send thread (dist/export/otlpSendThread.js). */
+    private readonly threadUrl: URL = sendThreadUrl(),
+  ) {}
+
+  export(spans: ReadableSpan[], resultCallback: (result: ExportResult) => void): void {
+    if (this.stopped) {
+      resultCallback({ code: ExportResultCode.FAILED, error: new Error('exporter is shut down') });
+      return;
+    }
+    let bytes: Uint8Array;
+    try {
+      bytes = this.serializer.serializeRequest(spans);
+    } catch (error) {
+      resultCallback({ code: ExportResultCode.FAILED, error: error as Error });
+      return;
+    }
+    // Moved, not copied, when the bytes own their whole buffer; a view into a shared buffer
+    // (a pooled small Buffer) must not be detached, so it is copied.
+    const owned =
+      bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength
+        ? bytes
+        : new Uint8Array(bytes);
+    const id = this.nextId++;
+    this.pending.set(id, resultCallback);
+    const request: SendRequest = { type: 'export', id, bytes: owned, spans: spans.length };
+    const thread = this.thread();
+    // While an export is out, the thread keeps the process alive (a stop waits for it).
+    if (this.pending.size === 1) thread.ref();
+    thread.postMessage(request, [owned.buffer as ArrayBuffer]);
+  }
+
+  /** Resolves once every export handed to the thread has its outcome. */
+  forceFlush(): Promise<void> {
+    if (this.pending.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idle.push(resolve));
+  }
+
+  async shutdown(): Promise<void> {
+    await this.forceFlush();
+    this.stopped = true;
+    const worker = this.worker;
+    this.worker = undefined;
+    if (worker === undefined) return;
+    const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+    worker.postMessage({ type: 'shutdown' } satisfies SendRequest);
+    // The thread closes its port when the SDK exporter has shut down; don't wait for ever.
+    const timer = setTimeout(() => void worker.terminate(), 2000);
+    await exited;
+    clearTimeout(timer);
+  }
+
+  private thread(): Worker {
+    if (this.worker !== undefined) return this.worker;
+    const data: SendThreadData = {
+      config: { ...this.config },
+      componentType: COMPONENT_TYPE,
+    };
+    const worker = new Worker(this.threadUrl, { workerData: data });
+    // The bridge decides when to stop; an idle send thread must not keep it alive.
+    worker.unref();
+    worker.on('message', (reply: SendReply) => this.settle(reply));
+    worker.on('error', (error) => this.failAll(worker, error));
+    worker.on('exit', (code) =>
+      this.failAll(worker, new Error(`the OTLP send thread exited (code ${code})`)),
+    );
+    this.worker = worker;
+    return worker;
+  }
+
+  private settle(reply: SendReply): void {
+    const callback = this.pending.get(reply.id);
+    if (callback === undefined) return;
+    this.pending.delete(reply.id);
+    const error =
+      reply.error === undefined
+        ? undefined
+        : Object.assign(
+            new OTLPExporterError(reply.error.message, reply.error.status, reply.error.data),
+            {
+              name: reply.error.name,
+            },
+          );
+    callback({ code: reply.code, error });
+    this.checkIdle();
+  }
+
+  private failAll(worker: Worker, error: Error): void {
+    if (this.worker === worker) this.worker = undefined;
+    const callbacks = [...this.pending.values()];
+    this.pending.clear();
+    for (const callback of callbacks) {
+      callback({
+        code: ExportResultCode.FAILED,
+        error: new Error(`the OTLP send thread failed: ${error.message}`),
+      });
+    }
+    this.checkIdle();
+  }
+
+  private checkIdle(): void {
+    if (this.pending.size > 0) return;
+    this.worker?.unref();
+    const waiting = this.idle;
+    this.idle = [];
+    for (const resolve of waiting) resolve();
+  }
+}
+
+/**
+ * The compiled send thread beside this module. Under the test runner this module is TypeScript
+ * source (src/export) and a worker thread cannot load TypeScript, so the thread comes from the
+ * build (`npm test` builds first).
+ */
+function sendThreadUrl(): URL {
+  return import.meta.url.endsWith('.ts')
+    ? new URL('../../dist/export/otlpSendThread.js', import.meta.url)
+    : new URL('./otlpSendThread.js', import.meta.url);
+}
