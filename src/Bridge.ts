@@ -104,7 +104,8 @@ export class Bridge {
     };
     const handlers: EventSourceHandlers = {
       message: (message) => this.onMessage(message),
-      rejected: (rejection: DecodeRejection) => this.stats.rejected(rejection, 1),
+      rejected: (rejection: DecodeRejection, count: number) =>
+        this.stats.rejected(rejection, count),
       connection: (state, detail) => {
         if (state === 'connected' && this.disconnectedSince !== undefined) this.afterOutage();
         if (state === 'disconnected') this.disconnectedSince ??= Date.now();

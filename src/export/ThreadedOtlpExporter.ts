@@ -6,6 +6,7 @@ import {
 } from '@opentelemetry/otlp-exporter-base';
 import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace-base';
 import { ProtobufSpanSerializer } from './ProtobufSpanSerializer.js';
+import { workerScriptUrl } from '../workerScriptUrl.js';
 import type { SendReply, SendRequest, SendThreadData } from './sendThreadMessages.js';
 
 /** The component type the SDK's exporter reports in its `otel.sdk.exporter.*` self-metrics. */
@@ -35,7 +36,7 @@ export class ThreadedOtlpExporter implements SpanExporter {
   constructor(
     private readonly config: OTLPExporterNodeConfigBase,
     /** The compiled send thread (dist/export/otlpSendThread.js). */
-    private readonly threadUrl: URL = sendThreadUrl(),
+    private readonly threadUrl: URL = workerScriptUrl('otlpSendThread.js', import.meta.url),
   ) {}
 
   export(spans: ReadableSpan[], resultCallback: (result: ExportResult) => void): void {
@@ -140,15 +141,4 @@ export class ThreadedOtlpExporter implements SpanExporter {
     this.idle = [];
     for (const resolve of waiting) resolve();
   }
-}
-
-/**
- * The compiled send thread beside this module. Under the test runner this module is TypeScript
- * source (src/export) and a worker thread cannot load TypeScript, so the thread comes from the
- * build (`npm test` builds first).
- */
-function sendThreadUrl(): URL {
-  return import.meta.url.endsWith('.ts')
-    ? new URL('../../dist/export/otlpSendThread.js', import.meta.url)
-    : new URL('./otlpSendThread.js', import.meta.url);
 }

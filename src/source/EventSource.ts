@@ -5,7 +5,7 @@ import type { RawEventMessage } from './RawEventMessage.js';
 export interface EventSourceHandlers {
   message(message: RawEventMessage): void;
   /** A broker message that is not even an event message (e.g. a broken kombu envelope). */
-  rejected(rejection: DecodeRejection): void;
+  rejected(rejection: DecodeRejection, count: number): void;
   /** Connection state changes, for logs and readiness; `detail` is safe to log. */
   connection(state: 'connected' | 'disconnected', detail: string): void;
 }

@@ -1,16 +1,17 @@
-import { Redis } from 'ioredis';
+import { Worker } from 'node:worker_threads';
 import type { RedisChannelOptions } from '../config/BridgeOptions.js';
 import type { BrokerEndpoint } from '../config/brokerUrl.js';
-import { decodeKombuEnvelope, isDecodeRejection } from '../decode/decodeKombuEnvelope.js';
 import { BrokerUnreachableError } from '../errors.js';
 import type { Logger } from '../log/Logger.js';
-import {
-  brokerTlsOptions,
-  describeBrokerError,
-  isTlsFailure,
-  warnIfTlsInsecure,
-} from './brokerTlsOptions.js';
+import { workerScriptUrl } from '../workerScriptUrl.js';
+import { warnIfTlsInsecure } from './brokerTlsOptions.js';
 import { backoffDelayMs, type EventSource, type EventSourceHandlers } from './EventSource.js';
+import type {
+  RedisBatch,
+  RedisReadThreadData,
+  RedisThreadEvent,
+  RedisThreadRequest,
+} from './redisThreadMessages.js';
 
 export interface RedisEventSourceOptions {
   readonly broker: BrokerEndpoint;
@@ -19,8 +20,11 @@ export interface RedisEventSourceOptions {
   readonly connectTimeoutMs: number;
 }
 
-/** Processing runs in slices of at most this long, so the socket is read between slices. */
+/** Processing runs in slices of at most this long, so timers and exports run between them. */
 const DRAIN_SLICE_MS = 2;
+
+/** Bytes of bodies per batch from the read thread; the rest waits there (bounded). */
+const MAX_BATCH_BYTES = 1024 * 1024;
 
 /**
  * Consumes Celery's events from Redis pub/sub.
@@ -31,205 +35,190 @@ const DRAIN_SLICE_MS = 2;
  * `fanout_patterns` is off (kombu/transport/redis.py `_get_publish_topic`, `PrefixedRedisPubSub`).
  * The bridge subscribes to both forms. Pub/sub keeps nothing: events published while the bridge
  * is disconnected are lost, and Redis disconnects a subscriber whose output buffer passes
- * `client-output-buffer-limit pubsub` (32 MB by default,
- * https://redis.io/docs/latest/develop/reference/clients/#output-buffer-limits). Each disconnect
- * is reported; ioredis reconnects and resubscribes by itself.
+ * `client-output-buffer-limit pubsub` (32 MB by default). Each disconnect is reported;
+ * ioredis reconnects and resubscribes by itself.
  *
- * So the socket must be read as fast as Redis writes, whatever the bridge's processing rate. Node
- * reads a socket only when the event loop is free, and ioredis hands messages over synchronously
- * as it parses each chunk: processing there would make reading exactly as slow as processing,
- * and a burst would pile up in Redis until the limit. Messages are therefore only queued on
- * arrival (bounded by `maxBufferedBytes`, overflow dropped and counted as `buffer_full`) and
- * processed in slices of {@link DRAIN_SLICE_MS}, between which the event loop reads the socket
- * again. A burst then waits in the bridge's memory instead of Redis's.
+ * So the subscription is read on a worker thread (redisReadThread.ts) that does nothing else:
+ * it unwraps kombu's envelopes and keeps what it read (at most `maxBufferedBytes`; overflow is
+ * dropped and counted as `buffer_full`) until this thread pulls the next batch. Batches are
+ * processed here in slices of {@link DRAIN_SLICE_MS}, and the next one is pulled while the
+ * current one is processed, so a burst waits in the bridge's memory instead of Redis's whatever
+ * the bridge is busy with.
  */
 export class RedisEventSource implements EventSource {
-  private client: Redis | undefined;
-  private everReady = false;
-  /** ioredis rejects connect() with "Connection is closed."; the cause came as an 'error' event. */
-  private lastConnectError: unknown;
-  /** Read, not yet processed: channel and payload pairs from `head` on (a FIFO without shift). */
-  private pending: Buffer[] = [];
-  private head = 0;
-  private bufferedBytes = 0;
-  private drainScheduled = false;
+  private worker: Worker | undefined;
+  /** The batch being processed and the next message in it. */
+  private batch: RedisBatch | undefined;
+  private next = 0;
+  /** Batches received while one is being processed (at most one: pulled ahead). */
+  private readonly queued: RedisBatch[] = [];
+  private draining = false;
+  private stopped: (() => void) | undefined;
+  private restartTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly options: RedisEventSourceOptions,
     private readonly handlers: EventSourceHandlers,
     private readonly logger: Logger,
+    private readonly threadUrl: URL = workerScriptUrl('redisReadThread.js', import.meta.url),
   ) {}
 
   /** The channel names, for logs and tests. */
   get channels(): { pattern: string; plain: string } {
     const { globalKeyPrefix, fanoutPrefix } = this.options.channels;
     const plain = `${globalKeyPrefix}${fanoutPrefix}${this.options.exchange}`;
-    return { pattern: `${escapeGlob(plain)}/*`, plain };
+    return { pattern: `${plain.replace(/[*?[\]\\]/g, '\\$&')}/*`, plain };
   }
 
   async start(): Promise<void> {
-    const { broker } = this.options;
-    warnIfTlsInsecure(broker, this.logger);
-    const client = new Redis({
-      host: broker.hostname,
-      port: broker.port,
-      username: broker.username,
-      password: broker.password,
-      db: broker.db,
-      tls: brokerTlsOptions(broker),
-      lazyConnect: true,
-      // Subscribed connections must not queue commands while down; resubscribing is automatic.
-      enableOfflineQueue: true,
-      autoResubscribe: true,
-      maxRetriesPerRequest: null,
-      retryStrategy: (times) => backoffDelayMs(times - 1),
-    });
-    this.client = client;
-    const { pattern, plain } = this.channels;
-    client.on('pmessageBuffer', (_pattern: Buffer, channel: Buffer, payload: Buffer) => {
-      this.deliver(channel, payload);
-    });
-    client.on('messageBuffer', (channel: Buffer, payload: Buffer) => {
-      this.deliver(channel, payload);
-    });
-    client.on('error', (error: unknown) => {
-      this.lastConnectError = error;
-      if (this.everReady) {
-        this.logger.warn('Redis connection error', { error: describeBrokerError(error, broker) });
-      }
-    });
-    client.on('close', () => {
-      if (this.everReady) {
-        this.handlers.connection('disconnected', `lost the connection to ${broker.redactedUrl}`);
-      }
-    });
-    client.on('ready', () => {
-      if (this.everReady) {
-        this.handlers.connection(
-          'connected',
-          `resubscribed to ${pattern} on ${broker.redactedUrl}`,
-        );
-      }
-    });
+    warnIfTlsInsecure(this.options.broker, this.logger);
+    await this.spawn();
+  }
 
-    const deadline = Date.now() + this.options.connectTimeoutMs;
-    for (let attempt = 0; ; attempt++) {
-      this.lastConnectError = undefined;
-      try {
-        await client.connect();
-        break;
-      } catch (rejection) {
-        const error = this.lastConnectError ?? rejection;
-        const delay = backoffDelayMs(attempt);
-        if (Date.now() + delay > deadline) {
-          client.disconnect();
-          throw new BrokerUnreachableError(
-            `cannot reach Redis at ${broker.redactedUrl}: ${describeBrokerError(error, broker)}; ` +
-              `gave up after ${this.options.connectTimeoutMs} ms (--connect-timeout-ms).` +
-              (isTlsFailure(error, broker)
-                ? ''
-                : ' Check the host, port, password and that Redis is running.'),
-          );
+  /** Starts the read thread; resolves once it is subscribed. */
+  private spawn(): Promise<void> {
+    const data: RedisReadThreadData = { ...this.options, maxBatchBytes: MAX_BATCH_BYTES };
+    const worker = new Worker(this.threadUrl, { workerData: data });
+    this.worker = worker;
+    let started = false;
+    return new Promise<void>((resolve, reject) => {
+      worker.on('message', (event: RedisThreadEvent) => {
+        switch (event.type) {
+          case 'started':
+            started = true;
+            this.handlers.connection('connected', event.detail);
+            this.pull();
+            resolve();
+            return;
+          case 'failed':
+            void worker.terminate();
+            reject(new BrokerUnreachableError(event.message));
+            return;
+          default:
+            this.onEvent(event);
         }
-        this.logger.warn('Redis unreachable, retrying', {
-          broker: broker.redactedUrl,
-          error: describeBrokerError(error, broker),
-          retryInMs: delay,
+      });
+      worker.on('error', (error) => {
+        this.logger.error('the Redis read thread failed', { error: error.message });
+        reject(new BrokerUnreachableError(`the Redis read thread failed: ${error.message}`));
+      });
+      worker.on('exit', () => {
+        if (this.worker === worker) this.worker = undefined;
+        // What it sent before exiting is processed first (its messages come before 'exit').
+        this.drain(Number.POSITIVE_INFINITY);
+        if (this.stopped !== undefined) {
+          this.stopped();
+        } else if (started) {
+          // Not asked to stop: events are being missed. Say so and start a new thread.
+          this.handlers.connection('disconnected', 'the Redis read thread stopped unexpectedly');
+          this.restart(0);
+        }
+      });
+    });
+  }
+
+  private restart(attempt: number): void {
+    this.restartTimer = setTimeout(() => {
+      this.spawn().catch((error: unknown) => {
+        this.logger.warn('Redis read thread restart failed, retrying', {
+          error: error instanceof Error ? error.message : String(error),
         });
-        client.disconnect();
-        await new Promise((resolve) => setTimeout(resolve, delay));
-      }
-    }
-    await client.psubscribe(pattern);
-    await client.subscribe(plain);
-    this.everReady = true;
-    this.handlers.connection(
-      'connected',
-      `subscribed to ${pattern} and ${plain} on ${broker.redactedUrl}`,
-    );
+        this.restart(attempt + 1);
+      });
+    }, backoffDelayMs(attempt));
   }
 
   async stop(): Promise<void> {
-    const client = this.client;
-    this.client = undefined;
-    this.everReady = false;
-    if (client !== undefined) {
-      try {
-        await client.quit();
-      } catch {
-        client.disconnect();
+    clearTimeout(this.restartTimer);
+    const exited = new Promise<void>((resolve) => (this.stopped = resolve));
+    const worker = this.worker;
+    if (worker === undefined) return;
+    worker.postMessage({ type: 'stop' } satisfies RedisThreadRequest);
+    // ioredis quits within its own timeouts; the thread must not hold a stop for ever.
+    const timer = setTimeout(() => void worker.terminate(), 5000);
+    await exited;
+    clearTimeout(timer);
+  }
+
+  private onEvent(event: RedisThreadEvent): void {
+    switch (event.type) {
+      case 'batch':
+        this.queued.push(event);
+        if (event.dropped > 0) {
+          this.handlers.rejected(
+            {
+              reason: 'buffer_full',
+              detail:
+                'Redis events arrive faster than the bridge processes them and its read buffer is full: messages are dropped until it drains (raise --redis-max-buffered-bytes for longer bursts)',
+            },
+            event.dropped,
+          );
+        }
+        if (event.final) {
+          // A stop: everything it held is here; process it before the bridge flushes.
+          this.drain(Number.POSITIVE_INFINITY);
+        } else {
+          this.scheduleDrain();
+        }
+        return;
+      case 'connection':
+        this.handlers.connection(event.state, event.detail);
+        return;
+      case 'rejected':
+        this.handlers.rejected(event.rejection, 1);
+        return;
+      case 'log':
+        this.logger.warn(event.msg, event.fields);
+        return;
+      default:
+        return;
+    }
+  }
+
+  private pull(): void {
+    this.worker?.postMessage({ type: 'pull' } satisfies RedisThreadRequest);
+  }
+
+  private scheduleDrain(): void {
+    if (this.draining) return;
+    this.draining = true;
+    setImmediate(() => {
+      this.draining = false;
+      this.drain();
+    });
+  }
+
+  /** Processes queued messages for one slice; pulls the next batch as soon as one is taken up. */
+  private drain(sliceMs = DRAIN_SLICE_MS): void {
+    const deadline = performance.now() + sliceMs;
+    for (;;) {
+      if (this.batch === undefined) {
+        this.batch = this.queued.shift();
+        this.next = 0;
+        if (this.batch === undefined) return;
+        // Pulled ahead: the read thread packs the next batch while this one is processed.
+        if (!this.batch.final) this.pull();
+      }
+      const batch = this.batch;
+      const count = batch.routingKeys.length;
+      while (this.next < count) {
+        const i = this.next++;
+        const start = batch.offsets[2 * i] as number;
+        const end = batch.offsets[2 * i + 1] as number;
+        this.handlers.message({
+          routingKey: batch.routingKeys[i] as string,
+          contentType: batch.contentTypes[i] as string,
+          contentEncoding: batch.contentEncodings[i],
+          compression: batch.compressions[i],
+          body: Buffer.from(batch.bodies, start, end - start),
+        });
+        if (performance.now() >= deadline) break;
+      }
+      if (this.next >= count) this.batch = undefined;
+      if (performance.now() >= deadline) {
+        if (this.batch !== undefined || this.queued.length > 0) this.scheduleDrain();
+        return;
       }
     }
-    // What was read is processed before the bridge flushes: stopping loses nothing it holds.
-    this.processPending(Number.POSITIVE_INFINITY);
   }
-
-  /** Bytes of payload read and not yet processed. */
-  get bufferedPayloadBytes(): number {
-    return this.bufferedBytes;
-  }
-
-  private deliver(channel: Buffer, payload: Buffer): void {
-    if (this.bufferedBytes + payload.length > this.options.channels.maxBufferedBytes) {
-      this.handlers.rejected({
-        reason: 'buffer_full',
-        detail:
-          'Redis events arrive faster than the bridge processes them and its read buffer is full: messages are dropped until it drains (raise --redis-max-buffered-bytes for longer bursts)',
-      });
-      return;
-    }
-    this.pending.push(channel, payload);
-    this.bufferedBytes += payload.length;
-    if (!this.drainScheduled) {
-      this.drainScheduled = true;
-      setImmediate(this.drain);
-    }
-  }
-
-  /** Processes queued messages for one slice; reschedules itself behind pending I/O if more. */
-  private readonly drain = (): void => {
-    this.drainScheduled = false;
-    const deadline = performance.now() + DRAIN_SLICE_MS;
-    this.processPending(deadline);
-    if (this.head < this.pending.length) {
-      this.drainScheduled = true;
-      setImmediate(this.drain);
-    }
-  };
-
-  private processPending(deadline: number): void {
-    const pending = this.pending;
-    while (this.head < pending.length) {
-      const channel = pending[this.head] as Buffer;
-      const payload = pending[this.head + 1] as Buffer;
-      pending[this.head] = pending[this.head + 1] = EMPTY;
-      this.head += 2;
-      this.bufferedBytes -= payload.length;
-      this.process(channel, payload);
-      if (performance.now() >= deadline) break;
-    }
-    if (this.head === pending.length) {
-      this.pending = [];
-      this.head = 0;
-    } else if (this.head > 65_536 && this.head * 2 > pending.length) {
-      // Drop the consumed front now and then, so the list does not grow for ever in a long burst.
-      this.pending = pending.slice(this.head);
-      this.head = 0;
-    }
-  }
-
-  private process(channel: Buffer, payload: Buffer): void {
-    const name = channel.toString('utf8');
-    const slash = name.lastIndexOf('/');
-    const decoded = decodeKombuEnvelope(payload, slash === -1 ? '' : name.slice(slash + 1));
-    if (isDecodeRejection(decoded)) this.handlers.rejected(decoded);
-    else this.handlers.message(decoded);
-  }
-}
-
-const EMPTY = Buffer.alloc(0);
-
-/** Redis PSUBSCRIBE patterns are globs: a prefix holding `*`, `?` or `[` must match literally. */
-function escapeGlob(text: string): string {
-  return text.replace(/[*?[\]\\]/g, '\\$&');
 }

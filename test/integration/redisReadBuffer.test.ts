@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import type { Worker } from 'node:worker_threads';
 import { Redis } from 'ioredis';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parseBrokerUrl } from '../../src/config/brokerUrl.js';
@@ -35,10 +36,10 @@ function busyMs(ms: number): void {
 }
 
 /**
- * The Redis source reads the subscription into its own bounded buffer and processes it in
- * slices, so a burst faster than processing waits in the bridge rather than in Redis's pub/sub
- * output buffer (which disconnects the subscriber past its limit). Uses the local Redis; the
- * output-buffer limit is lowered for the test and restored.
+ * The Redis source reads the subscription on its own thread into a bounded buffer, so a burst
+ * faster than processing waits in the bridge rather than in Redis's pub/sub output buffer (which
+ * disconnects the subscriber past its limit). Uses the local Redis and the compiled read thread
+ * (dist/, built by `npm test`); the output-buffer limit is lowered for the test and restored.
  */
 describe('Redis read buffer', () => {
   let admin: Redis;
@@ -80,7 +81,9 @@ describe('Redis read buffer', () => {
             (JSON.parse(message.body.toString('utf8')) as { uuid: string }[])[0]?.uuid ?? '',
           );
         },
-        rejected: (rejection) => rejected.push(rejection),
+        rejected: (rejection, count) => {
+          for (let i = 0; i < count; i++) rejected.push(rejection);
+        },
         connection: (state) => connection.push(state),
       },
       quiet,
@@ -152,5 +155,29 @@ describe('Redis read buffer', () => {
     // At least a full buffer's worth (1 MiB of ~11 KB envelopes) was kept and processed.
     expect(seen.processed.length).toBeGreaterThanOrEqual(90);
     expect(seen.processed[0]).toBe('t-0');
+  });
+
+  it('processes everything it read before a stop resolves', async () => {
+    const seen = startSource(randomName('buf'), 64 * 1024 * 1024, 0.5);
+    await source?.start();
+    await publish(seen.channel, 800, 8 * 1024);
+    // Every PUBLISH was answered, so Redis has queued every message to the subscriber.
+    await source?.stop();
+    source = undefined;
+    expect(seen.processed).toHaveLength(800);
+    expect(seen.processed.at(-1)).toBe('t-799');
+  });
+
+  it('starts a new read thread when its thread dies, and says so', async () => {
+    const seen = startSource(randomName('buf'), 64 * 1024 * 1024, 0);
+    await source?.start();
+    await (source as unknown as { worker: Worker }).worker.terminate();
+    await until('a new thread subscribed', () =>
+      Promise.resolve(seen.connection.join(',') === 'connected,disconnected,connected'),
+    );
+    await publish(seen.channel, 10, 100);
+    await until('the messages after the restart processed', () =>
+      Promise.resolve(seen.processed.length === 10),
+    );
   });
 });
