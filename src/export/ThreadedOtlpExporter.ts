@@ -37,7 +37,11 @@ export class ThreadedOtlpExporter implements SpanExporter {
     private readonly config: OTLPExporterNodeConfigBase,
     /** The compiled send thread (dist/export/otlpSendThread.js). */
     private readonly threadUrl: URL = workerScriptUrl('otlpSendThread.js', import.meta.url),
-  ) {}
+  ) {
+    // Started now: loading the SDK's exporter in a new thread takes a few hundred milliseconds,
+    // which would otherwise delay the first spans.
+    this.thread();
+  }
 
   export(spans: ReadableSpan[], resultCallback: (result: ExportResult) => void): void {
     if (this.stopped) {
