@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import amqp from 'amqplib';
 import { Redis } from 'ioredis';
+import { redisConnectionOptions } from './redisConnectionOptions.js';
 import type { RedisChannelOptions } from '../config/BridgeOptions.js';
 import type { BrokerEndpoint } from '../config/brokerUrl.js';
 import type { Logger } from '../log/Logger.js';
-import { brokerTlsOptions } from './brokerTlsOptions.js';
 import { describeError } from './describeError.js';
 import { backoffDelayMs } from './EventSource.js';
 import { connectAmqp } from './connectAmqp.js';
@@ -237,12 +237,7 @@ export class EnableEventsBroadcaster {
     if (client === undefined) {
       const { broker } = this.options;
       client = new Redis({
-        host: broker.hostname,
-        port: broker.port,
-        username: broker.username,
-        password: broker.password,
-        db: broker.db,
-        tls: brokerTlsOptions(broker),
+        ...redisConnectionOptions(broker),
         lazyConnect: true,
         enableOfflineQueue: false,
         maxRetriesPerRequest: 1,

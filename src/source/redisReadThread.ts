@@ -14,7 +14,8 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { Redis } from 'ioredis';
 import { decodeKombuEnvelope, isDecodeRejection } from '../decode/decodeKombuEnvelope.js';
 import type { RawEventMessage } from './RawEventMessage.js';
-import { brokerTlsOptions, describeBrokerError, isTlsFailure } from './brokerTlsOptions.js';
+import { describeBrokerError, isTlsFailure } from './brokerTlsOptions.js';
+import { redisConnectionOptions } from './redisConnectionOptions.js';
 import { backoffDelayMs } from './EventSource.js';
 import type {
   RedisBatch,
@@ -44,12 +45,7 @@ let everReady = false;
 let lastConnectError: unknown;
 
 const client = new Redis({
-  host: broker.hostname,
-  port: broker.port,
-  username: broker.username,
-  password: broker.password,
-  db: broker.db,
-  tls: brokerTlsOptions(broker),
+  ...redisConnectionOptions(broker),
   lazyConnect: true,
   enableOfflineQueue: true,
   autoResubscribe: true,

@@ -19,6 +19,7 @@ import { ProtobufSpanSerializer } from '../../src/export/ProtobufSpanSerializer.
 import { amqpCompanionFixtureMessages, amqpFixtureMessages } from '../support/fixtures.js';
 import { OtlpReceiver } from '../support/OtlpReceiver.js';
 import { assemble, assemblerEventsOf, decodeAll } from '../support/pipeline.js';
+import { seededRandom } from '../support/seededRandom.js';
 
 /** Both serialisations of `spans`; fails with the first differing offset when they differ. */
 function expectSameBytes(spans: ReadableSpan[], serializer = new ProtobufSpanSerializer()): Buffer {
@@ -324,25 +325,13 @@ describe('ProtobufSpanSerializer on edge cases', () => {
 
 // --- a seeded random generator: a few hundred requests of arbitrary spans ---
 
-/** mulberry32: small, deterministic. */
-function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 class RandomSpans {
   private readonly random: () => number;
   private readonly resources: Resource[];
   private readonly scopes: InstrumentationScope[];
 
   constructor(seed: number) {
-    this.random = prng(seed);
+    this.random = seededRandom(seed);
     this.resources = Array.from({ length: 1 + this.int(3) }, () =>
       resourceFromAttributes(
         this.attributes(4),

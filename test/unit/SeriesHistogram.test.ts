@@ -9,16 +9,13 @@ import {
 } from '@opentelemetry/sdk-metrics';
 import { describe, expect, it } from 'vitest';
 import { SeriesHistogram } from '../../src/metrics/SeriesHistogram.js';
+import { seededRandom } from '../support/seededRandom.js';
 
 const BOUNDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 
 /** Seeded values: bucket edges exactly, between them, 0, negatives, huge, NaN. */
 function values(seed: number, count: number): number[] {
-  let state = seed;
-  const next = (): number => {
-    state = (state * 1_103_515_245 + 12_345) % 2 ** 31;
-    return state / 2 ** 31;
-  };
+  const next = seededRandom(seed);
   const out = [...BOUNDS, 0, -1, 1e9, Number.NaN, 0.0050000001];
   while (out.length < count)
     out.push(next() < 0.1 ? (BOUNDS[Math.floor(next() * 13)] ?? 0) : next() ** 3 * 100);

@@ -5,18 +5,7 @@ import { decodeKombuEnvelope, isDecodeRejection } from '../../src/decode/decodeK
 import type { RawEventMessage } from '../../src/source/RawEventMessage.js';
 import { amqpFixtureMessages, redisFixturePayloads } from '../support/fixtures.js';
 import { assemble } from '../support/pipeline.js';
-
-/** Seeded PRNG (mulberry32): a failing case is replayed from its seed. */
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seededRandom } from '../support/seededRandom.js';
 
 const WEIRD_VALUES: unknown[] = [
   null,
@@ -96,7 +85,7 @@ describe('decoder fuzzing (seeded)', () => {
     let emitted = 0;
     let rejected = 0;
     for (let seed = 1; seed <= 1500; seed++) {
-      const next = random(seed);
+      const next = seededRandom(seed);
       const original = messages[Math.floor(next() * messages.length)] as RawEventMessage;
       const body =
         next() < 0.5
@@ -124,7 +113,7 @@ describe('decoder fuzzing (seeded)', () => {
 
   it('never throws on mutated kombu envelopes', () => {
     for (let seed = 1; seed <= 1500; seed++) {
-      const next = random(seed);
+      const next = seededRandom(seed);
       const original = envelopes[Math.floor(next() * envelopes.length)];
       if (original === undefined) continue;
       const payload =
