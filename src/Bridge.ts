@@ -1,4 +1,5 @@
 import { type Resource, resourceFromAttributes } from '@opentelemetry/resources';
+import { AbandonedTaskSweeper } from './assemble/AbandonedTaskSweeper.js';
 import { TaskAssembler } from './assemble/TaskAssembler.js';
 import type { FinishedTask } from './assemble/TaskRecord.js';
 import type { BridgeOptions } from './config/BridgeOptions.js';
@@ -29,6 +30,7 @@ import { EnableEventsBroadcaster } from './source/EnableEventsBroadcaster.js';
 import type { EventSource, EventSourceHandlers } from './source/EventSource.js';
 import type { RawEventMessage } from './source/RawEventMessage.js';
 import { RedisEventSource } from './source/RedisEventSource.js';
+import { SavedTasks } from './state/SavedTasks.js';
 import { StateFile } from './state/StateFile.js';
 import { BridgeStats } from './telemetry/BridgeStats.js';
 import { VERSION } from './version.js';
@@ -37,9 +39,6 @@ const TICK_MS = 250;
 /** The final metrics push on stop gets this long. */
 const SHUTDOWN_METRICS_MS = 2000;
 const SUMMARY_INTERVAL_MS = 60_000;
-/** How often workers are checked for lost heartbeats, and tasks for the age limit. */
-const LIVENESS_CHECK_MS = 1000;
-const EXPIRY_CHECK_MS = 60_000;
 /** Workers tracked for liveness at most (a flood of hostnames cannot grow memory). */
 const MAX_WORKERS = 10_000;
 
@@ -64,9 +63,10 @@ export class Bridge {
   private readonly queueLengths: QueueLengthPoller;
   private readonly httpServer: HttpServer | undefined;
   private timers: NodeJS.Timeout[] = [];
-  private readonly stateFile: StateFile | undefined;
+  /** `--state-file`: unfinished tasks kept across restarts; undefined with `none`. */
+  private readonly savedTasks: SavedTasks | undefined;
+  private readonly sweeper: AbandonedTaskSweeper;
   private readonly liveness: WorkerLiveness;
-  private savingState = false;
   /** `--enable-events`: broadcasts Celery's enable_events command while the bridge runs. */
   private broadcaster: EnableEventsBroadcaster | undefined;
   private connected = false;
@@ -79,7 +79,6 @@ export class Bridge {
     private readonly logger: Logger,
   ) {
     this.stats = new BridgeStats(logger);
-    this.stateFile = options.stateFile === undefined ? undefined : new StateFile(options.stateFile);
     const resource: Resource = resourceFromAttributes({
       ...options.otlp.resourceAttributes,
       'service.name': options.otlp.serviceName,
@@ -98,6 +97,15 @@ export class Bridge {
       this.stats,
     );
     this.assembler = new TaskAssembler(options.assembler, (task) => this.export(task), this.stats);
+    this.savedTasks =
+      options.stateFile === undefined
+        ? undefined
+        : new SavedTasks(
+            new StateFile(options.stateFile),
+            this.assembler,
+            logger,
+            options.stateSnapshotIntervalMs,
+          );
     this.decodeSink = {
       event: (event) => this.onEvent(event),
       reject: (rejection, count) => this.stats.rejected(rejection, count),
@@ -107,7 +115,8 @@ export class Bridge {
       rejected: (rejection: DecodeRejection, count: number) =>
         this.stats.rejected(rejection, count),
       connection: (state, detail) => {
-        if (state === 'connected' && this.disconnectedSince !== undefined) this.afterOutage();
+        if (state === 'connected' && this.disconnectedSince !== undefined)
+          this.sweeper.afterOutage();
         if (state === 'disconnected') this.disconnectedSince ??= Date.now();
         else this.disconnectedSince = undefined;
         this.connected = state === 'connected';
@@ -143,6 +152,10 @@ export class Bridge {
           );
     const metricsOptions = options.metrics;
     this.liveness = new WorkerLiveness(metricsOptions.workerForgetAfterMs, MAX_WORKERS);
+    this.sweeper = new AbandonedTaskSweeper(this.assembler, this.liveness, this.stats, logger, {
+      maxTaskAgeMs: options.maxTaskAgeMs,
+      outageGraceMs: options.outageGraceMs,
+    });
     const labels = new MetricLabels(metricsOptions.maxTaskNames, metricsOptions.workerAttribute);
     this.queueLengths = new QueueLengthPoller(
       options.broker.kind === 'amqp'
@@ -192,25 +205,8 @@ export class Bridge {
     });
     this.timers.push(setInterval(() => this.assembler.tick(), TICK_MS).unref());
     this.timers.push(setInterval(() => this.stats.logSummary(), SUMMARY_INTERVAL_MS).unref());
-    this.timers.push(setInterval(() => this.giveUpOnLostTasks(), LIVENESS_CHECK_MS).unref());
-    this.timers.push(
-      setInterval(
-        () =>
-          this.stats.tasksExpired(
-            this.assembler.expireOlderThan(this.options.maxTaskAgeMs, Date.now()),
-          ),
-        EXPIRY_CHECK_MS,
-      ).unref(),
-    );
-    await this.restoreState();
-    if (this.stateFile !== undefined && this.options.stateSnapshotIntervalMs > 0) {
-      this.timers.push(
-        setInterval(
-          () => void this.saveState('periodic'),
-          this.options.stateSnapshotIntervalMs,
-        ).unref(),
-      );
-    }
+    this.sweeper.start();
+    await this.savedTasks?.start();
     if (this.httpServer !== undefined) {
       // Started before the broker so /healthz answers (and /readyz says why not) while connecting.
       this.httpPort = await this.httpServer.start();
@@ -244,12 +240,13 @@ export class Bridge {
   async stop(): Promise<void> {
     for (const timer of this.timers) clearInterval(timer);
     this.timers = [];
+    this.sweeper.stop();
     await this.broadcaster?.stop();
     await this.source.stop();
     this.connected = false;
     this.connectionDetail = 'stopping';
     this.assembler.flushHeld();
-    await this.saveState('stop');
+    await this.savedTasks?.stop();
     await Promise.all([
       this.exportQueue.shutdown(),
       this.queueLengths.stop(),
@@ -265,86 +262,6 @@ export class Bridge {
       spansExported: this.stats.spansExported,
       tasksInFlight: this.assembler.inFlightCount,
     });
-  }
-
-  /**
-   * Back from a broker outage: events published meanwhile may be gone (Redis pub/sub keeps
-   * nothing; a restarted RabbitMQ drops transient messages; a reconnecting worker may drop what it
-   * had buffered). Tasks in flight now that get no event within the grace period are exported as
-   * incomplete instead of waiting for the task age limit.
-   */
-  private afterOutage(): void {
-    const before = this.assembler.unfinishedLastEvents();
-    if (before.size === 0) return;
-    const timer = setTimeout(() => {
-      const gaveUp = this.assembler.giveUpUnchanged(before);
-      if (gaveUp > 0) {
-        this.logger.warn(
-          'tasks in flight during the broker outage got no further event: exported as incomplete',
-          {
-            tasks: gaveUp,
-          },
-        );
-      }
-    }, this.options.outageGraceMs).unref();
-    this.timers.push(timer);
-  }
-
-  /** Ends the running tasks of workers that went offline or stopped heartbeating. */
-  private giveUpOnLostTasks(): void {
-    for (const hostname of this.liveness.takeNewlyDown()) {
-      const lost = this.assembler.workerLost(hostname, Date.now() / 1000);
-      if (lost > 0) {
-        this.stats.tasksLost(lost);
-        this.logger.warn('worker went offline with tasks running: their spans end as lost', {
-          worker: hostname,
-          tasks: lost,
-        });
-      }
-    }
-  }
-
-  /** Loads the unfinished tasks a previous run saved; a bad file is reported and ignored. */
-  private async restoreState(): Promise<void> {
-    if (this.stateFile === undefined) return;
-    try {
-      const loaded = await this.stateFile.load();
-      if (loaded === undefined) return;
-      const restored = this.assembler.restore(loaded.snapshot);
-      this.logger.info('restored unfinished tasks from the state file', {
-        path: this.stateFile.path,
-        savedAt: loaded.savedAt,
-        tasks: restored,
-        invalidTasks: loaded.invalidTasks,
-      });
-    } catch (error) {
-      this.logger.warn('cannot use the state file; starting without saved tasks', {
-        path: this.stateFile.path,
-        error: describeError(error),
-      });
-    }
-  }
-
-  private async saveState(why: 'stop' | 'periodic'): Promise<void> {
-    if (this.stateFile === undefined || this.savingState) return;
-    this.savingState = true;
-    try {
-      const snapshot = this.assembler.snapshot();
-      await this.stateFile.save(snapshot);
-      const log =
-        why === 'stop' ? this.logger.info.bind(this.logger) : this.logger.debug.bind(this.logger);
-      log('saved unfinished tasks to the state file', {
-        path: this.stateFile.path,
-        tasks: snapshot.tasks.length,
-      });
-    } catch (error) {
-      this.logger.warn('cannot save the state file', {
-        path: this.stateFile.path,
-        error: describeError(error),
-      });
-    } finally {
-      this.savingState = false;
-    }
   }
 
   /** Exports what is queued now (for tests and graceful stops). */
