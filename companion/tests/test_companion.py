@@ -1,8 +1,7 @@
 """Unit tests of the companion's field extraction and its never-raise promise.
 
 Run from companion/: /usr/bin/python3 -m unittest discover -s tests
-(test/unit/companionPython.test.ts runs this; the real-worker tests are
-test/integration/companion.test.ts.)
+(test/integration/companion.test.ts runs this first, then the real-worker tests.)
 """
 
 import unittest
