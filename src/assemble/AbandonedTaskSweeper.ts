@@ -22,6 +22,11 @@ export interface AbandonedTaskSweeperOptions {
  */
 export class AbandonedTaskSweeper {
   private timers: NodeJS.Timeout[] = [];
+  /**
+   * Pending outage checks, each dropped once it ran: a fired Timeout keeps its callback, and with
+   * it the snapshot of every unfinished task, so a flapping broker must not pile them up.
+   */
+  private readonly outageChecks = new Set<NodeJS.Timeout>();
 
   constructor(
     private readonly assembler: TaskAssembler,
@@ -45,8 +50,10 @@ export class AbandonedTaskSweeper {
   }
 
   stop(): void {
-    for (const timer of this.timers) clearTimeout(timer);
+    for (const timer of this.timers) clearInterval(timer);
     this.timers = [];
+    for (const timer of this.outageChecks) clearTimeout(timer);
+    this.outageChecks.clear();
   }
 
   /**
@@ -59,6 +66,7 @@ export class AbandonedTaskSweeper {
     const before = this.assembler.unfinishedLastEvents();
     if (before.size === 0) return;
     const timer = setTimeout(() => {
+      this.outageChecks.delete(timer);
       const gaveUp = this.assembler.giveUpUnchanged(before);
       if (gaveUp > 0) {
         this.logger.warn(
@@ -67,7 +75,7 @@ export class AbandonedTaskSweeper {
         );
       }
     }, this.options.outageGraceMs).unref();
-    this.timers.push(timer);
+    this.outageChecks.add(timer);
   }
 
   /** Ends the running tasks of workers that went offline or stopped heartbeating. */

@@ -1,3 +1,5 @@
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { AbandonedTaskSweeper } from '../../src/assemble/AbandonedTaskSweeper.js';
 import { TaskAssembler } from '../../src/assemble/TaskAssembler.js';
@@ -72,5 +74,35 @@ describe('AbandonedTaskSweeper', () => {
     event('task-received', 'after', { name: 'proj.add' });
     vi.advanceTimersByTime(2 * 3_600_000);
     expect(finished).toHaveLength(1);
+  });
+});
+
+describe('AbandonedTaskSweeper memory', () => {
+  it('lets go of the snapshot of an outage once its check ran', async () => {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const stats = new BridgeStats(new Logger('error', () => undefined));
+    const assembler = new TaskAssembler(ASSEMBLER_OPTIONS, () => undefined, stats);
+    const sweeper = new AbandonedTaskSweeper(
+      assembler,
+      new WorkerLiveness(60_000, 100),
+      stats,
+      new Logger('error', () => undefined),
+      { maxTaskAgeMs: 3_600_000, outageGraceMs: 1 },
+    );
+    assembler.handle({ type: 'task-received', uuid: 't', timestamp: 1, name: 'proj.add' });
+    let snapshot: WeakRef<object> | undefined;
+    const take = assembler.unfinishedLastEvents.bind(assembler);
+    // Not vi.spyOn: a mock keeps every value it returned.
+    assembler.unfinishedLastEvents = () => {
+      const taken = take();
+      snapshot = new WeakRef(taken);
+      return taken;
+    };
+    sweeper.afterOutage();
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    gc();
+    expect(snapshot?.deref()).toBeUndefined();
+    sweeper.stop();
   });
 });
