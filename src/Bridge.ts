@@ -296,7 +296,7 @@ export class Bridge {
     this.stats.event(event.type);
     if (isTaskEvent(event)) {
       // Metrics first: they read what the task looked like before this event.
-      this.metrics.onTaskEvent(event, this.assembler.peek(event.uuid), Date.now());
+      this.metrics.onTaskEvent(event, this.assembler.peek(event.uuid), Date.now);
       if (event.type === 'task-sent' && event.queue) this.queueLengths.noteQueue(event.queue);
       this.assembler.handle(event);
     } else if (isTaskContextEvent(event)) {

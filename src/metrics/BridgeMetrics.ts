@@ -240,9 +240,14 @@ export class BridgeMetrics {
 
   /**
    * Records one task event. `before` is the task's record before this event was applied, for
-   * the times that came earlier (sent, received, the attempt's start).
+   * the times that came earlier (sent, received, the attempt's start). `nowMs` is only read for
+   * a task's final events (the lag).
    */
-  onTaskEvent(event: TaskEvent, before: Readonly<TaskRecord> | undefined, nowMs: number): void {
+  onTaskEvent(
+    event: TaskEvent,
+    before: Readonly<TaskRecord> | undefined,
+    nowMs: () => number,
+  ): void {
     const { labels } = this.sources;
     const name = labels.taskName(event.name ?? before?.name);
     const state = STATE_OF_EVENT[event.type];
@@ -257,7 +262,7 @@ export class BridgeMetrics {
     // Lag is sampled at each task's final events: the ones whose delay decides when its span
     // goes out. (Recording it for every event cost more than the rest of the pipeline.)
     if (TERMINAL.has(event.type)) {
-      this.lag.record('', NO_ATTRIBUTES, Math.max(0, nowMs / 1000 - event.timestamp));
+      this.lag.record('', NO_ATTRIBUTES, Math.max(0, nowMs() / 1000 - event.timestamp));
     }
     switch (event.type) {
       case 'task-started': {

@@ -85,7 +85,7 @@ async function harness(
       for (const event of events) {
         stats.event(event.type);
         if (isTaskEvent(event)) {
-          metrics.onTaskEvent(event, assembler.peek(event.uuid), event.timestamp * 1000 + 50);
+          metrics.onTaskEvent(event, assembler.peek(event.uuid), () => event.timestamp * 1000 + 50);
           assembler.handle(event);
         } else if (isWorkerEvent(event)) metrics.onWorkerEvent(event);
       }
@@ -166,6 +166,14 @@ describe('BridgeMetrics through the Prometheus endpoint', () => {
     expect(histogramCount(text, 'celery_task_queue_wait')).toBe(
       fixture.filter((e) => e.type === 'task-started').length,
     );
+    // Lag: one value per final event, the feed's clock 50 ms after each event's timestamp.
+    const finals = fixture.filter((e) =>
+      ['task-succeeded', 'task-failed', 'task-revoked', 'task-rejected'].includes(e.type),
+    ).length;
+    expect(finals).toBeGreaterThan(0);
+    expect(histogramCount(text, 'celery_otel_bridge_lag')).toBe(finals);
+    const lagSum = Number(/^celery_otel_bridge_lag_sum(?:\{.*\})? (\S+)$/m.exec(text)?.[1]);
+    expect(lagSum).toBeCloseTo(finals * 0.05, 3);
   });
 
   it('reports workers up from heartbeats, down after 2 x freq, and forgets them', async () => {
