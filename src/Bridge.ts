@@ -9,7 +9,7 @@ import {
   isTaskEvent,
   isWorkerEvent,
 } from './decode/CeleryEvent.js';
-import { decodeEventBody, type DecodeSink } from './decode/decodeEventBody.js';
+import { decodeEventBody, type DecodeOptions, type DecodeSink } from './decode/decodeEventBody.js';
 import type { DecodeRejection } from './decode/DecodeRejection.js';
 import { createTraceExporter } from './export/createTraceExporter.js';
 import { SpanExportQueue } from './export/SpanExportQueue.js';
@@ -57,6 +57,7 @@ export class Bridge {
   private readonly exportQueue: SpanExportQueue;
   private readonly source: EventSource;
   private readonly spanOptions: TaskSpanOptions;
+  private readonly decodeOptions: DecodeOptions;
   private readonly decodeSink: DecodeSink;
   private readonly meters: MeterSetup;
   private readonly metrics: BridgeMetrics;
@@ -84,9 +85,10 @@ export class Bridge {
       'service.name': options.otlp.serviceName,
       'telemetry.sdk.language': 'nodejs',
     });
+    const scope = { name: 'celery-otel-bridge', version: VERSION };
     this.spanOptions = {
       resource,
-      scope: { name: 'celery-otel-bridge', version: VERSION },
+      scope,
       messagingSystem: options.broker.kind === 'amqp' ? 'rabbitmq' : 'redis',
       maxAttributeLength: options.maxAttributeLength,
       maxCapturedLength: options.maxCapturedLength,
@@ -106,6 +108,10 @@ export class Bridge {
             logger,
             options.stateSnapshotIntervalMs,
           );
+    this.decodeOptions = {
+      maxMessageBytes: options.maxMessageBytes,
+      maxFieldLength: options.maxAttributeLength,
+    };
     this.decodeSink = {
       event: (event) => this.onEvent(event),
       reject: (rejection, count) => this.stats.rejected(rejection, count),
@@ -165,7 +171,6 @@ export class Bridge {
       metricsOptions.queueLengthIntervalMs,
       logger,
     );
-    const scope = { name: 'celery-otel-bridge', version: VERSION };
     const producer = new BridgeMetricProducer((now) => this.metrics.collect(now), scope);
     this.meters = createMeterProvider(metricsOptions, resource, [producer]);
     this.metrics = new BridgeMetrics(this.meters.provider.getMeter(scope.name, scope.version), {
@@ -272,14 +277,7 @@ export class Bridge {
 
   private onMessage(message: RawEventMessage): void {
     try {
-      decodeEventBody(
-        message,
-        {
-          maxMessageBytes: this.options.maxMessageBytes,
-          maxFieldLength: this.options.maxAttributeLength,
-        },
-        this.decodeSink,
-      );
+      decodeEventBody(message, this.decodeOptions, this.decodeSink);
     } catch (error) {
       // A bug must cost one message, never the bridge.
       this.stats.rejected(
