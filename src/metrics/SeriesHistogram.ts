@@ -42,8 +42,12 @@ export class SeriesHistogram {
   private readonly series = new Map<string, Series>();
   private overflow: Series | undefined;
   private readonly startTime: HrTime = hrTime();
+  /** Copied once and shared by every data point, as the SDK's aggregator shares its own. */
+  private readonly boundaries: number[];
 
-  constructor(private readonly options: SeriesHistogramOptions) {}
+  constructor(private readonly options: SeriesHistogramOptions) {
+    this.boundaries = [...options.boundaries];
+  }
 
   /** `key` must identify `attributes`; `attributes` is only called for a new series. */
   record(key: string, attributes: () => Attributes, value: number): void {
@@ -59,7 +63,7 @@ export class SeriesHistogram {
         series = this.overflow ??= this.newSeries({ 'otel.metric.overflow': true });
       }
     }
-    const bounds = this.options.boundaries;
+    const bounds = this.boundaries;
     let bucket = 0;
     while (bucket < bounds.length && value > (bounds[bucket] as number)) bucket++;
     series.counts[bucket] = (series.counts[bucket] as number) + 1;
@@ -87,7 +91,7 @@ export class SeriesHistogram {
         startTime: this.startTime,
         endTime,
         value: {
-          buckets: { boundaries: [...this.options.boundaries], counts: [...series.counts] },
+          buckets: { boundaries: this.boundaries, counts: [...series.counts] },
           count: series.count,
           sum: series.sum,
           min: series.min,
@@ -100,7 +104,7 @@ export class SeriesHistogram {
   private newSeries(attributes: Attributes): Series {
     return {
       attributes,
-      counts: new Array<number>(this.options.boundaries.length + 1).fill(0),
+      counts: new Array<number>(this.boundaries.length + 1).fill(0),
       count: 0,
       sum: 0,
       min: Number.POSITIVE_INFINITY,
