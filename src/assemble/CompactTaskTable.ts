@@ -1,6 +1,6 @@
 import type { TaskEvent } from '../decode/CeleryEvent.js';
 import type { StringInterner } from './StringInterner.js';
-import type { Attempt, TaskRecord } from './TaskRecord.js';
+import { NO_ATTEMPTS, NO_TIMES, type TaskRecord } from './TaskRecord.js';
 
 /** What `tryApply` did with an event. */
 export type CompactApplyResult = 'applied' | 'duplicate' | 'promote';
@@ -22,10 +22,6 @@ const ROOT_OTHER = 2;
 const CHUNK_BITS = 14;
 const CHUNK_SLOTS = 1 << CHUNK_BITS;
 const SLOT_MASK = CHUNK_SLOTS - 1;
-
-/** Frozen, so that nothing can push into the lists every materialised record shares. */
-const NONE: number[] = Object.freeze([]) as unknown as number[];
-const NO_ATTEMPTS: Attempt[] = Object.freeze([]) as unknown as Attempt[];
 
 /** The properties a compactly stored record may have; any other must be undefined. */
 const COMPACT_KEYS: ReadonlySet<string> = new Set<keyof TaskRecord>([
@@ -112,7 +108,7 @@ export class CompactTaskTable {
       result: undefined,
       sentAt: undefined,
       receivedAt: undefined,
-      receivedTimes: NONE,
+      receivedTimes: NO_TIMES,
       lastEventAt: 0,
       attempts: NO_ATTEMPTS,
       final: undefined,
@@ -276,7 +272,7 @@ export class CompactTaskTable {
     const i = slot & SLOT_MASK;
     const record: TaskRecord = {
       id,
-      receivedTimes: NONE,
+      receivedTimes: NO_TIMES,
       lastEventAt: this.lastEventAt(slot),
       attempts: NO_ATTEMPTS,
     };
@@ -342,7 +338,7 @@ export class CompactTaskTable {
     view.sentAt = numberOrUndefined(c.sentAt[i]);
     view.receivedAt = receivedAt;
     if (receivedAt === undefined) {
-      view.receivedTimes = NONE;
+      view.receivedTimes = NO_TIMES;
     } else {
       single[0] = receivedAt;
       view.receivedTimes = single;

@@ -2,13 +2,15 @@ import type { TaskContextEvent, TaskEvent, UpstreamContext } from '../decode/Cel
 import { BoundedLru } from './BoundedLru.js';
 import { CompactTaskTable } from './CompactTaskTable.js';
 import { spanIdFor, traceIdFor } from './deterministicIds.js';
-import type {
-  Attempt,
-  FinishedTask,
-  InFlightState,
-  TaskRecord,
-  TaskSpanLink,
-  TraceAssignment,
+import {
+  type Attempt,
+  type FinishedTask,
+  type InFlightState,
+  NO_ATTEMPTS,
+  NO_TIMES,
+  type TaskRecord,
+  type TaskSpanLink,
+  type TraceAssignment,
 } from './TaskRecord.js';
 import { StringInterner } from './StringInterner.js';
 
@@ -56,10 +58,6 @@ export interface AssemblerCounters {
   /** A root task's trace context arrived after spans of its tree were exported. */
   lateTraceContext?(): void;
 }
-
-/** Frozen, so that nothing can push into the lists every new task shares. */
-const NONE: number[] = Object.freeze([]) as unknown as number[];
-const NO_ATTEMPTS: Attempt[] = Object.freeze([]) as unknown as Attempt[];
 
 /** Distinct task names, hostnames and queues shared at most; more are kept per task. */
 const MAX_INTERNED_STRINGS = 10_000;
@@ -399,9 +397,7 @@ export class TaskAssembler {
   private recordFor(id: string, timestamp: number): TaskRecord {
     let record = this.recordIfInFlight(id);
     if (record === undefined) {
-      // Shared empty lists until the task has something to put in them: most tasks in flight
-      // are waiting, and an empty array per task is memory a million times over.
-      record = { id, receivedTimes: NONE, lastEventAt: timestamp, attempts: NO_ATTEMPTS };
+      record = { id, receivedTimes: NO_TIMES, lastEventAt: timestamp, attempts: NO_ATTEMPTS };
       this.inFlight.set(id, record);
       if (this.inFlight.size > this.options.maxInFlightTasks) this.evictOldest();
     }
@@ -415,24 +411,24 @@ export class TaskAssembler {
     // Deadlines are set as now + a constant, so the map is in deadline order.
     for (const [id, deadline] of this.held) {
       if (deadline > now) break;
-      const record = this.recordIfInFlight(id);
       this.held.delete(id);
-      // Only waiting for its root's context, which never came: complete in itself.
-      if (record === undefined) continue;
-      const onlyRoot = this.waitingRoot.has(id) && this.isComplete(record);
-      this.finish(record, onlyRoot ? 'complete' : 'held_too_long');
+      this.finishHeld(id);
     }
   }
 
   /** On shutdown: hand on every task whose final event arrived, complete or not. */
   flushHeld(): void {
-    for (const id of this.held.keys()) {
-      const record = this.recordIfInFlight(id);
-      if (record === undefined) continue;
-      const onlyRoot = this.waitingRoot.has(id) && this.isComplete(record);
-      this.finish(record, onlyRoot ? 'complete' : 'held_too_long');
-    }
+    for (const id of this.held.keys()) this.finishHeld(id);
     this.held.clear();
+  }
+
+  /** Exports a held task whose wait is over, with what arrived. */
+  private finishHeld(id: string): void {
+    const record = this.recordIfInFlight(id);
+    if (record === undefined) return;
+    // Only waiting for its root's context, which never came: complete in itself.
+    const onlyRoot = this.waitingRoot.has(id) && this.isComplete(record);
+    this.finish(record, onlyRoot ? 'complete' : 'held_too_long');
   }
 
   private apply(record: TaskRecord, event: TaskEvent): void {

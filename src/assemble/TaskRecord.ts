@@ -22,6 +22,14 @@ export interface Attempt {
   runtime?: number;
 }
 
+/**
+ * The empty `receivedTimes` and `attempts` every new task shares until it has something to put
+ * in them (an empty array per task is memory a million times over). Frozen, so that nothing can
+ * push into them.
+ */
+export const NO_TIMES: number[] = Object.freeze([]) as unknown as number[];
+export const NO_ATTEMPTS: Attempt[] = Object.freeze([]) as unknown as Attempt[];
+
 /** Everything the bridge has learnt about one task id while it is in flight. */
 export interface TaskRecord {
   readonly id: string;
