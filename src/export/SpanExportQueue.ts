@@ -82,7 +82,7 @@ export class SpanExportQueue {
         spans.length - Math.max(0, room),
         lowPriority
           ? `more unfinished tasks are given up on than the exporter can send (half of OTEL_BSP_MAX_QUEUE_SIZE, ${limit} spans, is theirs at most): their incomplete spans are dropped`
-          : `the span export queue is full (${this.options.maxQueueSize} spans, OTEL_BSP_MAX_QUEUE_SIZE): the collector is slow or unreachable; newer spans are dropped`,
+          : this.queueFullDetail(),
       );
       if (room <= 0) return;
       spans = spans.slice(0, room);
@@ -121,6 +121,10 @@ export class SpanExportQueue {
       this.queue = [];
     }
     await this.exporter.shutdown();
+  }
+
+  private queueFullDetail(): string {
+    return `the span export queue is full (${this.options.maxQueueSize} spans, OTEL_BSP_MAX_QUEUE_SIZE): the collector is slow or unreachable; newer spans are dropped`;
   }
 
   /** Starts an export now if a full batch is waiting, else arms the schedule-delay timer. */
@@ -219,11 +223,7 @@ export class SpanExportQueue {
     const room = this.options.maxQueueSize - this.queue.length;
     const kept = room >= batch.length ? batch : batch.slice(batch.length - Math.max(0, room));
     if (kept.length < batch.length) {
-      this.counters.dropped(
-        'queue_full',
-        batch.length - kept.length,
-        `the span export queue is full (${this.options.maxQueueSize} spans, OTEL_BSP_MAX_QUEUE_SIZE): the collector is slow or unreachable; newer spans are dropped`,
-      );
+      this.counters.dropped('queue_full', batch.length - kept.length, this.queueFullDetail());
     }
     this.queue = kept.concat(this.queue);
     const now = this.nowMs();

@@ -107,6 +107,24 @@ describe('SpanExportQueue', () => {
     expect(queue.isFailing).toBe(false);
   });
 
+  it('puts a failed batch back as far as the queue, filled meanwhile, has room', async () => {
+    const exporter = new FakeExporter();
+    const c = counters();
+    const queue = new SpanExportQueue(exporter, { ...options, maxQueueSize: 20 }, c, () => 0);
+    exporter.result = {
+      code: ExportResultCode.FAILED,
+      error: new OTLPExporterError('Export failed with retryable status', 503),
+    };
+    queue.add(spans(10));
+    const flushed = queue.flush();
+    // While the batch is out, new spans fill the queue up to 15 of its 20.
+    queue.add(spans(15));
+    await flushed;
+    expect(queue.isFailing).toBe(true);
+    expect(queue.length).toBe(20);
+    expect(c.state.dropped['queue_full']).toBe(5);
+  });
+
   it('drops a batch the collector rejects for good, and counts a hung export as failing', async () => {
     const exporter = new FakeExporter();
     const c = counters();
