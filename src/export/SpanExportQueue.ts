@@ -219,13 +219,14 @@ export class SpanExportQueue {
       );
       return;
     }
-    // Retryable: keep the batch at the head, as far as the queue has room, and back off.
-    const room = this.options.maxQueueSize - this.queue.length;
-    const kept = room >= batch.length ? batch : batch.slice(batch.length - Math.max(0, room));
-    if (kept.length < batch.length) {
-      this.counters.dropped('queue_full', batch.length - kept.length, this.queueFullDetail());
+    // Retryable: the batch goes back to the head (it is the oldest), and back off. Spans queued
+    // meanwhile past the bound are dropped from the tail, as `add` drops them: the newest go.
+    this.queue = batch.concat(this.queue);
+    const excess = this.queue.length - this.options.maxQueueSize;
+    if (excess > 0) {
+      this.queue.length = this.options.maxQueueSize;
+      this.counters.dropped('queue_full', excess, this.queueFullDetail());
     }
-    this.queue = kept.concat(this.queue);
     const now = this.nowMs();
     if (this.failingSinceMs === undefined) {
       this.failingSinceMs = now;

@@ -107,7 +107,7 @@ describe('SpanExportQueue', () => {
     expect(queue.isFailing).toBe(false);
   });
 
-  it('puts a failed batch back as far as the queue, filled meanwhile, has room', async () => {
+  it('puts a failed batch back whole, dropping the newest spans queued meanwhile', async () => {
     const exporter = new FakeExporter();
     const c = counters();
     const queue = new SpanExportQueue(exporter, { ...options, maxQueueSize: 20 }, c, () => 0);
@@ -115,14 +115,29 @@ describe('SpanExportQueue', () => {
       code: ExportResultCode.FAILED,
       error: new OTLPExporterError('Export failed with retryable status', 503),
     };
-    queue.add(spans(10));
+    const named = (prefix: string, n: number): ReadableSpan[] =>
+      Array.from({ length: n }, (_, i) => ({ name: `${prefix}${i}` }) as ReadableSpan);
+    queue.add(named('old', 10));
     const flushed = queue.flush();
-    // While the batch is out, new spans fill the queue up to 15 of its 20.
-    queue.add(spans(15));
+    // While the batch is out, 15 new spans fill the queue to 15 of its 20.
+    queue.add(named('new', 15));
     await flushed;
     expect(queue.isFailing).toBe(true);
     expect(queue.length).toBe(20);
     expect(c.state.dropped['queue_full']).toBe(5);
+    // The collector is back: what goes out is the whole old batch, then the oldest new spans.
+    const sent: string[] = [];
+    exporter.result = { code: ExportResultCode.SUCCESS };
+    const original = exporter.export.bind(exporter);
+    exporter.export = (batch, done) => {
+      sent.push(...batch.map((span) => span.name));
+      original(batch, done);
+    };
+    await queue.shutdown();
+    expect(sent).toEqual([
+      ...Array.from({ length: 10 }, (_, i) => `old${i}`),
+      ...Array.from({ length: 10 }, (_, i) => `new${i}`),
+    ]);
   });
 
   it('drops a batch the collector rejects for good, and counts a hung export as failing', async () => {
