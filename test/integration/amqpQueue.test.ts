@@ -10,9 +10,7 @@ import {
   requireBroker,
   startCeleryWorker,
 } from '../support/celeryWorker.js';
-import { OtlpReceiver, type ReceivedSpan } from '../support/OtlpReceiver.js';
-
-const CONSUMER = 5;
+import { OtlpReceiver, type ReceivedSpan, SPAN_KIND_CONSUMER } from '../support/OtlpReceiver.js';
 
 /**
  * The bridge's own RabbitMQ queue: events published while the bridge is down are consumed when
@@ -34,7 +32,9 @@ describe('bridge queue on RabbitMQ', () => {
     CELERY_OTEL_BRIDGE_AMQP_QUEUE: bridgeQueue,
   });
   const taskSpanIds = (spans: ReceivedSpan[]): Set<unknown> =>
-    new Set(spans.filter((s) => s.kind === CONSUMER).map((s) => s.attributes['celery.task.id']));
+    new Set(
+      spans.filter((s) => s.kind === SPAN_KIND_CONSUMER).map((s) => s.attributes['celery.task.id']),
+    );
 
   beforeAll(async () => {
     await requireBroker('amqp');
@@ -96,7 +96,9 @@ describe('bridge queue on RabbitMQ', () => {
       whileDown.adds.every((id) => taskSpanIds(all).has(id)),
     );
     for (const id of whileDown.adds) {
-      const span = spans.find((s) => s.kind === CONSUMER && s.attributes['celery.task.id'] === id);
+      const span = spans.find(
+        (s) => s.kind === SPAN_KIND_CONSUMER && s.attributes['celery.task.id'] === id,
+      );
       expect(span?.attributes['celery.task.state']).toBe('SUCCESS');
       expect(span?.attributes['celery.task.incomplete']).toBeUndefined();
     }

@@ -11,7 +11,13 @@ import {
   requireBroker,
   startCeleryWorker,
 } from '../support/celeryWorker.js';
-import { OtlpReceiver, type ReceivedSpan } from '../support/OtlpReceiver.js';
+import {
+  OtlpReceiver,
+  type ReceivedSpan,
+  SPAN_KIND_CONSUMER,
+  SPAN_KIND_INTERNAL,
+  STATUS_CODE_ERROR,
+} from '../support/OtlpReceiver.js';
 
 /**
  * The whole product against the real thing: a real Celery 5 worker on a real broker runs chains,
@@ -30,10 +36,6 @@ interface Scenario {
   terminated: string;
   adds: string[];
 }
-
-const SPAN_KIND_INTERNAL = 1;
-const SPAN_KIND_CONSUMER = 5;
-const STATUS_ERROR = 2;
 
 const cases = [
   {
@@ -212,7 +214,7 @@ describe.each(cases)(
 
     it('puts the chained Python traceback on the failed task', () => {
       const span = taskSpan(sent.fail);
-      expect(span.status.code).toBe(STATUS_ERROR);
+      expect(span.status.code).toBe(STATUS_CODE_ERROR);
       expect(span.attributes['celery.task.state']).toBe('FAILURE');
       const exception = span.events.find((e) => e.name === 'exception');
       expect(exception?.attributes['exception.type']).toBe('RuntimeError');

@@ -10,12 +10,11 @@ import {
   requireBroker,
   startCeleryWorker,
 } from '../support/celeryWorker.js';
-import { OtlpReceiver, type ReceivedSpan } from '../support/OtlpReceiver.js';
+import { OtlpReceiver, type ReceivedSpan, SPAN_KIND_CONSUMER } from '../support/OtlpReceiver.js';
 import { freePort, sleep, until } from '../support/testUtils.js';
 
-const CONSUMER = 5;
 const taskSpans = (spans: ReceivedSpan[], id: string): ReceivedSpan[] =>
-  spans.filter((s) => s.kind === CONSUMER && s.attributes['celery.task.id'] === id);
+  spans.filter((s) => s.kind === SPAN_KIND_CONSUMER && s.attributes['celery.task.id'] === id);
 
 async function readiness(base: string): Promise<number> {
   try {

@@ -11,7 +11,7 @@ import {
   requireBroker,
   startCeleryWorker,
 } from '../support/celeryWorker.js';
-import { OtlpReceiver } from '../support/OtlpReceiver.js';
+import { OtlpReceiver, SPAN_KIND_CONSUMER } from '../support/OtlpReceiver.js';
 
 /**
  * `--enable-events` against a real Celery worker started WITHOUT `-E` (and with
@@ -25,7 +25,6 @@ const cases = [
   { broker: 'redis' as const, url: REDIS_URL },
 ];
 
-const SPAN_KIND_CONSUMER = 5;
 // celery/worker/control.py `enable_events`: logger.info('Events of group {task} enabled by remote.')
 const ENABLED_LINE = 'Events of group {task} enabled by remote.';
 /** Tasks sent by produce.py send no task-sent: every event of the task is the worker's. */

@@ -10,11 +10,9 @@ import {
   requireBroker,
   startCeleryWorker,
 } from '../support/celeryWorker.js';
-import { OtlpReceiver } from '../support/OtlpReceiver.js';
+import { OtlpReceiver, SPAN_KIND_CONSUMER } from '../support/OtlpReceiver.js';
 import { parsePrometheus, sumOf } from '../support/prometheusText.js';
 import { freePort, peakRssMiB } from '../support/testUtils.js';
-
-const CONSUMER = 5;
 
 /** Peak resident memory of a process, in MiB (VmHWM). */
 
@@ -122,7 +120,7 @@ describe('hostile input through RabbitMQ', () => {
       .waitForSpans(
         (all) =>
           adds.every((id) =>
-            all.some((s) => s.kind === CONSUMER && s.attributes['celery.task.id'] === id),
+            all.some((s) => s.kind === SPAN_KIND_CONSUMER && s.attributes['celery.task.id'] === id),
           ) && all.some((s) => s.attributes['celery.task.id'] === 'huge-tb'),
         60_000,
       )
@@ -136,7 +134,7 @@ describe('hostile input through RabbitMQ', () => {
         );
       });
     const huge = spans.find(
-      (s) => s.kind === CONSUMER && s.attributes['celery.task.id'] === 'huge-tb',
+      (s) => s.kind === SPAN_KIND_CONSUMER && s.attributes['celery.task.id'] === 'huge-tb',
     );
     const stack = String(
       huge?.events.find((e) => e.name === 'exception')?.attributes['exception.stacktrace'],

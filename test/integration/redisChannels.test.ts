@@ -9,9 +9,7 @@ import {
   requireBroker,
   startCeleryWorker,
 } from '../support/celeryWorker.js';
-import { OtlpReceiver } from '../support/OtlpReceiver.js';
-
-const CONSUMER = 5;
+import { OtlpReceiver, SPAN_KIND_CONSUMER } from '../support/OtlpReceiver.js';
 
 /**
  * The channel variants kombu's Redis transport can produce (kombu/transport/redis.py
@@ -76,11 +74,11 @@ describe('Redis channel variants', () => {
     const sent = (await produce(url, queue, 'chain', [], extraEnv)) as { chain: string[] };
     const spans = await receiver.waitForSpans((all) =>
       sent.chain.every((id) =>
-        all.some((s) => s.kind === CONSUMER && s.attributes['celery.task.id'] === id),
+        all.some((s) => s.kind === SPAN_KIND_CONSUMER && s.attributes['celery.task.id'] === id),
       ),
     );
     const chain = sent.chain.map((id) =>
-      spans.find((s) => s.kind === CONSUMER && s.attributes['celery.task.id'] === id),
+      spans.find((s) => s.kind === SPAN_KIND_CONSUMER && s.attributes['celery.task.id'] === id),
     );
     expect(chain.map((s) => s?.attributes['messaging.system'])).toEqual([
       'redis',

@@ -13,14 +13,17 @@ import {
   requireBroker,
   startCeleryWorker,
 } from '../support/celeryWorker.js';
-import { OtlpReceiver, type ReceivedSpan } from '../support/OtlpReceiver.js';
+import {
+  OtlpReceiver,
+  type ReceivedSpan,
+  SPAN_KIND_CONSUMER,
+  SPAN_KIND_INTERNAL,
+  STATUS_CODE_ERROR,
+} from '../support/OtlpReceiver.js';
 import { sleep } from '../support/testUtils.js';
 
-const CONSUMER = 5;
-const INTERNAL = 1;
-
 const taskSpans = (spans: ReceivedSpan[], id: string): ReceivedSpan[] =>
-  spans.filter((s) => s.kind === CONSUMER && s.attributes['celery.task.id'] === id);
+  spans.filter((s) => s.kind === SPAN_KIND_CONSUMER && s.attributes['celery.task.id'] === id);
 const hasTasks = (spans: ReceivedSpan[], ids: string[]): boolean =>
   ids.every((id) => taskSpans(spans, id).length > 0);
 
@@ -97,7 +100,7 @@ describe('reliability on RabbitMQ', () => {
     );
     expect(Number((span?.startTimeUnixNano ?? 0n) / 1_000_000n)).toBeLessThan(sentAfterMs + 1500);
     const attempts = spans.filter(
-      (s) => s.kind === INTERNAL && s.attributes['celery.task.id'] === slow,
+      (s) => s.kind === SPAN_KIND_INTERNAL && s.attributes['celery.task.id'] === slow,
     );
     expect(attempts.map((a) => a.attributes['celery.attempt.outcome'])).toEqual(['SUCCESS']);
     expect(await second.stop()).toBe(0);
@@ -148,9 +151,9 @@ describe('reliability on RabbitMQ', () => {
       const [span] = taskSpans(receiver.spans, slow);
       expect(span?.attributes['celery.task.incomplete']).toBe('lost');
       expect(span?.attributes['celery.task.state']).toBe('STARTED');
-      expect(span?.status.code).toBe(2);
+      expect(span?.status.code).toBe(STATUS_CODE_ERROR);
       const attempt = receiver.spans.find(
-        (s) => s.kind === INTERNAL && s.attributes['celery.task.id'] === slow,
+        (s) => s.kind === SPAN_KIND_INTERNAL && s.attributes['celery.task.id'] === slow,
       );
       expect(attempt?.attributes['celery.attempt.outcome']).toBe('LOST');
       await running.waitForLog(/worker went offline with tasks running/);

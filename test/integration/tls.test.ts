@@ -10,7 +10,7 @@ import {
   requireBroker,
   startCeleryWorker,
 } from '../support/celeryWorker.js';
-import { OtlpReceiver } from '../support/OtlpReceiver.js';
+import { OtlpReceiver, SPAN_KIND_CONSUMER } from '../support/OtlpReceiver.js';
 import {
   type TlsMaterial,
   type TlsProxy,
@@ -23,8 +23,6 @@ import {
  * openssl, a TLS-terminating proxy in front of the real RabbitMQ / Redis, the bridge CLI on the
  * TLS side and a real Celery worker on the plain side; spans must arrive at a real OTLP receiver.
  */
-const SPAN_KIND_CONSUMER = 5;
-
 const cases = [
   {
     broker: 'amqp' as const,

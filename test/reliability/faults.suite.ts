@@ -11,7 +11,7 @@ import {
   requireBroker,
   startCeleryWorker,
 } from '../support/celeryWorker.js';
-import { OtlpReceiver, type ReceivedSpan } from '../support/OtlpReceiver.js';
+import { OtlpReceiver, type ReceivedSpan, SPAN_KIND_CONSUMER } from '../support/OtlpReceiver.js';
 import { freePort, peakRssMiB, sleep } from '../support/testUtils.js';
 
 /**
@@ -87,7 +87,8 @@ class Scenario {
       const found = new Map<string, ReceivedSpan>();
       for (const span of this.receiver.spans) {
         const id = span.attributes['celery.task.id'];
-        if (span.kind === 5 && typeof id === 'string' && wanted.has(id)) found.set(id, span);
+        if (span.kind === SPAN_KIND_CONSUMER && typeof id === 'string' && wanted.has(id))
+          found.set(id, span);
       }
       return found;
     };

@@ -19,6 +19,14 @@ export interface ReceivedAttributes {
   [key: string]: unknown;
 }
 
+/**
+ * OTLP's enum values, as a ReceivedSpan carries them. Not `SpanKind` from @opentelemetry/api: it
+ * numbers the kinds from INTERNAL = 0 (OTLP has UNSPECIFIED = 0), so its CONSUMER is 4.
+ */
+export const SPAN_KIND_INTERNAL = 1;
+export const SPAN_KIND_CONSUMER = 5;
+export const STATUS_CODE_ERROR = 2;
+
 export interface ReceivedSpan {
   /** 32 lowercase hex characters. */
   traceId: string;
