@@ -10,7 +10,7 @@ import {
   requireBroker,
   startCeleryWorker,
 } from '../support/celeryWorker.js';
-import { OtlpReceiver, type ReceivedSpan, SPAN_KIND_CONSUMER } from '../support/OtlpReceiver.js';
+import { OtlpReceiver, taskIdsWithSpans, taskSpansOf } from '../support/OtlpReceiver.js';
 
 /**
  * The bridge's own RabbitMQ queue: events published while the bridge is down are consumed when
@@ -31,10 +31,6 @@ describe('bridge queue on RabbitMQ', () => {
     OTEL_BSP_SCHEDULE_DELAY: '100',
     CELERY_OTEL_BRIDGE_AMQP_QUEUE: bridgeQueue,
   });
-  const taskSpanIds = (spans: ReceivedSpan[]): Set<unknown> =>
-    new Set(
-      spans.filter((s) => s.kind === SPAN_KIND_CONSUMER).map((s) => s.attributes['celery.task.id']),
-    );
 
   beforeAll(async () => {
     await requireBroker('amqp');
@@ -75,7 +71,9 @@ describe('bridge queue on RabbitMQ', () => {
     );
     await channel.close();
     const sent = (await produce(AMQP_URL, queue, 'adds', ['3'])) as { adds: string[] };
-    await receiver.waitForSpans((spans) => sent.adds.every((id) => taskSpanIds(spans).has(id)));
+    await receiver.waitForSpans((spans) =>
+      sent.adds.every((id) => taskIdsWithSpans(spans).has(id)),
+    );
     const rejectedLines = bridge.logLines.filter((line) => line.includes('"msg":"event rejected"'));
     const pickleLines = rejectedLines.filter((line) => line.includes('unsupported_content_type'));
     expect(pickleLines).toHaveLength(1);
@@ -89,16 +87,14 @@ describe('bridge queue on RabbitMQ', () => {
     const whileDown = (await produce(AMQP_URL, queue, 'adds', ['5'])) as { adds: string[] };
     // Let the worker run them all while no bridge consumes.
     await new Promise((resolve) => setTimeout(resolve, 3000));
-    expect(whileDown.adds.some((id) => taskSpanIds(receiver.spans).has(id))).toBe(false);
+    expect(whileDown.adds.some((id) => taskIdsWithSpans(receiver.spans).has(id))).toBe(false);
     bridge = startBridge([], env());
     await bridge.waitForLog(/"msg":"consuming/);
     const spans = await receiver.waitForSpans((all) =>
-      whileDown.adds.every((id) => taskSpanIds(all).has(id)),
+      whileDown.adds.every((id) => taskIdsWithSpans(all).has(id)),
     );
     for (const id of whileDown.adds) {
-      const span = spans.find(
-        (s) => s.kind === SPAN_KIND_CONSUMER && s.attributes['celery.task.id'] === id,
-      );
+      const [span] = taskSpansOf(spans, id);
       expect(span?.attributes['celery.task.state']).toBe('SUCCESS');
       expect(span?.attributes['celery.task.incomplete']).toBeUndefined();
     }

@@ -17,6 +17,8 @@ import {
   SPAN_KIND_CONSUMER,
   SPAN_KIND_INTERNAL,
   STATUS_CODE_ERROR,
+  taskIdsWithSpans,
+  taskSpansOf,
 } from '../support/OtlpReceiver.js';
 
 /**
@@ -65,10 +67,8 @@ describe.each(cases)(
     let sent: Scenario;
     let spans: ReceivedSpan[];
 
-    const taskSpans = (id: string): ReceivedSpan[] =>
-      spans.filter((s) => s.kind === SPAN_KIND_CONSUMER && s.attributes['celery.task.id'] === id);
     const taskSpan = (id: string): ReceivedSpan => {
-      const found = taskSpans(id);
+      const found = taskSpansOf(spans, id);
       expect(found, `task span of ${id}`).toHaveLength(1);
       return found[0] as ReceivedSpan;
     };
@@ -118,11 +118,7 @@ describe.each(cases)(
         ...sent.adds,
       ];
       spans = await receiver.waitForSpans((all) => {
-        const ids = new Set(
-          all
-            .filter((s) => s.kind === SPAN_KIND_CONSUMER)
-            .map((s) => s.attributes['celery.task.id']),
-        );
+        const ids = taskIdsWithSpans(all);
         const spawned = all.filter(
           (s) =>
             s.attributes['celery.task.parent_id'] === sent.spawn && s.kind === SPAN_KIND_CONSUMER,

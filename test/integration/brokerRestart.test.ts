@@ -10,11 +10,8 @@ import {
   requireBroker,
   startCeleryWorker,
 } from '../support/celeryWorker.js';
-import { OtlpReceiver, type ReceivedSpan, SPAN_KIND_CONSUMER } from '../support/OtlpReceiver.js';
+import { OtlpReceiver, taskSpansOf } from '../support/OtlpReceiver.js';
 import { freePort, sleep, until } from '../support/testUtils.js';
-
-const taskSpans = (spans: ReceivedSpan[], id: string): ReceivedSpan[] =>
-  spans.filter((s) => s.kind === SPAN_KIND_CONSUMER && s.attributes['celery.task.id'] === id);
 
 async function readiness(base: string): Promise<number> {
   try {
@@ -154,7 +151,7 @@ describe.each(outages)('broker outage: $name', (outage) => {
 
     // The task that ran across the outage still gets exactly one span from what arrived.
     await receiver
-      .waitForSpans((all) => taskSpans(all, slow).length > 0, 60_000)
+      .waitForSpans((all) => taskSpansOf(all, slow).length > 0, 60_000)
       .catch((error: unknown) => {
         throw new Error(
           `${String(error)}\n--- bridge ---\n${bridge?.logLines.join('\n')}\n--- worker ---\n${worker?.logTail()}`,
@@ -163,10 +160,10 @@ describe.each(outages)('broker outage: $name', (outage) => {
     // And new tasks are traced as before.
     const { adds } = (await produce(url, queue, 'adds', ['3'])) as { adds: string[] };
     await receiver.waitForSpans(
-      (all) => adds.every((id) => taskSpans(all, id).length === 1),
+      (all) => adds.every((id) => taskSpansOf(all, id).length === 1),
       60_000,
     );
-    expect(taskSpans(receiver.spans, slow)).toHaveLength(1);
+    expect(taskSpansOf(receiver.spans, slow)).toHaveLength(1);
     expect(bridge.logLines.some((line) => line.includes('reconnecting'))).toBe(true);
     expect(bridge.child.exitCode).toBeNull();
   }, 240_000);

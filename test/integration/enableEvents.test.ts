@@ -11,7 +11,7 @@ import {
   requireBroker,
   startCeleryWorker,
 } from '../support/celeryWorker.js';
-import { OtlpReceiver, SPAN_KIND_CONSUMER } from '../support/OtlpReceiver.js';
+import { OtlpReceiver, taskSpansOf } from '../support/OtlpReceiver.js';
 
 /**
  * `--enable-events` against a real Celery worker started WITHOUT `-E` (and with
@@ -70,10 +70,7 @@ describe.each(cases)('--enable-events on $broker', ({ broker, url }) => {
     return started;
   };
 
-  const taskSpans = (id: string) =>
-    receiver.spans.filter(
-      (span) => span.kind === SPAN_KIND_CONSUMER && span.attributes['celery.task.id'] === id,
-    );
+  const taskSpans = (id: string) => taskSpansOf(receiver.spans, id);
 
   const succeededInWorkerLog = (id: string): boolean =>
     worker.logTail().includes(`Task proj.add[${id}] succeeded`);

@@ -9,7 +9,7 @@ import {
   requireBroker,
   startCeleryWorker,
 } from '../support/celeryWorker.js';
-import { OtlpReceiver, SPAN_KIND_CONSUMER } from '../support/OtlpReceiver.js';
+import { OtlpReceiver, taskSpansOf } from '../support/OtlpReceiver.js';
 
 /**
  * The channel variants kombu's Redis transport can produce (kombu/transport/redis.py
@@ -73,13 +73,9 @@ describe('Redis channel variants', () => {
     worker = await startCeleryWorker({ brokerUrl: url, queue, pool: 'solo', extraEnv });
     const sent = (await produce(url, queue, 'chain', [], extraEnv)) as { chain: string[] };
     const spans = await receiver.waitForSpans((all) =>
-      sent.chain.every((id) =>
-        all.some((s) => s.kind === SPAN_KIND_CONSUMER && s.attributes['celery.task.id'] === id),
-      ),
+      sent.chain.every((id) => taskSpansOf(all, id).length > 0),
     );
-    const chain = sent.chain.map((id) =>
-      spans.find((s) => s.kind === SPAN_KIND_CONSUMER && s.attributes['celery.task.id'] === id),
-    );
+    const chain = sent.chain.map((id) => taskSpansOf(spans, id)[0]);
     expect(chain.map((s) => s?.attributes['messaging.system'])).toEqual([
       'redis',
       'redis',

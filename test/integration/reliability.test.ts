@@ -16,16 +16,14 @@ import {
 import {
   OtlpReceiver,
   type ReceivedSpan,
-  SPAN_KIND_CONSUMER,
   SPAN_KIND_INTERNAL,
   STATUS_CODE_ERROR,
+  taskSpansOf,
 } from '../support/OtlpReceiver.js';
 import { sleep } from '../support/testUtils.js';
 
-const taskSpans = (spans: ReceivedSpan[], id: string): ReceivedSpan[] =>
-  spans.filter((s) => s.kind === SPAN_KIND_CONSUMER && s.attributes['celery.task.id'] === id);
 const hasTasks = (spans: ReceivedSpan[], ids: string[]): boolean =>
-  ids.every((id) => taskSpans(spans, id).length > 0);
+  ids.every((id) => taskSpansOf(spans, id).length > 0);
 
 /**
  * Faults on RabbitMQ that must not cost spans: a bridge restart with tasks in flight, a
@@ -89,7 +87,7 @@ describe('reliability on RabbitMQ', () => {
     await second.waitForLog(/restored unfinished tasks/);
     const spans = await receiver.waitForSpans((all) => hasTasks(all, [slow]));
     await sleep(1000);
-    const [span, ...more] = taskSpans(receiver.spans, slow);
+    const [span, ...more] = taskSpansOf(receiver.spans, slow);
     expect(more).toHaveLength(0);
     expect(span?.name).toBe('proj.slow');
     expect(span?.attributes['celery.task.state']).toBe('SUCCESS');
@@ -117,7 +115,7 @@ describe('reliability on RabbitMQ', () => {
     receiver.setStatus(200);
     await receiver.waitForSpans((all) => hasTasks(all, adds), 60_000);
     await running.waitForLog(/the collector accepts spans again/);
-    for (const id of adds) expect(taskSpans(receiver.spans, id)).toHaveLength(1);
+    for (const id of adds) expect(taskSpansOf(receiver.spans, id)).toHaveLength(1);
     expect(
       running.logLines.filter((line) => line.includes('the collector is failing')),
     ).toHaveLength(1);
@@ -148,7 +146,7 @@ describe('reliability on RabbitMQ', () => {
           throw new Error(`${String(error)}\nbridge log:\n${running.logLines.join('\n')}`);
         });
       expect(Date.now() - killedAt).toBeLessThan(10_000);
-      const [span] = taskSpans(receiver.spans, slow);
+      const [span] = taskSpansOf(receiver.spans, slow);
       expect(span?.attributes['celery.task.incomplete']).toBe('lost');
       expect(span?.attributes['celery.task.state']).toBe('STARTED');
       expect(span?.status.code).toBe(STATUS_CODE_ERROR);

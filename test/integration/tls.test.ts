@@ -10,7 +10,7 @@ import {
   requireBroker,
   startCeleryWorker,
 } from '../support/celeryWorker.js';
-import { OtlpReceiver, SPAN_KIND_CONSUMER } from '../support/OtlpReceiver.js';
+import { OtlpReceiver, taskIdsWithSpans } from '../support/OtlpReceiver.js';
 import {
   type TlsMaterial,
   type TlsProxy,
@@ -80,11 +80,7 @@ describe.each(cases)('TLS to $broker', ({ broker, plainUrl, targetPort, tlsUrl }
     const { adds } = (await produce(plainUrl, queue, 'adds')) as { adds: string[] };
     expect(adds).toHaveLength(3);
     await receiver.waitForSpans((spans) => {
-      const ids = new Set(
-        spans
-          .filter((s) => s.kind === SPAN_KIND_CONSUMER)
-          .map((s) => s.attributes['celery.task.id']),
-      );
+      const ids = taskIdsWithSpans(spans);
       return adds.every((id) => ids.has(id));
     }, 30_000);
   };

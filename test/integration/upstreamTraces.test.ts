@@ -15,7 +15,13 @@ import {
   requireBroker,
   startCeleryWorker,
 } from '../support/celeryWorker.js';
-import { OtlpReceiver, type ReceivedSpan, SPAN_KIND_CONSUMER } from '../support/OtlpReceiver.js';
+import {
+  OtlpReceiver,
+  type ReceivedSpan,
+  SPAN_KIND_CONSUMER,
+  taskIdsWithSpans,
+  taskSpansOf,
+} from '../support/OtlpReceiver.js';
 
 const UP_CHAIN = { traceId: '4bf92f3577b34da6a3ce929d0e0e4736', spanId: '00f067aa0ba902b7' };
 const UP_SPAWN = { traceId: '5bf92f3577b34da6a3ce929d0e0e4736', spanId: '10f067aa0ba902b7' };
@@ -79,9 +85,7 @@ describe.each([
   let spans: ReceivedSpan[];
 
   const taskSpan = (id: string): ReceivedSpan => {
-    const found = spans.filter(
-      (s) => s.kind === SPAN_KIND_CONSUMER && s.attributes['celery.task.id'] === id,
-    );
+    const found = taskSpansOf(spans, id);
     expect(found, `task span of ${id}`).toHaveLength(1);
     return found[0] as ReceivedSpan;
   };
@@ -114,7 +118,7 @@ describe.each([
     const expected = [...allIds(traced), ...allIds(plain)];
     spans = await receiver.waitForSpans((all) => {
       const consumer = all.filter((s) => s.kind === SPAN_KIND_CONSUMER);
-      const ids = new Set(consumer.map((s) => s.attributes['celery.task.id']));
+      const ids = taskIdsWithSpans(consumer);
       const spawned = consumer.filter((s) =>
         [traced.spawn, plain.spawn].includes(String(s.attributes['celery.task.parent_id'])),
       );

@@ -48,6 +48,20 @@ export interface ReceivedSpan {
   scope: { name: string; version: string };
 }
 
+/** The task spans (kind CONSUMER) of one Celery task: exactly one when all went well. */
+export function taskSpansOf(spans: readonly ReceivedSpan[], taskId: string): ReceivedSpan[] {
+  return spans.filter(
+    (s) => s.kind === SPAN_KIND_CONSUMER && s.attributes['celery.task.id'] === taskId,
+  );
+}
+
+/** The ids of the Celery tasks that have a task span among `spans`. */
+export function taskIdsWithSpans(spans: readonly ReceivedSpan[]): Set<unknown> {
+  return new Set(
+    spans.filter((s) => s.kind === SPAN_KIND_CONSUMER).map((s) => s.attributes['celery.task.id']),
+  );
+}
+
 export interface ReceivedRequest {
   path: string;
   /** The HTTP status this receiver answered with. */
