@@ -26,7 +26,6 @@ const COMPONENT_TYPE = 'otlp_http_span_exporter';
  * starts a new thread.
  */
 export class ThreadedOtlpExporter implements SpanExporter {
-  private readonly serializer = new ProtobufSpanSerializer();
   private worker: Worker | undefined;
   private nextId = 0;
   private readonly pending = new Map<number, (result: ExportResult) => void>();
@@ -35,6 +34,11 @@ export class ThreadedOtlpExporter implements SpanExporter {
 
   constructor(
     private readonly config: OTLPExporterNodeConfigBase,
+    /** Turns spans into the request body; anything but the default is for tests. */
+    private readonly serializer: Pick<
+      ProtobufSpanSerializer,
+      'serializeRequest'
+    > = new ProtobufSpanSerializer(),
     /** The compiled send thread (dist/export/otlpSendThread.js). */
     private readonly threadUrl: URL = workerScriptUrl('otlpSendThread.js', import.meta.url),
   ) {
@@ -55,19 +59,17 @@ export class ThreadedOtlpExporter implements SpanExporter {
       resultCallback({ code: ExportResultCode.FAILED, error: error as Error });
       return;
     }
-    // Moved, not copied, when the bytes own their whole buffer; a view into a shared buffer
-    // (a pooled small Buffer) must not be detached, so it is copied.
-    const owned =
-      bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength
-        ? bytes
-        : new Uint8Array(bytes);
+    // The body's buffer is moved to the thread, not copied. Node's shared pool of small Buffers
+    // is marked untransferable, and a transfer-list entry so marked is copied instead of moved,
+    // so a pooled body never detaches its neighbours (worker_threads `markAsUntransferable`,
+    // https://nodejs.org/api/worker_threads.html#worker_threadsmarkasuntransferableobject).
     const id = this.nextId++;
     this.pending.set(id, resultCallback);
-    const request: SendRequest = { type: 'export', id, bytes: owned, spans: spans.length };
+    const request: SendRequest = { type: 'export', id, bytes, spans: spans.length };
     const thread = this.thread();
     // While an export is out, the thread keeps the process alive (a stop waits for it).
     if (this.pending.size === 1) thread.ref();
-    thread.postMessage(request, [owned.buffer as ArrayBuffer]);
+    thread.postMessage(request, [bytes.buffer as ArrayBuffer]);
   }
 
   /** Resolves once every export handed to the thread has its outcome. */

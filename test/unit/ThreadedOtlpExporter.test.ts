@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import type { Worker } from 'node:worker_threads';
 import { type ExportResult, ExportResultCode } from '@opentelemetry/core';
 import { describe, expect, it } from 'vitest';
+import { ProtobufSpanSerializer } from '../../src/export/ProtobufSpanSerializer.js';
 import { ThreadedOtlpExporter } from '../../src/export/ThreadedOtlpExporter.js';
 import { amqpFixtureMessages } from '../support/fixtures.js';
 import { OtlpReceiver } from '../support/OtlpReceiver.js';
@@ -94,18 +95,38 @@ describe('ThreadedOtlpExporter', () => {
     }
   });
 
-  it('never detaches a shared buffer, and refuses exports after shutdown', async () => {
+  it('sends a request body that shares its buffer without detaching its neighbours', async () => {
+    const receiver = await OtlpReceiver.start();
+    const real = new ProtobufSpanSerializer();
+    const one = spansOf(amqpFixtureMessages()).slice(0, 1);
+    const body = real.serializeRequest(one);
+    // Small Buffers are views into Node's shared pool: this body shares its ArrayBuffer.
+    const pooled = Buffer.from(body);
+    const neighbour = Buffer.from('still here');
+    expect(pooled.buffer).toBe(neighbour.buffer);
+    const exporter = new ThreadedOtlpExporter(
+      { url: receiver.tracesUrl, timeoutMillis: 5000 },
+      { serializeRequest: () => pooled },
+    );
+    try {
+      expect((await exportOnce(exporter, one)).code).toBe(ExportResultCode.SUCCESS);
+      expect(neighbour.toString()).toBe('still here');
+      expect(pooled.equals(body)).toBe(true);
+      expect(receiver.spans).toHaveLength(1);
+    } finally {
+      await exporter.shutdown();
+      await receiver.close();
+    }
+  });
+
+  it('refuses exports after shutdown', async () => {
     const receiver = await OtlpReceiver.start();
     const exporter = new ThreadedOtlpExporter({ url: receiver.tracesUrl, timeoutMillis: 5000 });
     try {
-      // Small Buffers share Node's pool: a tiny request body may be a view into it.
-      const neighbour = Buffer.from('still here');
-      const one = spansOf(amqpFixtureMessages()).slice(0, 1);
-      expect((await exportOnce(exporter, one)).code).toBe(ExportResultCode.SUCCESS);
-      expect(neighbour.toString()).toBe('still here');
       await exporter.shutdown();
-      const after = await exportOnce(exporter, one);
+      const after = await exportOnce(exporter, spansOf(amqpFixtureMessages()).slice(0, 1));
       expect(after.code).toBe(ExportResultCode.FAILED);
+      expect(receiver.requests).toHaveLength(0);
     } finally {
       await receiver.close();
     }
