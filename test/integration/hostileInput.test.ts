@@ -14,8 +14,6 @@ import { OtlpReceiver, taskSpansOf } from '../support/OtlpReceiver.js';
 import { parsePrometheus, sumOf } from '../support/prometheusText.js';
 import { freePort, peakRssMiB } from '../support/testUtils.js';
 
-/** Peak resident memory of a process, in MiB (VmHWM). */
-
 /**
  * A corpus of broken and hostile input published on the real `celeryev` exchange: the bridge
  * must survive all of it with bounded memory, count each kind by reason, and keep tracing the
