@@ -51,8 +51,9 @@ export class SeriesHistogram {
 
   /** `key` must identify `attributes`; `attributes` is only called for a new series. */
   record(key: string, attributes: () => Attributes, value: number): void {
-    // As the SDK: a histogram takes no negative value (sdk-metrics Instruments.js `HistogramInstrument.record`), and
-    // NaN belongs to no bucket. Neither happens here: durations are clamped at 0 by the caller.
+    // As the SDK: a histogram takes no negative value (sdk-metrics Instruments.js
+    // `HistogramInstrument.record`), and NaN belongs to no bucket. Queue waits and lag are
+    // clamped at 0 by the caller; a negative `runtime` sent by a worker is dropped here.
     if (!(value >= 0)) return;
     let series = this.series.get(key);
     if (series === undefined) {
