@@ -1,6 +1,10 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { afterAll, describe, expect, it } from 'vitest';
-import { type BridgeProcess, deleteBridgeQueue, startBridge } from '../support/bridgeProcess.js';
+import {
+  type HttpBridgeProcess,
+  deleteBridgeQueue,
+  startBridgeWithHttp,
+} from '../support/bridgeProcess.js';
 import {
   AMQP_URL,
   type CeleryWorker,
@@ -107,7 +111,7 @@ const outages: Outage[] = [
 describe.each(outages)('broker outage: $name', (outage) => {
   let receiver: OtlpReceiver;
   let worker: CeleryWorker | undefined;
-  let bridge: BridgeProcess | undefined;
+  let bridge: HttpBridgeProcess | undefined;
   let url = '';
   const queue = randomName('outage');
   const bridgeQueue = randomName('bridge-outage');
@@ -125,15 +129,14 @@ describe.each(outages)('broker outage: $name', (outage) => {
     const port = await outage.setUp();
     url = outage.brokerUrl(port);
     receiver = await OtlpReceiver.start();
-    const httpPort = await freePort();
-    const base = `http://127.0.0.1:${httpPort}`;
-    bridge = startBridge(['--http-host', '127.0.0.1', '--http-port', String(httpPort)], {
+    bridge = await startBridgeWithHttp([], {
       CELERY_BROKER_URL: url,
       OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
       OTEL_BSP_SCHEDULE_DELAY: '100',
       CELERY_OTEL_BRIDGE_AMQP_QUEUE: bridgeQueue,
       CELERY_OTEL_BRIDGE_OUTAGE_GRACE_MS: '5000',
     });
+    const base = bridge.httpUrl;
     await bridge.waitForLog(/"msg":"(consuming|subscribed)/);
     worker = await startCeleryWorker({ brokerUrl: url, queue, pool: 'prefork', concurrency: 1 });
     const { slow } = (await produce(url, queue, 'slow')) as { slow: string };

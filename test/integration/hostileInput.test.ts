@@ -1,6 +1,6 @@
 import amqp from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type BridgeProcess, startBridge } from '../support/bridgeProcess.js';
+import { type HttpBridgeProcess, startBridgeWithHttp } from '../support/bridgeProcess.js';
 import {
   AMQP_URL,
   type CeleryWorker,
@@ -12,7 +12,7 @@ import {
 } from '../support/celeryWorker.js';
 import { OtlpReceiver, taskSpansOf } from '../support/OtlpReceiver.js';
 import { parsePrometheus, sumOf } from '../support/prometheusText.js';
-import { freePort, peakRssMiB } from '../support/testUtils.js';
+import { peakRssMiB } from '../support/testUtils.js';
 
 /**
  * A corpus of broken and hostile input published on the real `celeryev` exchange: the bridge
@@ -24,16 +24,13 @@ describe('hostile input through RabbitMQ', () => {
   const bridgeQueue = randomName('bridge-hostile');
   let receiver: OtlpReceiver;
   let worker: CeleryWorker;
-  let bridge: BridgeProcess;
-  let base: string;
+  let bridge: HttpBridgeProcess;
   let connection: amqp.ChannelModel;
 
   beforeAll(async () => {
     await requireBroker('amqp');
     receiver = await OtlpReceiver.start();
-    const port = await freePort();
-    base = `http://127.0.0.1:${port}`;
-    bridge = startBridge(['--http-host', '127.0.0.1', '--http-port', String(port)], {
+    bridge = await startBridgeWithHttp([], {
       CELERY_BROKER_URL: AMQP_URL,
       OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
       OTEL_BSP_SCHEDULE_DELAY: '200',
@@ -122,7 +119,7 @@ describe('hostile input through RabbitMQ', () => {
         60_000,
       )
       .catch(async (error: unknown) => {
-        const metrics = await (await fetch(`${base}/metrics`)).text();
+        const metrics = await (await fetch(`${bridge.httpUrl}/metrics`)).text();
         throw new Error(
           `${String(error)}\n--- bridge ---\n${bridge.logLines.join('\n')}\n--- metrics ---\n${metrics
             .split('\n')
@@ -137,7 +134,7 @@ describe('hostile input through RabbitMQ', () => {
     expect(stack.length).toBeLessThanOrEqual(32768);
     expect(stack.endsWith('RuntimeError: huge')).toBe(true);
 
-    const families = parsePrometheus(await (await fetch(`${base}/metrics`)).text());
+    const families = parsePrometheus(await (await fetch(`${bridge.httpUrl}/metrics`)).text());
     const rejected = (reason: string): number =>
       sumOf(families, 'celery_otel_bridge_events_rejected_total', { reason });
     expect(rejected('invalid_json')).toBeGreaterThanOrEqual(2);

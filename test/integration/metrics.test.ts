@@ -1,7 +1,11 @@
 import amqp from 'amqplib';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type BridgeProcess, deleteBridgeQueue, startBridge } from '../support/bridgeProcess.js';
+import {
+  type HttpBridgeProcess,
+  deleteBridgeQueue,
+  startBridgeWithHttp,
+} from '../support/bridgeProcess.js';
 import {
   AMQP_URL,
   type CeleryWorker,
@@ -14,7 +18,7 @@ import {
 } from '../support/celeryWorker.js';
 import { OtlpReceiver } from '../support/OtlpReceiver.js';
 import { histogramCount, parsePrometheus, sumOf } from '../support/prometheusText.js';
-import { freePort, until } from '../support/testUtils.js';
+import { until } from '../support/testUtils.js';
 
 /** What the broker itself says about a queue's length, to compare with the bridge's gauge. */
 async function brokerQueueLength(broker: 'amqp' | 'redis', queue: string): Promise<number> {
@@ -46,11 +50,10 @@ describe.each(cases)('metrics and health on $broker', ({ broker, url, protocol }
   const bridgeQueue = randomName('bridge-metrics');
   let receiver: OtlpReceiver;
   let worker: CeleryWorker;
-  let bridge: BridgeProcess;
-  let base: string;
+  let bridge: HttpBridgeProcess;
 
   const scrape = async (): Promise<string> => {
-    const response = await fetch(`${base}/metrics`);
+    const response = await fetch(`${bridge.httpUrl}/metrics`);
     expect(response.status).toBe(200);
     return response.text();
   };
@@ -58,9 +61,7 @@ describe.each(cases)('metrics and health on $broker', ({ broker, url, protocol }
   beforeAll(async () => {
     await requireBroker(broker);
     receiver = await OtlpReceiver.start();
-    const port = await freePort();
-    base = `http://127.0.0.1:${port}`;
-    bridge = startBridge(['--http-host', '127.0.0.1', '--http-port', String(port)], {
+    bridge = await startBridgeWithHttp([], {
       CELERY_BROKER_URL: url,
       OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
       OTEL_METRIC_EXPORT_INTERVAL: '1000',
@@ -83,9 +84,9 @@ describe.each(cases)('metrics and health on $broker', ({ broker, url, protocol }
   });
 
   it('answers /healthz and /readyz', async () => {
-    const health = await fetch(`${base}/healthz`);
+    const health = await fetch(`${bridge.httpUrl}/healthz`);
     expect(health.status).toBe(200);
-    const ready = await fetch(`${base}/readyz`);
+    const ready = await fetch(`${bridge.httpUrl}/readyz`);
     expect(ready.status).toBe(200);
     expect(((await ready.json()) as { ready: boolean }).ready).toBe(true);
   });

@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { freePort } from './testUtils.js';
 
 const MAIN = fileURLToPath(new URL('../../dist/main.js', import.meta.url));
 
@@ -90,6 +91,24 @@ export function startBridge(args: string[], env: Record<string, string>): Bridge
       return code;
     },
   };
+}
+
+export interface HttpBridgeProcess extends BridgeProcess {
+  /** Base URL of its /metrics, /healthz and /readyz listener, e.g. `http://127.0.0.1:41234`. */
+  readonly httpUrl: string;
+}
+
+/** startBridge with its HTTP listener on 127.0.0.1 at a free port (`--http-host`, `--http-port`). */
+export async function startBridgeWithHttp(
+  args: string[],
+  env: Record<string, string>,
+): Promise<HttpBridgeProcess> {
+  const port = await freePort();
+  const bridge = startBridge(
+    ['--http-host', '127.0.0.1', '--http-port', String(port), ...args],
+    env,
+  );
+  return { ...bridge, httpUrl: `http://127.0.0.1:${port}` };
 }
 
 /** Removes the bridge's own RabbitMQ queue after a test (nothing to do on Redis). */
