@@ -12,6 +12,7 @@ import {
   startCeleryWorker,
 } from '../support/celeryWorker.js';
 import { OtlpReceiver, taskSpansOf } from '../support/OtlpReceiver.js';
+import { until } from '../support/testUtils.js';
 
 /**
  * `--enable-events` against a real Celery worker started WITHOUT `-E` (and with
@@ -29,15 +30,6 @@ const cases = [
 const ENABLED_LINE = 'Events of group {task} enabled by remote.';
 /** Tasks sent by produce.py send no task-sent: every event of the task is the worker's. */
 const NO_SENT_EVENT = { CELERY_TASK_SEND_SENT_EVENT: '0' };
-
-async function until(what: string, check: () => boolean, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline)
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
 
 describe.each(cases)('--enable-events on $broker', ({ broker, url }) => {
   const queue = randomName(`enable-events-${broker}`);
@@ -106,7 +98,7 @@ describe.each(cases)('--enable-events on $broker', ({ broker, url }) => {
   it('without the flag: no task event, so no span, from a worker started without -E', async () => {
     bridge = await runBridge([]);
     const id = (await produce(url, queue, 'add', [], NO_SENT_EVENT))['add'] as string;
-    await until(`the worker to run ${id}`, () => succeededInWorkerLog(id), 30_000);
+    await until(`the worker to run ${id}`, () => Promise.resolve(succeededInWorkerLog(id)), 30_000);
     // Events the worker would have sent are out within milliseconds; give them ample time.
     await new Promise((resolve) => setTimeout(resolve, 3000));
     expect(await bridge.stop()).toBe(0);
@@ -120,7 +112,7 @@ describe.each(cases)('--enable-events on $broker', ({ broker, url }) => {
     await bridge.waitForLog(/"msg":"broadcast enable_events to the Celery workers"/);
     await until(
       'the worker to log that a remote enabled its task events',
-      () => worker.logTail().includes(ENABLED_LINE),
+      () => Promise.resolve(worker.logTail().includes(ENABLED_LINE)),
       30_000,
     );
     const id = (await produce(url, queue, 'add', [], NO_SENT_EVENT))['add'] as string;

@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { type IncomingHttpHeaders, type Server, createServer } from 'node:http';
-import { type AddressInfo, createServer as createNetServer, connect as netConnect } from 'node:net';
+import { type AddressInfo, connect as netConnect } from 'node:net';
 import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type BridgeProcess, startBridge } from '../support/bridgeProcess.js';
 import { requireBroker } from '../support/celeryWorker.js';
 import { redisFixturePayloads } from '../support/fixtures.js';
+import { freePort } from '../support/testUtils.js';
 
 /**
  * No secret in any log line or error: the CLI runs every path that logs (start at debug level,
@@ -52,14 +53,6 @@ function expectNoSecret(bridge: BridgeProcess, label: string): void {
       );
     }
   }
-}
-
-async function freePort(): Promise<number> {
-  const server = createNetServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 /** A collector that refuses everything with 401 and echoes the request headers (hostile). */

@@ -17,6 +17,7 @@ import {
   makeTlsMaterial,
   startTlsProxy,
 } from '../support/tlsProxy.js';
+import { sleep } from '../support/testUtils.js';
 
 /**
  * amqps:// and rediss:// against a real TLS handshake: a throwaway CA and certificates made with
@@ -248,7 +249,3 @@ describe('TLS options are checked at startup', () => {
     ).toMatch(/--broker-tls-ca-file .* needs a TLS broker URL \(amqps:\/\/ or rediss:\/\/\)/);
   });
 });
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
