@@ -1,6 +1,6 @@
 import amqp from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type BridgeProcess, startBridge } from '../support/bridgeProcess.js';
+import { type BridgeProcess, deleteBridgeQueue, startBridge } from '../support/bridgeProcess.js';
 import {
   AMQP_URL,
   type CeleryWorker,
@@ -42,9 +42,8 @@ describe('bridge queue on RabbitMQ', () => {
   afterAll(async () => {
     await bridge?.stop();
     await worker?.stop();
-    const channel = await connection.createChannel();
-    await channel.deleteQueue(bridgeQueue);
     await connection.close();
+    await deleteBridgeQueue(AMQP_URL, bridgeQueue);
     await deleteTestQueue(AMQP_URL, queue).catch(() => undefined);
     await receiver?.close();
   });

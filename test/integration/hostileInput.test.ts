@@ -1,6 +1,10 @@
 import amqp from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type HttpBridgeProcess, startBridgeWithHttp } from '../support/bridgeProcess.js';
+import {
+  type HttpBridgeProcess,
+  deleteBridgeQueue,
+  startBridgeWithHttp,
+} from '../support/bridgeProcess.js';
 import {
   AMQP_URL,
   type CeleryWorker,
@@ -47,9 +51,8 @@ describe('hostile input through RabbitMQ', () => {
     await worker?.stop();
     await bridge?.stop();
     await receiver?.close();
-    const channel = await connection.createChannel();
-    await channel.deleteQueue(bridgeQueue);
     await connection.close();
+    await deleteBridgeQueue(AMQP_URL, bridgeQueue);
     await deleteTestQueue(AMQP_URL, queue).catch(() => undefined);
   });
 

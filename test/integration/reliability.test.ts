@@ -1,9 +1,8 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import amqp from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type BridgeProcess, startBridge } from '../support/bridgeProcess.js';
+import { type BridgeProcess, deleteBridgeQueue, startBridge } from '../support/bridgeProcess.js';
 import {
   AMQP_URL,
   type CeleryWorker,
@@ -67,9 +66,7 @@ describe('reliability on RabbitMQ', () => {
     await worker?.stop();
     await receiver?.close();
     await deleteTestQueue(AMQP_URL, queue).catch(() => undefined);
-    const connection = await amqp.connect(AMQP_URL);
-    await (await connection.createChannel()).deleteQueue(bridgeQueue);
-    await connection.close();
+    await deleteBridgeQueue(AMQP_URL, bridgeQueue);
     rmSync(stateDir, { recursive: true, force: true });
   });
 

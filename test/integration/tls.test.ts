@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type BridgeProcess, startBridge } from '../support/bridgeProcess.js';
+import { type BridgeProcess, deleteBridgeQueue, startBridge } from '../support/bridgeProcess.js';
 import {
   AMQP_URL,
   type CeleryWorker,
@@ -96,7 +96,7 @@ describe.each(cases)('TLS to $broker', ({ broker, plainUrl, targetPort, tlsUrl }
     await worker?.stop();
     for (const started of proxies) await started.close();
     await deleteTestQueue(plainUrl, queue).catch(() => undefined);
-    if (broker === 'amqp') await deleteTestQueue(plainUrl, bridgeQueue).catch(() => undefined);
+    await deleteBridgeQueue(plainUrl, bridgeQueue).catch(() => undefined);
   });
 
   it('consumes through TLS with --broker-tls-ca-file, queue lengths too', async () => {
