@@ -3,7 +3,6 @@ import { type BridgeProcess, deleteBridgeQueue, startBridge } from '../support/b
 import {
   AMQP_URL,
   type CeleryWorker,
-  DEFAULT_RESULT_BACKEND,
   REDIS_URL,
   deleteTestQueue,
   produce,
@@ -95,15 +94,13 @@ describe.each(cases)(
         CELERY_OTEL_BRIDGE_CONNECT_TIMEOUT_MS: '10000',
       });
       await bridge.waitForLog(/"msg":"(consuming|subscribed)/);
-      const resultBackend = { CELERY_RESULT_BACKEND: DEFAULT_RESULT_BACKEND };
       worker = await startCeleryWorker({
         brokerUrl: url,
         queue,
         pool: 'prefork',
         concurrency: 2,
-        extraEnv: resultBackend,
       });
-      sent = (await produce(url, queue, 'all', [], resultBackend)) as unknown as Scenario;
+      sent = (await produce(url, queue, 'all')) as unknown as Scenario;
       const expected = [
         ...sent.chain,
         ...sent.group,
