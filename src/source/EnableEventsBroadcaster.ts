@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import amqp from 'amqplib';
 import { Redis } from 'ioredis';
+import { redisFanoutChannel } from './redisChannels.js';
 import { redisConnectionOptions } from './redisConnectionOptions.js';
 import type { RedisChannelOptions } from '../config/BridgeOptions.js';
 import type { BrokerEndpoint } from '../config/brokerUrl.js';
@@ -116,8 +117,7 @@ export class EnableEventsBroadcaster {
 
   /** Redis: the pub/sub channel the command is published on. */
   get redisChannel(): string {
-    const { globalKeyPrefix, fanoutPrefix } = this.options.redis;
-    return `${globalKeyPrefix}${fanoutPrefix}${this.exchange}`;
+    return redisFanoutChannel(this.options.redis, this.exchange);
   }
 
   /** Broadcasts sent successfully so far. */

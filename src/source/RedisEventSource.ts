@@ -63,13 +63,6 @@ export class RedisEventSource implements EventSource {
     private readonly threadUrl: URL = workerScriptUrl('redisReadThread.js', import.meta.url),
   ) {}
 
-  /** The channel names, for logs and tests. */
-  get channels(): { pattern: string; plain: string } {
-    const { globalKeyPrefix, fanoutPrefix } = this.options.channels;
-    const plain = `${globalKeyPrefix}${fanoutPrefix}${this.options.exchange}`;
-    return { pattern: `${plain.replace(/[*?[\]\\]/g, '\\$&')}/*`, plain };
-  }
-
   async start(): Promise<void> {
     warnIfTlsInsecure(this.options.broker, this.logger);
     await this.spawn();

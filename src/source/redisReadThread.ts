@@ -15,6 +15,7 @@ import { Redis } from 'ioredis';
 import { decodeKombuEnvelope, isDecodeRejection } from '../decode/decodeKombuEnvelope.js';
 import type { RawEventMessage } from './RawEventMessage.js';
 import { describeBrokerError, isTlsFailure } from './brokerTlsOptions.js';
+import { redisEventChannels } from './redisChannels.js';
 import { redisConnectionOptions } from './redisConnectionOptions.js';
 import { backoffDelayMs } from './EventSource.js';
 import type {
@@ -53,10 +54,7 @@ const client = new Redis({
   retryStrategy: (times) => (stopping ? null : backoffDelayMs(times - 1)),
 });
 
-const { globalKeyPrefix, fanoutPrefix } = options.channels;
-const plain = `${globalKeyPrefix}${fanoutPrefix}${options.exchange}`;
-// PSUBSCRIBE patterns are globs: a prefix holding `*`, `?` or `[` must match literally.
-const pattern = `${plain.replace(/[*?[\]\\]/g, '\\$&')}/*`;
+const { plain, pattern } = redisEventChannels(options.channels, options.exchange);
 
 client.on('pmessageBuffer', (_pattern: Buffer, channel: Buffer, payload: Buffer) =>
   read(channel, payload),
