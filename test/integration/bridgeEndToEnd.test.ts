@@ -3,6 +3,7 @@ import { type BridgeProcess, deleteBridgeQueue, startBridge } from '../support/b
 import {
   AMQP_URL,
   type CeleryWorker,
+  type ProducedAll,
   REDIS_URL,
   deleteTestQueue,
   produce,
@@ -25,19 +26,6 @@ import {
  * groups, chords, failures, retries, revokes, rejects and tasks that spawn tasks; the bridge runs
  * as its CLI; a real OTLP/HTTP receiver decodes what it exports; the trace shape is asserted.
  */
-interface Scenario {
-  chain: string[];
-  group: string[];
-  chord: { header: string[]; callback: string };
-  fail: string;
-  flaky: string;
-  spawn: string;
-  revoked: string;
-  rejected: string;
-  terminated: string;
-  adds: string[];
-}
-
 const cases = [
   {
     broker: 'amqp' as const,
@@ -63,7 +51,7 @@ describe.each(cases)(
     let receiver: OtlpReceiver;
     let worker: CeleryWorker | undefined;
     let bridge: BridgeProcess | undefined;
-    let sent: Scenario;
+    let sent: ProducedAll;
     let spans: ReceivedSpan[];
 
     const taskSpan = (id: string): ReceivedSpan => {
@@ -100,7 +88,7 @@ describe.each(cases)(
         pool: 'prefork',
         concurrency: 2,
       });
-      sent = (await produce(url, queue, 'all')) as unknown as Scenario;
+      sent = (await produce(url, queue, 'all')) as unknown as ProducedAll;
       const expected = [
         ...sent.chain,
         ...sent.group,

@@ -13,6 +13,7 @@ import {
   requireBroker,
   startCeleryWorker,
   type CeleryWorker,
+  type ProducedAll,
 } from '../support/celeryWorker.js';
 import {
   tapAmqpEvents,
@@ -25,20 +26,8 @@ import {
 // produce.py `_revoked`), so keep it short.
 const REVOKE_COUNTDOWN_S = 3;
 
-interface Sent {
-  add: string;
-  chain: string[];
-  group: string[];
-  chord: { header: string[]; callback: string };
-  fail: string;
-  flaky: string;
-  spawn: string;
-  rejected: string;
-  adds: string[];
-  revoked: string;
-  terminated: string;
-  traceparent_task: string;
-}
+/** With `--traceparent`, produce.py also sends a task carrying that header. */
+type Sent = ProducedAll & { traceparent_task: string };
 
 const TRACEPARENT = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
 

@@ -352,6 +352,21 @@ export async function startCeleryWorker(options: CeleryWorkerOptions): Promise<C
   };
 }
 
+/** What `produce.py all` prints: the id(s) of each scenario it sent (see test/celery/produce.py). */
+export interface ProducedAll {
+  add: string;
+  chain: string[];
+  group: string[];
+  chord: { header: string[]; callback: string };
+  fail: string;
+  flaky: string;
+  spawn: string;
+  rejected: string;
+  adds: string[];
+  revoked: string;
+  terminated: string;
+}
+
 /**
  * Runs `produce.py <scenario> [...args]` against the broker/queue and returns its JSON line, e.g.
  * `{"chain": [id1, id2, id3]}`; see test/celery/produce.py for every scenario's shape.
