@@ -1,9 +1,10 @@
 import amqp from 'amqplib';
 import type { AmqpQueueOptions } from '../config/BridgeOptions.js';
 import type { BrokerEndpoint } from '../config/brokerUrl.js';
-import { BrokerSetupError, BrokerUnreachableError } from '../errors.js';
+import { BrokerSetupError } from '../errors.js';
 import type { Logger } from '../log/Logger.js';
-import { describeBrokerError, isTlsFailure, warnIfTlsInsecure } from './brokerTlsOptions.js';
+import { describeBrokerError, warnIfTlsInsecure } from './brokerTlsOptions.js';
+import { connectWithRetry } from './connectWithRetry.js';
 import { describeError as describe } from './describeError.js';
 import { backoffDelayMs, type EventSource, type EventSourceHandlers } from './EventSource.js';
 import { connectAmqp } from './connectAmqp.js';
@@ -38,33 +39,15 @@ export class AmqpEventSource implements EventSource {
   ) {}
 
   async start(): Promise<void> {
-    warnIfTlsInsecure(this.options.broker, this.logger);
-    const deadline = Date.now() + this.options.connectTimeoutMs;
-    for (let attempt = 0; ; attempt++) {
-      try {
-        await this.connectAndConsume();
-        return;
-      } catch (error) {
-        if (error instanceof BrokerSetupError) throw error;
-        const delay = backoffDelayMs(attempt);
-        if (this.stopping || Date.now() + delay > deadline) {
-          throw new BrokerUnreachableError(
-            `cannot reach RabbitMQ at ${this.options.broker.redactedUrl}: ` +
-              `${describeBrokerError(error, this.options.broker)}; ` +
-              `gave up after ${this.options.connectTimeoutMs} ms (--connect-timeout-ms).` +
-              (isTlsFailure(error, this.options.broker)
-                ? ''
-                : ' Check the host, port, credentials and that RabbitMQ is running.'),
-          );
-        }
-        this.logger.warn('RabbitMQ unreachable, retrying', {
-          broker: this.options.broker.redactedUrl,
-          error: describeBrokerError(error, this.options.broker),
-          retryInMs: delay,
-        });
-        await sleep(delay);
-      }
-    }
+    const { broker, connectTimeoutMs } = this.options;
+    warnIfTlsInsecure(broker, this.logger);
+    await connectWithRetry(
+      broker,
+      connectTimeoutMs,
+      () => this.connectAndConsume(),
+      (msg, fields) => this.logger.warn(msg, fields),
+      () => this.stopping,
+    );
   }
 
   async stop(): Promise<void> {
@@ -199,7 +182,3 @@ export class AmqpEventSource implements EventSource {
 
 /** Longest an acknowledgement waits for more messages to share its frame. */
 const ACK_INTERVAL_MS = 20;
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}

@@ -14,7 +14,8 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { Redis } from 'ioredis';
 import { decodeKombuEnvelope, isDecodeRejection } from '../decode/decodeKombuEnvelope.js';
 import type { RawEventMessage } from './RawEventMessage.js';
-import { describeBrokerError, isTlsFailure } from './brokerTlsOptions.js';
+import { describeBrokerError } from './brokerTlsOptions.js';
+import { connectWithRetry } from './connectWithRetry.js';
 import { redisEventChannels } from './redisChannels.js';
 import { redisConnectionOptions } from './redisConnectionOptions.js';
 import { backoffDelayMs } from './EventSource.js';
@@ -185,40 +186,25 @@ port.on('message', (request: RedisThreadRequest) => {
 });
 
 async function connect(): Promise<void> {
-  const deadline = Date.now() + options.connectTimeoutMs;
-  for (let attempt = 0; ; attempt++) {
-    lastConnectError = undefined;
-    try {
-      await client.connect();
-      break;
-    } catch (rejection) {
-      const error = lastConnectError ?? rejection;
-      const delay = backoffDelayMs(attempt);
-      if (Date.now() + delay > deadline) {
-        client.disconnect();
-        send({
-          type: 'failed',
-          message:
-            `cannot reach Redis at ${broker.redactedUrl}: ${describeBrokerError(error, broker)}; ` +
-            `gave up after ${options.connectTimeoutMs} ms (--connect-timeout-ms).` +
-            (isTlsFailure(error, broker)
-              ? ''
-              : ' Check the host, port, password and that Redis is running.'),
-        });
-        return;
-      }
-      send({
-        type: 'log',
-        msg: 'Redis unreachable, retrying',
-        fields: {
-          broker: broker.redactedUrl,
-          error: describeBrokerError(error, broker),
-          retryInMs: delay,
-        },
-      });
-      client.disconnect();
-      await new Promise((resolve) => setTimeout(resolve, delay));
-    }
+  try {
+    await connectWithRetry(
+      broker,
+      options.connectTimeoutMs,
+      async () => {
+        lastConnectError = undefined;
+        try {
+          await client.connect();
+        } catch (rejection) {
+          const error = lastConnectError ?? rejection;
+          client.disconnect();
+          throw error;
+        }
+      },
+      (msg, fields) => send({ type: 'log', msg, fields }),
+    );
+  } catch (error) {
+    send({ type: 'failed', message: (error as Error).message });
+    return;
   }
   await client.psubscribe(pattern);
   await client.subscribe(plain);
