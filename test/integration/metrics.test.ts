@@ -156,11 +156,18 @@ describe.each(cases)('metrics and health on $broker', ({ broker, url, protocol }
   });
 
   it('pushes metrics over OTLP too', async () => {
+    // Cumulative: the latest request holds every instrument recorded so far.
     await until(
-      'an OTLP metrics request',
-      () => Promise.resolve(receiver.metricsRequests > 0 ? true : undefined),
+      'celery.tasks in an OTLP metrics request',
+      () => Promise.resolve(receiver.metrics.some((m) => m.name === 'celery.tasks')),
       10_000,
     );
+    expect(receiver.metrics).toContainEqual({ name: 'celery.tasks', unit: '{task}', kind: 'sum' });
+    const requests = receiver.requests.filter((r) => r.path === '/v1/metrics');
+    expect(new Set(requests.map((r) => r.contentType))).toEqual(
+      new Set([protocol === 'http/json' ? 'application/json' : 'application/x-protobuf']),
+    );
+    expect(receiver.errors).toEqual([]);
   });
 
   it('reports a worker killed with kill -9 as down within 2 x heartbeat freq', async () => {
