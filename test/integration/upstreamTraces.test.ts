@@ -236,6 +236,7 @@ describe.each([
       expect(taskSpan(plain.chainExtra).traceId).toBe(hex(plain.chainExtra));
       expect(taskSpan(plain.flaky).traceId).toBe(hex(plain.flaky));
       expect(taskSpan(plain.flaky).parentSpanId).toBe('');
+      expect(childrenOf(plain.spawn)).toHaveLength(2);
       for (const child of childrenOf(plain.spawn)) expect(child.traceId).toBe(hex(plain.spawn));
       for (const id of [...plain.group, ...plain.chord.header]) {
         const span = taskSpan(id);
