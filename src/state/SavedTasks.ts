@@ -16,7 +16,8 @@ export interface SnapshotSource {
  */
 export class SavedTasks {
   private timer: NodeJS.Timeout | undefined;
-  private saving = false;
+  /** The save under way: a periodic save skips its turn, the last save waits for it. */
+  private saving: Promise<void> | undefined;
 
   constructor(
     private readonly file: StateFile,
@@ -29,7 +30,9 @@ export class SavedTasks {
   async start(): Promise<void> {
     await this.restore();
     if (this.snapshotIntervalMs > 0) {
-      this.timer = setInterval(() => void this.save('periodic'), this.snapshotIntervalMs).unref();
+      this.timer = setInterval(() => {
+        this.saving ??= this.save('periodic').finally(() => (this.saving = undefined));
+      }, this.snapshotIntervalMs).unref();
     }
   }
 
@@ -37,6 +40,8 @@ export class SavedTasks {
   async stop(): Promise<void> {
     clearInterval(this.timer);
     this.timer = undefined;
+    // A periodic save may be writing: let it finish, then save what the stop left.
+    await this.saving;
     await this.save('stop');
   }
 
@@ -60,8 +65,6 @@ export class SavedTasks {
   }
 
   private async save(why: 'stop' | 'periodic'): Promise<void> {
-    if (this.saving) return;
-    this.saving = true;
     try {
       const snapshot = this.assembler.snapshot();
       await this.file.save(snapshot);
@@ -76,8 +79,6 @@ export class SavedTasks {
         path: this.file.path,
         error: describeError(error),
       });
-    } finally {
-      this.saving = false;
     }
   }
 }
