@@ -1,6 +1,11 @@
 import amqp from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type BridgeProcess, deleteBridgeQueue, startBridge } from '../support/bridgeProcess.js';
+import {
+  type BridgeProcess,
+  deleteBridgeQueue,
+  startBridge,
+  startBridgeWithHttp,
+} from '../support/bridgeProcess.js';
 import {
   AMQP_URL,
   type CeleryWorker,
@@ -11,6 +16,7 @@ import {
   startCeleryWorker,
 } from '../support/celeryWorker.js';
 import { OtlpReceiver, taskIdsWithSpans, taskSpansOf } from '../support/OtlpReceiver.js';
+import { parsePrometheus, sumOf } from '../support/prometheusText.js';
 
 /**
  * The bridge's own RabbitMQ queue: events published while the bridge is down are consumed when
@@ -49,8 +55,9 @@ describe('bridge queue on RabbitMQ', () => {
   });
 
   it('reports undecodable events once, counts them, and keeps serving the rest', async () => {
-    bridge = startBridge([], env());
-    await bridge.waitForLog(/"msg":"consuming/);
+    const running = await startBridgeWithHttp([], env());
+    bridge = running;
+    await running.waitForLog(/"msg":"consuming/);
     const channel = await connection.createChannel();
     const publish = (body: Buffer, contentType: string, routingKey = 'task.multi'): void => {
       channel.publish('celeryev', routingKey, body, { contentType, contentEncoding: 'utf-8' });
@@ -73,12 +80,20 @@ describe('bridge queue on RabbitMQ', () => {
     await receiver.waitForSpans((spans) =>
       sent.adds.every((id) => taskIdsWithSpans(spans).has(id)),
     );
-    const rejectedLines = bridge.logLines.filter((line) => line.includes('"msg":"event rejected"'));
+    const rejectedLines = running.logLines.filter((line) =>
+      line.includes('"msg":"event rejected"'),
+    );
     const pickleLines = rejectedLines.filter((line) => line.includes('unsupported_content_type'));
     expect(pickleLines).toHaveLength(1);
     expect(pickleLines[0]).toContain("event_serializer = 'json'");
     expect(rejectedLines.some((line) => line.includes('invalid_json'))).toBe(true);
     expect(rejectedLines.some((line) => line.includes('unknown_event_type'))).toBe(true);
+    const families = parsePrometheus(await (await fetch(`${running.httpUrl}/metrics`)).text());
+    const rejected = (reason: string): number =>
+      sumOf(families, 'celery_otel_bridge_events_rejected_total', { reason });
+    expect(rejected('unsupported_content_type')).toBe(5);
+    expect(rejected('invalid_json')).toBe(1);
+    expect(rejected('unknown_event_type')).toBe(1);
   });
 
   it('consumes the events published while it was stopped when it comes back', async () => {
