@@ -1,6 +1,6 @@
 import { Redis } from 'ioredis';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { type BridgeProcess, startBridge } from '../support/bridgeProcess.js';
+import { type BridgeProcess, startBridge, startBridgeWithHttp } from '../support/bridgeProcess.js';
 import {
   type CeleryWorker,
   deleteTestQueue,
@@ -10,6 +10,7 @@ import {
   startCeleryWorker,
 } from '../support/celeryWorker.js';
 import { OtlpReceiver, taskSpansOf } from '../support/OtlpReceiver.js';
+import { parsePrometheus, sumOf } from '../support/prometheusText.js';
 
 /**
  * The channel variants kombu's Redis transport can produce (kombu/transport/redis.py
@@ -87,8 +88,12 @@ describe('Redis channel variants', () => {
 
   it('counts a broken message on the event channel and keeps going', async () => {
     const url = 'redis://127.0.0.1:6379/0';
-    bridge = startBridge([], { CELERY_BROKER_URL: url, OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url });
-    await bridge.waitForLog(/"msg":"subscribed/);
+    const running = await startBridgeWithHttp([], {
+      CELERY_BROKER_URL: url,
+      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+    });
+    bridge = running;
+    await running.waitForLog(/"msg":"subscribed/);
     const publisher = new Redis(url);
     try {
       await publisher.publish('/0.celeryev/task.multi', 'not a kombu envelope');
@@ -103,8 +108,13 @@ describe('Redis channel variants', () => {
     } finally {
       publisher.disconnect();
     }
-    await bridge.waitForLog(/invalid_envelope/);
-    await bridge.waitForLog(/unsupported_content_type/);
-    expect(bridge.child.exitCode).toBeNull();
+    await running.waitForLog(/invalid_envelope/);
+    await running.waitForLog(/unsupported_content_type/);
+    const families = parsePrometheus(await (await fetch(`${running.httpUrl}/metrics`)).text());
+    const rejected = (reason: string): number =>
+      sumOf(families, 'celery_otel_bridge_events_rejected_total', { reason });
+    expect(rejected('invalid_envelope')).toBe(1);
+    expect(rejected('unsupported_content_type')).toBe(1);
+    expect(running.child.exitCode).toBeNull();
   });
 });
