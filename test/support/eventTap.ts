@@ -104,8 +104,8 @@ export async function tapAmqpEvents(url: string): Promise<EventTap> {
   try {
     const channel = await connection.createChannel();
     // Same declaration as Celery (celery/events/event.py `event_exchange`: Exchange('celeryev',
-    // type='topic'),
-    // kombu's default durable=True); a different one would fail with PRECONDITION_FAILED.
+    // type='topic'), kombu's default durable=True); a different one would fail with
+    // PRECONDITION_FAILED.
     await channel.assertExchange('celeryev', 'topic', { durable: true, autoDelete: false });
     const { queue } = await channel.assertQueue('', { exclusive: true, autoDelete: true });
     let closed = false;
