@@ -58,6 +58,7 @@ describe('Redis channel variants', () => {
     await cleanup?.();
     worker = undefined;
     bridge = undefined;
+    cleanup = undefined;
   });
 
   it.each(variants)('exports tasks with $name', async ({ db, transport, flags }) => {
