@@ -4,7 +4,7 @@ import { createSecureContext } from 'node:tls';
 import { ConfigError } from '../errors.js';
 import type { BrokerTlsSettings } from './BridgeOptions.js';
 import type { BrokerEndpoint } from './brokerUrl.js';
-import { OPTION_SPECS } from './optionSpecs.js';
+import { optionLabel } from './optionSpecs.js';
 
 /** The raw `--broker-tls-*` values ('' when unset). */
 export interface BrokerTlsFlags {
@@ -32,16 +32,17 @@ export function brokerTlsSettings(
     flags.servername !== '' ? 'broker-tls-servername' : undefined,
     flags.insecure ? 'broker-tls-insecure' : undefined,
   ].filter((flag): flag is string => flag !== undefined);
-  if (given.length === 0) return undefined;
+  const first = given[0];
+  if (first === undefined) return undefined;
   if (!broker.tls) {
     throw new ConfigError(
-      `${name(given[0] ?? '')} needs a TLS broker URL (amqps:// or rediss://), but the broker is ` +
+      `${optionLabel(first)} needs a TLS broker URL (amqps:// or rediss://), but the broker is ` +
         `${broker.redactedUrl}: use the TLS scheme and the broker's TLS port (RabbitMQ: 5671)`,
     );
   }
   if ((flags.certFile === '') !== (flags.keyFile === '')) {
     throw new ConfigError(
-      `${name('broker-tls-cert-file')} and ${name('broker-tls-key-file')} go together: ` +
+      `${optionLabel('broker-tls-cert-file')} and ${optionLabel('broker-tls-key-file')} go together: ` +
         'a client certificate needs its private key',
     );
   }
@@ -55,7 +56,7 @@ export function brokerTlsSettings(
       createPrivateKey(key);
     } catch (error) {
       throw new ConfigError(
-        `${name('broker-tls-key-file')}: ${JSON.stringify(flags.keyFile)} is not an unencrypted PEM ` +
+        `${optionLabel('broker-tls-key-file')}: ${JSON.stringify(flags.keyFile)} is not an unencrypted PEM ` +
           `private key (${(error as Error).message})`,
       );
     }
@@ -63,7 +64,7 @@ export function brokerTlsSettings(
       createSecureContext({ cert, key });
     } catch (error) {
       throw new ConfigError(
-        `${name('broker-tls-cert-file')} and ${name('broker-tls-key-file')} do not belong ` +
+        `${optionLabel('broker-tls-cert-file')} and ${optionLabel('broker-tls-key-file')} do not belong ` +
           `together (${(error as Error).message})`,
       );
     }
@@ -76,18 +77,12 @@ export function brokerTlsSettings(
   };
 }
 
-/** `--flag (ENV_VAR)`, so the user knows which of the two to fix. */
-function name(flag: string): string {
-  const spec = OPTION_SPECS.find((candidate) => candidate.flag === flag);
-  return spec === undefined ? `--${flag}` : `--${flag} (${spec.env})`;
-}
-
 function read(flag: string, path: string): Buffer {
   try {
     return readFileSync(path);
   } catch (error) {
     throw new ConfigError(
-      `${name(flag)}: cannot read ${JSON.stringify(path)}: ${(error as Error).message}`,
+      `${optionLabel(flag)}: cannot read ${JSON.stringify(path)}: ${(error as Error).message}`,
     );
   }
 }
@@ -100,7 +95,7 @@ function certificates(flag: string, path: string): Buffer {
   const blocks = content.toString('latin1').match(PEM_CERTIFICATE) ?? [];
   if (blocks.length === 0) {
     throw new ConfigError(
-      `${name(flag)}: ${JSON.stringify(path)} holds no PEM certificate ` +
+      `${optionLabel(flag)}: ${JSON.stringify(path)} holds no PEM certificate ` +
         '(-----BEGIN CERTIFICATE-----); convert a DER file with `openssl x509 -inform der -in FILE -out FILE.pem`',
     );
   }
@@ -109,7 +104,7 @@ function certificates(flag: string, path: string): Buffer {
       new X509Certificate(block);
     } catch (error) {
       throw new ConfigError(
-        `${name(flag)}: certificate ${index + 1} in ${JSON.stringify(path)} does not parse ` +
+        `${optionLabel(flag)}: certificate ${index + 1} in ${JSON.stringify(path)} does not parse ` +
           `(${(error as Error).message})`,
       );
     }

@@ -343,3 +343,15 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
     help: 'debug, info, warn or error',
   },
 ];
+
+/** The spec of `--flag`; a flag without one is a programming error. */
+export function specFor(flag: string): OptionSpec {
+  const spec = OPTION_SPECS.find((candidate) => candidate.flag === flag);
+  if (spec === undefined) throw new Error(`no option spec for --${flag}`);
+  return spec;
+}
+
+/** `--flag (ENV_VAR)` for error messages, so the user knows which of the two to fix. */
+export function optionLabel(flag: string): string {
+  return `--${flag} (${specFor(flag).env})`;
+}

@@ -14,7 +14,7 @@ import type {
 } from './BridgeOptions.js';
 import { brokerTlsSettings } from './brokerTlsSettings.js';
 import { type BrokerEndpoint, parseBrokerUrl } from './brokerUrl.js';
-import { OPTION_SPECS, type OptionSpec } from './optionSpecs.js';
+import { OPTION_SPECS, optionLabel, specFor } from './optionSpecs.js';
 
 export type ParsedCommand =
   | { readonly command: 'run'; readonly options: BridgeOptions }
@@ -29,21 +29,22 @@ type Env = Readonly<Record<string, string | undefined>>;
  * variable, so the user knows which of the two to fix.
  */
 export function parseConfig(argv: readonly string[], env: Env): ParsedCommand {
-  const parsed = parseFlags(argv);
-  if (parsed.values['help'] === true) return { command: 'help' };
-  if (parsed.values['version'] === true) return { command: 'version' };
+  const flags = parseFlags(argv);
+  if (flags['help'] === true) return { command: 'help' };
+  if (flags['version'] === true) return { command: 'version' };
 
   const raw = (flag: string): string => {
     const spec = specFor(flag);
-    const fromFlag = parsed.values[flag];
+    const fromFlag = flags[flag];
     if (typeof fromFlag === 'string') return fromFlag;
     if (fromFlag === true) return 'true';
     const fromEnv = env[spec.env];
     if (fromEnv !== undefined && fromEnv.trim() !== '') return fromEnv.trim();
     return spec.default ?? '';
   };
-  const integer = (flag: string): number => parseInteger(specFor(flag), raw(flag));
-  const boolean = (flag: string): boolean => parseBoolean(specFor(flag), raw(flag));
+  const integer = (flag: string): number =>
+    wholeNumber(raw(flag), specFor(flag).min ?? 0, optionLabel(flag));
+  const boolean = (flag: string): boolean => parseBoolean(flag, raw(flag));
 
   const brokerUrl = parseBrokerUrl(raw('broker'));
   const tlsSettings = brokerTlsSettings(brokerUrl, {
@@ -61,9 +62,8 @@ export function parseConfig(argv: readonly string[], env: Env): ParsedCommand {
       `--log-level must be debug, info, warn or error, not ${JSON.stringify(logLevel)}`,
     );
   }
-  const exporter = traceExporter(parsed.values['exporter'], env);
+  const exporter = traceExporter(flags['exporter'], env);
   const maxAttributeLength = integer('max-attribute-length');
-  const spanAttributeLimit = env['OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT'];
   return {
     command: 'run',
     options: {
@@ -82,7 +82,7 @@ export function parseConfig(argv: readonly string[], env: Env): ParsedCommand {
         maxBufferedBytes: integer('redis-max-buffered-bytes'),
       },
       otlp: {
-        ...otlpSignal('TRACES', parsed.values, env),
+        ...otlpSignal('TRACES', flags, env),
         serviceName: nonEmpty('service-name', raw('service-name')),
         resourceAttributes: parseKeyValueList(
           'OTEL_RESOURCE_ATTRIBUTES',
@@ -90,7 +90,7 @@ export function parseConfig(argv: readonly string[], env: Env): ParsedCommand {
         ),
       },
       metrics: {
-        otlp: otlpSignal('METRICS', parsed.values, env),
+        otlp: otlpSignal('METRICS', flags, env),
         otlpEnabled: metricsExporterEnabled(env),
         // https://opentelemetry.io/docs/specs/otel/configuration/sdk-environment-variables/#periodic-exporting-metricreader
         exportIntervalMs: envInteger(env, ['OTEL_METRIC_EXPORT_INTERVAL'], 60_000, 1),
@@ -126,8 +126,9 @@ export function parseConfig(argv: readonly string[], env: Env): ParsedCommand {
         captureArgs: boolean('capture-args'),
         captureResult: boolean('capture-result'),
       },
+      // The span-specific SDK variable beats OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT, not the flag.
       maxAttributeLength:
-        parsed.values['max-attribute-length'] === undefined && spanAttributeLimit !== undefined
+        flags['max-attribute-length'] === undefined
           ? envInteger(env, ['OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT'], maxAttributeLength, 64)
           : maxAttributeLength,
       maxCapturedLength: integer('max-captured-length'),
@@ -173,9 +174,7 @@ function traceExporter(flag: string | boolean | undefined, env: Env): TraceExpor
   );
 }
 
-function parseFlags(argv: readonly string[]): {
-  values: Record<string, string | boolean | undefined>;
-} {
+function parseFlags(argv: readonly string[]): Record<string, string | boolean | undefined> {
   const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = {
     help: { type: 'boolean', short: 'h' },
     version: { type: 'boolean', short: 'v' },
@@ -190,35 +189,28 @@ function parseFlags(argv: readonly string[]): {
       strict: true,
       allowPositionals: false,
     });
-    return { values: values };
+    return values;
   } catch (error) {
     throw new ConfigError(`${(error as Error).message}; run with --help for the list of options`);
   }
 }
 
-function specFor(flag: string): OptionSpec {
-  const spec = OPTION_SPECS.find((candidate) => candidate.flag === flag);
-  if (spec === undefined) throw new Error(`no option spec for --${flag}`);
-  return spec;
-}
-
-function parseInteger(spec: OptionSpec, text: string): number {
+/** `text` as an integer of at least `min`; `label` names the flag or variable it came from. */
+function wholeNumber(text: string, min: number, label: string): number {
   const value = Number(text);
-  if (!/^\d+$/.test(text) || !Number.isSafeInteger(value) || value < (spec.min ?? 0)) {
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(value) || value < min) {
     throw new ConfigError(
-      `--${spec.flag} (${spec.env}) must be a whole number of at least ${spec.min ?? 0}, not ${JSON.stringify(text)}`,
+      `${label} must be a whole number of at least ${min}, not ${JSON.stringify(text)}`,
     );
   }
   return value;
 }
 
-function parseBoolean(spec: OptionSpec, text: string): boolean {
+function parseBoolean(flag: string, text: string): boolean {
   const lowered = text.toLowerCase();
   if (['true', '1', 'yes', 'on'].includes(lowered)) return true;
   if (['false', '0', 'no', 'off'].includes(lowered)) return false;
-  throw new ConfigError(
-    `--${spec.flag} (${spec.env}) must be true or false, not ${JSON.stringify(text)}`,
-  );
+  throw new ConfigError(`${optionLabel(flag)} must be true or false, not ${JSON.stringify(text)}`);
 }
 
 function nonEmpty(flag: string, value: string): string {
@@ -229,14 +221,7 @@ function nonEmpty(flag: string, value: string): string {
 function envInteger(env: Env, names: string[], fallback: number, min = 0): number {
   for (const name of names) {
     const text = env[name]?.trim();
-    if (text === undefined || text === '') continue;
-    const value = Number(text);
-    if (!/^\d+$/.test(text) || !Number.isSafeInteger(value) || value < min) {
-      throw new ConfigError(
-        `${name} must be a whole number of at least ${min}, not ${JSON.stringify(text)}`,
-      );
-    }
-    return value;
+    if (text !== undefined && text !== '') return wholeNumber(text, min, name);
   }
   return fallback;
 }

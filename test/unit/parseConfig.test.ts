@@ -133,6 +133,43 @@ describe('parseConfig', () => {
     expect(headerError).not.toContain('%E0');
   });
 
+  it('names the flag and its variable, or the SDK variable, for a number out of range', () => {
+    expect(configError(['--amqp-prefetch', '0'])).toBe(
+      '--amqp-prefetch (CELERY_OTEL_BRIDGE_AMQP_PREFETCH) must be a whole number of at least 1, not "0"',
+    );
+    expect(configError([], { OTEL_BSP_MAX_EXPORT_BATCH_SIZE: '1.5' })).toBe(
+      'OTEL_BSP_MAX_EXPORT_BATCH_SIZE must be a whole number of at least 1, not "1.5"',
+    );
+    expect(configError([], { CELERY_OTEL_BRIDGE_CAPTURE_ARGS: 'maybe' })).toBe(
+      '--capture-args (CELERY_OTEL_BRIDGE_CAPTURE_ARGS) must be true or false, not "maybe"',
+    );
+  });
+
+  it('takes the span attribute limit from the flag, else the span variable, else the generic one', () => {
+    const limit = (argv: string[], env: Record<string, string>): number =>
+      runOptions(argv, env).maxAttributeLength;
+    expect(limit([], {})).toBe(32768);
+    expect(limit([], { OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT: '500' })).toBe(500);
+    expect(
+      limit([], {
+        OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT: '500',
+        OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT: '700',
+      }),
+    ).toBe(700);
+    expect(
+      limit([], {
+        OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT: '500',
+        OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT: '',
+      }),
+    ).toBe(500);
+    expect(
+      limit(['--max-attribute-length', '100'], { OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT: '700' }),
+    ).toBe(100);
+    expect(configError([], { OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT: '10' })).toContain(
+      'at least 64',
+    );
+  });
+
   it('maps kombu Redis transport options to channel prefixes', () => {
     expect(
       runOptions(['--broker', 'redis://h/5', '--redis-fanout-prefix', 'false']).redis.fanoutPrefix,
