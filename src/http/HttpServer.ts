@@ -56,7 +56,7 @@ export class HttpServer {
   private handle(request: IncomingMessage, response: ServerResponse): void {
     const path = (request.url ?? '/').split('?')[0];
     if (request.method !== 'GET' && request.method !== 'HEAD') {
-      response.writeHead(405, { allow: 'GET' }).end();
+      response.writeHead(405, { allow: 'GET, HEAD' }).end();
       return;
     }
     if (path === '/metrics') {
