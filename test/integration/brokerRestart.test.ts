@@ -1,4 +1,4 @@
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync } from 'node:child_process';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
   type HttpBridgeProcess,
@@ -15,6 +15,7 @@ import {
   startCeleryWorker,
 } from '../support/celeryWorker.js';
 import { OtlpReceiver, taskSpansOf } from '../support/OtlpReceiver.js';
+import { startOwnRedis } from '../support/ownRedis.js';
 import { freePort, sleep, until } from '../support/testUtils.js';
 
 async function readiness(base: string): Promise<number> {
@@ -30,25 +31,7 @@ class OwnRedis {
   private child: ChildProcess | undefined;
   constructor(readonly port: number) {}
   async start(): Promise<void> {
-    this.child = spawn(
-      'redis-server',
-      ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
-      {
-        stdio: 'ignore',
-      },
-    );
-    await until(
-      'redis-server to listen',
-      () => {
-        try {
-          execFileSync('redis-cli', ['-p', String(this.port), 'ping'], { stdio: 'pipe' });
-          return Promise.resolve(true);
-        } catch {
-          return Promise.resolve(false);
-        }
-      },
-      10_000,
-    );
+    this.child = await startOwnRedis(this.port);
   }
   async stop(): Promise<void> {
     const child = this.child;

@@ -1,4 +1,4 @@
-import { execFileSync, type ChildProcess, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { type BridgeProcess, deleteBridgeQueue, startBridge } from '../support/bridgeProcess.js';
@@ -12,6 +12,7 @@ import {
   startCeleryWorker,
 } from '../support/celeryWorker.js';
 import { OtlpReceiver, type ReceivedSpan, SPAN_KIND_CONSUMER } from '../support/OtlpReceiver.js';
+import { startOwnRedis } from '../support/ownRedis.js';
 import { freePort, peakRssMiB, sleep } from '../support/testUtils.js';
 
 /**
@@ -119,26 +120,6 @@ class Scenario {
     await deleteTestQueue(this.url, this.queue).catch(() => undefined);
     await deleteBridgeQueue(this.url, this.bridgeQueue);
   }
-}
-
-/** A Redis server of the suite's own, to restart without disturbing anything else. */
-async function ownRedis(port: number): Promise<ChildProcess> {
-  const child = spawn(
-    'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
-    {
-      stdio: 'ignore',
-    },
-  );
-  for (let i = 0; i < 50; i++) {
-    try {
-      execFileSync('redis-cli', ['-p', String(port), 'ping'], { stdio: 'pipe' });
-      return child;
-    } catch {
-      await sleep(100);
-    }
-  }
-  throw new Error(`redis-server on port ${port} did not start`);
 }
 
 async function run(
@@ -275,7 +256,7 @@ describe('reliability report', () => {
 
   it('Redis killed and restarted while tasks run', async () => {
     const port = await freePort();
-    let redis = await ownRedis(port);
+    let redis = await startOwnRedis(port);
     try {
       await run(`redis://127.0.0.1:${port}/0`, async (s) => {
         const before = await s.adds(100);
@@ -283,7 +264,7 @@ describe('reliability report', () => {
         await sleep(1000);
         redis.kill('SIGKILL');
         await sleep(2000);
-        redis = await ownRedis(port);
+        redis = await startOwnRedis(port);
         await sleep(5000);
         const after = await s.adds(100);
         await s.report('Redis killed + restarted', [...before, slow, ...after], 90_000);
