@@ -1,14 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import type { BridgeOptions } from '../../src/config/BridgeOptions.js';
-import { parseConfig } from '../../src/config/parseConfig.js';
 import { ConfigError } from '../../src/errors.js';
+import { runOptions as run } from '../support/configHelpers.js';
 
-/** `--exporter` / `--console-quiet-ms` and `--enable-events*`: flags, variables, defaults. */
-function run(argv: string[], env: Record<string, string> = {}): BridgeOptions {
-  const parsed = parseConfig(argv, env);
-  if (parsed.command !== 'run') throw new Error(`expected run, got ${parsed.command}`);
-  return parsed.options;
-}
+// `--exporter` / `--console-quiet-ms` and `--enable-events*`: flags, variables, defaults.
 
 describe('--exporter', () => {
   it('defaults to otlp with the standard 5 s batch delay', () => {
