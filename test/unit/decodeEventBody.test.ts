@@ -123,6 +123,12 @@ describe('decodeKombuEnvelope on the captured Redis stream', () => {
       'k',
     );
     expect(JSON.parse((nested as RawEventMessage).body.toString('utf8'))).toEqual(event);
+    // Body first, no escapes and not base64 (body_encoding absent): the body's bytes as they are.
+    const raw = decodeKombuEnvelope(
+      Buffer.from('{"body": "{ü: 1}", "content-type": "application/json", "properties": {}}'),
+      'k',
+    );
+    expect((raw as RawEventMessage).body.toString('utf8')).toBe('{ü: 1}');
     // Body first but broken after it: still a clear rejection.
     expect(decodeKombuEnvelope(Buffer.from('{"body": "eA==", oops'), 'k')).toMatchObject({
       reason: 'invalid_envelope',
