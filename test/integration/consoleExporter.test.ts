@@ -58,8 +58,7 @@ describe.each(cases)('console exporter on $broker', ({ broker, url }) => {
         '--console-quiet-ms',
         '4000',
       ],
-      // No metrics listener: tests run next to each other on one machine.
-      { CELERY_OTEL_BRIDGE_HTTP_PORT: '0' },
+      {},
     );
     await bridge.waitForLog(/"level":"info","msg":"(consuming|subscribed)/);
     const chain = await produce(url, queue, 'chain');

@@ -55,7 +55,6 @@ describe.each(cases)('--enable-events on $broker', ({ broker, url }) => {
       {
         OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
         OTEL_BSP_SCHEDULE_DELAY: '100',
-        CELERY_OTEL_BRIDGE_HTTP_PORT: '0',
       },
     );
     await started.waitForLog(/"msg":"(consuming|subscribed)/);

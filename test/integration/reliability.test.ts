@@ -43,7 +43,6 @@ describe('reliability on RabbitMQ', () => {
       OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
       OTEL_BSP_SCHEDULE_DELAY: '100',
       CELERY_OTEL_BRIDGE_AMQP_QUEUE: bridgeQueue,
-      CELERY_OTEL_BRIDGE_HTTP_PORT: '0',
       ...env,
     });
     bridges.push(started);

@@ -93,7 +93,6 @@ const bridges: BridgeProcess[] = [];
 function bridge(args: string[], env: Record<string, string>): BridgeProcess {
   const started = startBridge(args, {
     CELERY_OTEL_BRIDGE_LOG_LEVEL: 'debug',
-    CELERY_OTEL_BRIDGE_HTTP_PORT: '0',
     CELERY_OTEL_BRIDGE_AMQP_QUEUE: `bridge-secrets-${randomBytes(4).toString('hex')}`,
     OTEL_EXPORTER_OTLP_ENDPOINT: collector.url,
     OTEL_EXPORTER_OTLP_TIMEOUT: '1000',

@@ -71,7 +71,6 @@ describe.each(cases)('TLS to $broker', ({ broker, plainUrl, targetPort, tlsUrl }
       OTEL_BSP_SCHEDULE_DELAY: '200',
       OTEL_METRICS_EXPORTER: 'none',
       CELERY_OTEL_BRIDGE_AMQP_QUEUE: bridgeQueue,
-      CELERY_OTEL_BRIDGE_HTTP_PORT: '0',
     });
     bridges.push(started);
     return started;
@@ -217,7 +216,7 @@ describe.each(cases)('TLS to $broker', ({ broker, plainUrl, targetPort, tlsUrl }
 
 describe('TLS options are checked at startup', () => {
   const configError = async (args: string[], env: Record<string, string> = {}) => {
-    const running = startBridge(args, { CELERY_OTEL_BRIDGE_HTTP_PORT: '0', ...env });
+    const running = startBridge(args, env);
     expect(await running.exited).toBe(2);
     return running.logLines.join('\n');
   };

@@ -67,7 +67,6 @@ class Scenario {
       OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${this.receiverPort}`,
       OTEL_BSP_SCHEDULE_DELAY: '200',
       CELERY_OTEL_BRIDGE_AMQP_QUEUE: this.bridgeQueue,
-      CELERY_OTEL_BRIDGE_HTTP_PORT: '0',
       CELERY_OTEL_BRIDGE_OUTAGE_GRACE_MS: '5000',
       CELERY_OTEL_BRIDGE_STATE_SNAPSHOT_INTERVAL_MS: '2000',
       ...extra,
