@@ -1,8 +1,8 @@
 import amqp from 'amqplib';
 import { Redis } from 'ioredis';
 import type { BrokerEndpoint } from '../config/brokerUrl.js';
-import { brokerTlsOptions } from '../source/brokerTlsOptions.js';
 import { connectAmqp } from '../source/connectAmqp.js';
+import { redisConnectionOptions } from '../source/redisConnectionOptions.js';
 
 /** Reads how many messages wait in each queue. Missing queues are left out of the result. */
 export interface QueueLengthReader {
@@ -80,12 +80,7 @@ export class RedisQueueLengthReader implements QueueLengthReader {
   async read(queues: readonly string[]): Promise<Map<string, number>> {
     if (this.client === undefined) {
       this.client = new Redis({
-        host: this.broker.hostname,
-        port: this.broker.port,
-        username: this.broker.username,
-        password: this.broker.password,
-        db: this.broker.db,
-        tls: brokerTlsOptions(this.broker),
+        ...redisConnectionOptions(this.broker),
         maxRetriesPerRequest: 1,
         enableOfflineQueue: false,
         lazyConnect: false,
