@@ -64,6 +64,7 @@ export function parseConfig(argv: readonly string[], env: Env): ParsedCommand {
   }
   const exporter = traceExporter(flags['exporter'], env);
   const maxAttributeLength = integer('max-attribute-length');
+  const tracesExport = otlpSignal('TRACES', flags, env);
   return {
     command: 'run',
     options: {
@@ -82,7 +83,7 @@ export function parseConfig(argv: readonly string[], env: Env): ParsedCommand {
         maxBufferedBytes: integer('redis-max-buffered-bytes'),
       },
       otlp: {
-        ...otlpSignal('TRACES', flags, env),
+        ...tracesExport,
         serviceName: nonEmpty('service-name', raw('service-name')),
         resourceAttributes: parseKeyValueList(
           'OTEL_RESOURCE_ATTRIBUTES',
@@ -114,7 +115,13 @@ export function parseConfig(argv: readonly string[], env: Env): ParsedCommand {
           ['OTEL_BSP_SCHEDULE_DELAY'],
           exporter === 'console' ? 100 : 5000,
         ),
-        exportTimeoutMs: envInteger(env, ['OTEL_BSP_EXPORT_TIMEOUT'], 30_000),
+        // Never shorter than the exporter's own timeout (OTEL_EXPORTER_OTLP_TIMEOUT, retries
+        // included): the queue puts a timed-out batch back for a retry, and if the exporter were
+        // still sending it, the collector would get the spans twice.
+        exportTimeoutMs: Math.max(
+          envInteger(env, ['OTEL_BSP_EXPORT_TIMEOUT'], 30_000),
+          tracesExport.timeoutMs,
+        ),
         // The spec's 2048 is sized for one application; a bridge carries a whole fleet's tasks.
         maxQueueSize: envInteger(env, ['OTEL_BSP_MAX_QUEUE_SIZE'], 20_480, 1),
         maxExportBatchSize: envInteger(env, ['OTEL_BSP_MAX_EXPORT_BATCH_SIZE'], 512, 1),

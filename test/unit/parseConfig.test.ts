@@ -66,10 +66,20 @@ describe('parseConfig', () => {
     });
     expect(options.exportQueue).toEqual({
       scheduleDelayMs: 200,
-      exportTimeoutMs: 1000,
+      // Raised to the exporter's own timeout (OTEL_EXPORTER_OTLP_TIMEOUT, 10000 by default).
+      exportTimeoutMs: 10_000,
       maxQueueSize: 100,
       maxExportBatchSize: 10,
     });
+    // A queue timeout longer than the exporter's is kept as set.
+    expect(
+      runOptions([], { OTEL_BSP_EXPORT_TIMEOUT: '45000', OTEL_EXPORTER_OTLP_TIMEOUT: '5000' })
+        .exportQueue.exportTimeoutMs,
+    ).toBe(45_000);
+    expect(
+      runOptions([], { OTEL_BSP_EXPORT_TIMEOUT: '2000', OTEL_EXPORTER_OTLP_TRACES_TIMEOUT: '7000' })
+        .exportQueue.exportTimeoutMs,
+    ).toBe(7000);
     // The signal-specific endpoint is used as is.
     expect(
       runOptions([], { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'https://tempo:4318/custom' }).otlp.url,
