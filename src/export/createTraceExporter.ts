@@ -36,8 +36,6 @@ export function createTraceExporter(
     compression:
       options.compression === 'gzip' ? CompressionAlgorithm.GZIP : CompressionAlgorithm.NONE,
     timeoutMillis: options.timeoutMs,
-    // Several batches in flight, so one slow request does not stall the whole pipeline.
-    concurrencyLimit: 4,
   };
   return options.protocol === 'http/json'
     ? new OtlpJsonTraceExporter(config)

@@ -2,7 +2,7 @@ import type { ExportResultCode } from '@opentelemetry/core';
 
 /** What ThreadedOtlpExporter hands its send thread at start (structured-cloned). */
 export interface SendThreadData {
-  /** The exporter configuration (url, headers, compression, timeout, concurrency limit). */
+  /** The exporter configuration (url, headers, compression, timeout). */
   readonly config: Record<string, unknown>;
   /** `otel.sdk.exporter.*` self-metrics component type, as the SDK's exporter reports. */
   readonly componentType: string;
