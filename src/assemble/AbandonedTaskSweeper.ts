@@ -69,6 +69,7 @@ export class AbandonedTaskSweeper {
       this.outageChecks.delete(timer);
       const gaveUp = this.assembler.giveUpUnchanged(before);
       if (gaveUp > 0) {
+        this.stats.tasksGivenUpAfterOutage(gaveUp);
         this.logger.warn(
           'tasks in flight during the broker outage got no further event: exported as incomplete',
           { tasks: gaveUp },

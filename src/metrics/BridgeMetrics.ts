@@ -152,6 +152,13 @@ export class BridgeMetrics {
       })
       .addCallback((result) => result.observe(stats.lostTasks));
     meter
+      .createObservableCounter('celery_otel_bridge.tasks.outage', {
+        unit: '{task}',
+        description:
+          'Tasks in flight during a broker outage that got no event within --outage-grace-ms after it (exported as incomplete)',
+      })
+      .addCallback((result) => result.observe(stats.outageTasks));
+    meter
       .createObservableCounter('celery_otel_bridge.events.late', {
         unit: '{event}',
         description: 'Events for tasks already exported (late or duplicated)',

@@ -23,6 +23,8 @@ export class BridgeStats implements AssemblerCounters, SpanExportCounters {
   exportOutages = 0;
   expiredTasks = 0;
   lostTasks = 0;
+  /** Given up after a broker outage: no event within --outage-grace-ms. */
+  outageTasks = 0;
   private readonly reported = new Set<string>();
   private sinceSummary = new Map<string, number>();
 
@@ -90,6 +92,10 @@ export class BridgeStats implements AssemblerCounters, SpanExportCounters {
 
   tasksLost(count: number): void {
     this.lostTasks += count;
+  }
+
+  tasksGivenUpAfterOutage(count: number): void {
+    this.outageTasks += count;
   }
 
   exportFailing(detail: string): void {

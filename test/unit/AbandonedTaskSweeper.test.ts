@@ -51,7 +51,7 @@ describe('AbandonedTaskSweeper', () => {
   });
 
   it('after an outage, exports the tasks that got no event within the grace period', () => {
-    const { finished, assembler, sweeper, event } = setup();
+    const { finished, stats, assembler, sweeper, event } = setup();
     event('task-received', 'quiet', { name: 'proj.add' });
     event('task-received', 'moving', { name: 'proj.add' });
     sweeper.afterOutage();
@@ -59,6 +59,7 @@ describe('AbandonedTaskSweeper', () => {
     event('task-started', 'moving');
     vi.advanceTimersByTime(200_000);
     expect(finished.map((t) => [t.record.id, t.completeness])).toEqual([['quiet', 'outage']]);
+    expect(stats.outageTasks).toBe(1);
     expect(assembler.inFlightCount).toBe(1);
     sweeper.stop();
   });
