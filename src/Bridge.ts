@@ -20,6 +20,7 @@ import { redactUrl } from './log/redact.js';
 import { BridgeMetrics } from './metrics/BridgeMetrics.js';
 import { createMeterProvider, type MeterSetup } from './metrics/createMeterProvider.js';
 import { MetricLabels } from './metrics/MetricLabels.js';
+import { registerIntakeMetrics } from './metrics/IntakeMetrics.js';
 import { QueueLengthPoller } from './metrics/QueueLengthPoller.js';
 import { AmqpQueueLengthReader, RedisQueueLengthReader } from './metrics/QueueLengthReader.js';
 import { BridgeMetricProducer } from './metrics/BridgeMetricProducer.js';
@@ -27,7 +28,7 @@ import { WorkerLiveness } from './metrics/WorkerLiveness.js';
 import { AmqpEventSource } from './source/AmqpEventSource.js';
 import { describeError } from './source/describeError.js';
 import { EnableEventsBroadcaster } from './source/EnableEventsBroadcaster.js';
-import type { EventSource, EventSourceHandlers } from './source/EventSource.js';
+import type { EventSourceHandlers } from './source/EventSource.js';
 import type { RawEventMessage } from './source/RawEventMessage.js';
 import { RedisEventSource } from './source/RedisEventSource.js';
 import { SavedTasks } from './state/SavedTasks.js';
@@ -41,6 +42,13 @@ const SHUTDOWN_METRICS_MS = 2000;
 const SUMMARY_INTERVAL_MS = 60_000;
 /** Workers tracked for liveness at most (a flood of hostnames cannot grow memory). */
 const MAX_WORKERS = 10_000;
+/**
+ * A graceful stop waits this long at most for the collector to accept the last spans; past it,
+ * what is not safe stays unacknowledged in RabbitMQ for the next start.
+ */
+const STOP_SAFE_MS = 10_000;
+/** Pauses of the intake are logged at most once in this long (they come in runs under load). */
+const PAUSE_LOG_INTERVAL_MS = 60_000;
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms).unref());
@@ -55,7 +63,7 @@ export class Bridge {
   readonly stats: BridgeStats;
   private readonly assembler: TaskAssembler;
   private readonly exportQueue: SpanExportQueue;
-  private readonly source: EventSource;
+  private readonly source: AmqpEventSource | RedisEventSource;
   private readonly spanOptions: TaskSpanOptions;
   private readonly decodeOptions: DecodeOptions;
   private readonly decodeSink: DecodeSink;
@@ -74,6 +82,12 @@ export class Bridge {
   private disconnectedSince: number | undefined;
   private connectionDetail = 'not connected yet';
   private httpPort: number | undefined;
+  private stopping = false;
+  /** Flow control: since when the intake is paused, and the time paused before that. */
+  private pausedSinceMs: number | undefined;
+  private pausedTotalMs = 0;
+  private pausesSinceLog = 0;
+  private pauseLoggedAtMs = Number.NEGATIVE_INFINITY;
 
   constructor(
     private readonly options: BridgeOptions,
@@ -98,6 +112,7 @@ export class Bridge {
       options.exportQueue,
       this.stats,
     );
+    this.exportQueue.onPressure((full) => this.onExportPressure(full));
     this.assembler = new TaskAssembler(options.assembler, (task) => this.export(task), this.stats);
     this.savedTasks =
       options.stateFile === undefined
@@ -107,6 +122,7 @@ export class Bridge {
             this.assembler,
             logger,
             options.stateSnapshotIntervalMs,
+            () => this.spansSettled(),
           );
     this.decodeOptions = {
       maxMessageBytes: options.maxMessageBytes,
@@ -120,6 +136,8 @@ export class Bridge {
       message: (message) => this.onMessage(message),
       rejected: (rejection: DecodeRejection, count: number) =>
         this.stats.rejected(rejection, count),
+      checkpoint: () => this.checkpoint(),
+      activate: () => this.savedTasks?.start() ?? Promise.resolve(),
       connection: (state, detail) => {
         if (state === 'connected' && this.disconnectedSince !== undefined)
           this.sweeper.afterOutage();
@@ -181,6 +199,18 @@ export class Bridge {
       inFlightCount: () => this.assembler.inFlightCount,
       queueLengths: () => this.queueLengths.latest,
     });
+    registerIntakeMetrics(this.meters.provider.getMeter(scope.name, scope.version), {
+      paused: () => this.pausedSinceMs !== undefined,
+      pausedSeconds: () =>
+        (this.pausedTotalMs +
+          (this.pausedSinceMs === undefined ? 0 : Date.now() - this.pausedSinceMs)) /
+        1000,
+      brokerBacklog: () =>
+        this.source instanceof AmqpEventSource ? this.source.brokerBacklog : undefined,
+      bufferedBytes: () =>
+        this.source instanceof RedisEventSource ? this.source.bufferedBytes : undefined,
+      spansQueued: () => this.exportQueue.held,
+    });
     this.httpServer =
       metricsOptions.httpPort === 0
         ? undefined
@@ -211,7 +241,8 @@ export class Bridge {
     this.timers.push(setInterval(() => this.assembler.tick(), TICK_MS).unref());
     this.timers.push(setInterval(() => this.stats.logSummary(), SUMMARY_INTERVAL_MS).unref());
     this.sweeper.start();
-    await this.savedTasks?.start();
+    // The state file is loaded when the source activates (before its first message): at start on
+    // Redis, on the first delivery on RabbitMQ, where a standby bridge may wait long for it.
     if (this.httpServer !== undefined) {
       // Started before the broker so /healthz answers (and /readyz says why not) while connecting.
       this.httpPort = await this.httpServer.start();
@@ -243,15 +274,17 @@ export class Bridge {
 
   /** Graceful stop: stop consuming, export every finished task, flush the exporter. */
   async stop(): Promise<void> {
+    this.stopping = true;
     for (const timer of this.timers) clearInterval(timer);
     this.timers = [];
     this.sweeper.stop();
     await this.broadcaster?.stop();
+    // The source hands on what it took, then makes it safe (a last checkpoint) and disconnects.
     await this.source.stop();
     this.connected = false;
     this.connectionDetail = 'stopping';
     this.assembler.flushHeld();
-    await this.savedTasks?.stop();
+    await this.savedTasks?.stop(STOP_SAFE_MS);
     await Promise.all([
       this.exportQueue.shutdown(),
       this.queueLengths.stop(),
@@ -273,6 +306,50 @@ export class Bridge {
   async flush(): Promise<void> {
     this.assembler.tick();
     await this.exportQueue.flush();
+  }
+
+  /** Resolves once every span finished until now was accepted by the collector (or dropped). */
+  private spansSettled(): Promise<void> {
+    return this.exportQueue.settled(this.exportQueue.mark());
+  }
+
+  /**
+   * What the messages handled so far contributed is safe: their finished spans accepted, their
+   * unfinished tasks in the state file (one coalesced write). On a stop, held tasks go out first
+   * and the wait is bounded.
+   */
+  private checkpoint(): Promise<boolean> {
+    if (this.stopping) this.assembler.flushHeld();
+    const safe =
+      this.savedTasks !== undefined
+        ? this.savedTasks.checkpoint()
+        : this.spansSettled().then(() => true);
+    if (!this.stopping) return safe;
+    return Promise.race([safe, sleep(STOP_SAFE_MS).then(() => false)]);
+  }
+
+  /** Flow control: the export queue passed its high-water mark (true) or drained (false). */
+  private onExportPressure(full: boolean): void {
+    const now = Date.now();
+    if (full) {
+      if (this.pausedSinceMs !== undefined) return;
+      this.pausedSinceMs = now;
+      this.source.pause();
+      this.pausesSinceLog++;
+      if (now - this.pauseLoggedAtMs >= PAUSE_LOG_INTERVAL_MS) {
+        this.logger.info(
+          'the collector is slower than the event stream: taking nothing from the broker until the export queue drains (nothing is dropped; see celery_otel_bridge_intake_paused_time_total)',
+          { pauses: this.pausesSinceLog, spansQueued: this.exportQueue.held },
+        );
+        this.pauseLoggedAtMs = now;
+        this.pausesSinceLog = 0;
+      }
+      return;
+    }
+    if (this.pausedSinceMs === undefined) return;
+    this.pausedTotalMs += now - this.pausedSinceMs;
+    this.pausedSinceMs = undefined;
+    this.source.resume();
   }
 
   private onMessage(message: RawEventMessage): void {

@@ -190,8 +190,8 @@ export class TaskAssembler {
 
   /**
    * What a restarted bridge needs to continue: the unfinished tasks and the ids already exported
-   * (so a late event makes no second span). Call flushHeld first: held tasks are exported, not
-   * saved. See state/StateFile.ts.
+   * (so a late event makes no second span). Held tasks are saved as they are and held again on
+   * restore. See state/StateFile.ts.
    */
   snapshot(): AssemblerSnapshot {
     const tasks: TaskRecord[] = [];
@@ -295,6 +295,12 @@ export class TaskAssembler {
       const slot = this.compactEnabled ? this.compact.fromRecord(record) : -1;
       this.inFlight.set(record.id, slot < 0 ? record : slot);
       loaded++;
+    }
+    // Tasks whose final event had arrived were held when the state was saved (a checkpoint does
+    // not flush them): hold them again, or export them if nothing is missing.
+    for (const record of snapshot.tasks) {
+      if (record.final !== undefined && this.inFlight.get(record.id) === record)
+        this.settle(record);
     }
     return loaded;
   }

@@ -86,6 +86,14 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
     help: 'http/protobuf or http/json (OTEL_EXPORTER_OTLP_TRACES_PROTOCOL wins)',
   },
   {
+    flag: 'export-concurrency',
+    env: 'CELERY_OTEL_BRIDGE_EXPORT_CONCURRENCY',
+    kind: 'integer',
+    default: '4',
+    min: 1,
+    help: 'OTLP span export requests in flight at once (one at a time while the collector fails)',
+  },
+  {
     flag: 'service-name',
     env: 'OTEL_SERVICE_NAME',
     kind: 'string',

@@ -125,6 +125,7 @@ export function parseConfig(argv: readonly string[], env: Env): ParsedCommand {
         // The spec's 2048 is sized for one application; a bridge carries a whole fleet's tasks.
         maxQueueSize: envInteger(env, ['OTEL_BSP_MAX_QUEUE_SIZE'], 20_480, 1),
         maxExportBatchSize: envInteger(env, ['OTEL_BSP_MAX_EXPORT_BATCH_SIZE'], 512, 1),
+        maxConcurrentExports: integer('export-concurrency'),
       },
       assembler: {
         maxInFlightTasks: integer('max-in-flight-tasks'),
@@ -254,6 +255,9 @@ function otlpSignal(
       env,
       [`OTEL_EXPORTER_OTLP_${signal}_TIMEOUT`, 'OTEL_EXPORTER_OTLP_TIMEOUT'],
       10_000,
+      // The SDK's exporters refuse a timeout of 0 (otlp-exporter-base `validateTimeoutMillis`):
+      // refused here, with the variable's name, instead of failing later at every export.
+      1,
     ),
   };
 }

@@ -12,6 +12,8 @@ export interface SpanExportQueueOptions {
   readonly exportTimeoutMs: number;
   /** Longest pause between export attempts while the collector fails (default 30 s). */
   readonly maxRetryDelayMs?: number;
+  /** Export requests in flight at once while the collector accepts them (default 1). */
+  readonly maxConcurrentExports?: number;
 }
 
 export interface SpanExportCounters {
@@ -25,16 +27,38 @@ export interface SpanExportCounters {
 
 const FIRST_RETRY_DELAY_MS = 1000;
 const DEFAULT_MAX_RETRY_DELAY_MS = 30_000;
+/**
+ * Intake pauses once this share of `maxQueueSize` is held (queued or being sent) and resumes
+ * below {@link LOW_WATER}: the half above the high-water mark is room for what the messages
+ * already taken from the broker still finish, so the hard bound is a last resort.
+ */
+const HIGH_WATER = 0.5;
+const LOW_WATER = 0.25;
+
+/** A batch on its way: its spans and the checkpoint epoch each span was added in. */
+interface Batch {
+  readonly spans: ReadableSpan[];
+  readonly epochs: number[];
+}
 
 /**
  * A bounded batching queue in front of an OTLP span exporter: the contract of the SDK's
  * BatchSpanProcessor (and its OTEL_BSP_* settings), plus what a bridge needs on top.
  *
+ * - Several requests in flight (`maxConcurrentExports`), as the collector's exporters send from
+ *   several consumers of their sending queue: span ids are deterministic and the receiver does
+ *   not care about order, so one slow round trip no longer caps the throughput.
  * - A collector outage loses nothing that fits: a batch that failed with a retryable error (the
  *   exporter already retried it a few times, otlp-exporter-base `RetryingTransport`) goes back to
  *   the head of the queue and is tried again with exponential backoff up to `maxRetryDelayMs`,
- *   while new spans keep queueing. Only when the queue is full are spans dropped (the newest, so
- *   the backlog stays in order), each counted.
+ *   one request at a time, while new spans keep queueing.
+ * - Back-pressure: `onPressure(true)` once half the bound is held, `onPressure(false)` when it
+ *   has drained to a quarter; the bridge then stops taking messages from the broker. Only when
+ *   the queue is full anyway are spans dropped (the newest, so the backlog stays in order), each
+ *   counted: the last resort.
+ * - Checkpoints: `mark()` closes an epoch and `settled(epoch)` resolves once every span added up
+ *   to it was accepted by the collector (or dropped and counted), which is when the broker
+ *   messages that made them may be acknowledged.
  * - A batch the collector rejects for good (HTTP 4xx other than 408/429) is dropped and counted.
  * - Adding never blocks the event loop and memory stays within `maxQueueSize` spans.
  * https://opentelemetry.io/docs/specs/otel/trace/sdk/#batching-processor
@@ -42,28 +66,61 @@ const DEFAULT_MAX_RETRY_DELAY_MS = 30_000;
  */
 export class SpanExportQueue {
   private queue: ReadableSpan[] = [];
+  /** The epoch of each queued span, index for index. */
+  private queueEpochs: number[] = [];
   private timer: NodeJS.Timeout | undefined;
-  private exporting: Promise<void> | undefined;
+  private readonly inFlight = new Set<Promise<void>>();
+  private inFlightSpans = 0;
   private shuttingDown = false;
+  private flushing = 0;
   /** While the collector fails: when the next attempt may start, and since when it fails. */
   private retryDelayMs = 0;
   private retryAtMs = 0;
   private failingSinceMs: number | undefined;
+  /** Spans not yet accepted or dropped, per epoch; epochs are added in increasing order. */
+  private readonly unsettled = new Map<number, number>();
+  private epoch = 0;
+  private waiters: { epoch: number; resolve: () => void }[] = [];
+  private pressure = false;
+  private pressureListener: ((full: boolean) => void) | undefined;
+  private readonly maxConcurrent: number;
+  private readonly highWater: number;
+  private readonly lowWater: number;
 
   constructor(
     private readonly exporter: SpanExporter,
     private readonly options: SpanExportQueueOptions,
     private readonly counters: SpanExportCounters,
     private readonly nowMs: () => number = () => Date.now(),
-  ) {}
+  ) {
+    this.maxConcurrent = Math.max(1, options.maxConcurrentExports ?? 1);
+    this.highWater = Math.max(1, Math.floor(options.maxQueueSize * HIGH_WATER));
+    this.lowWater = Math.floor(options.maxQueueSize * LOW_WATER);
+  }
 
+  /** Spans queued, not counting those being sent. */
   get length(): number {
     return this.queue.length;
+  }
+
+  /** Spans held: queued and being sent. */
+  get held(): number {
+    return this.queue.length + this.inFlightSpans;
   }
 
   /** True while the collector is failing and exports are being retried. */
   get isFailing(): boolean {
     return this.failingSinceMs !== undefined;
+  }
+
+  /** True between `onPressure(true)` and `onPressure(false)`. */
+  get isUnderPressure(): boolean {
+    return this.pressure;
+  }
+
+  /** Called with true when the queue passes its high-water mark, false when it drained. */
+  onPressure(listener: (full: boolean) => void): void {
+    this.pressureListener = listener;
   }
 
   /**
@@ -75,7 +132,7 @@ export class SpanExportQueue {
     const limit = lowPriority
       ? Math.floor(this.options.maxQueueSize / 2)
       : this.options.maxQueueSize;
-    const room = limit - this.queue.length;
+    const room = limit - this.held;
     if (room < spans.length) {
       this.counters.dropped(
         'queue_full',
@@ -87,8 +144,32 @@ export class SpanExportQueue {
       if (room <= 0) return;
       spans = spans.slice(0, room);
     }
-    for (const span of spans) this.queue.push(span);
+    if (spans.length === 0) return;
+    for (const span of spans) {
+      this.queue.push(span);
+      this.queueEpochs.push(this.epoch);
+    }
+    this.unsettled.set(this.epoch, (this.unsettled.get(this.epoch) ?? 0) + spans.length);
+    this.checkPressure();
     this.schedule();
+  }
+
+  /** Closes the current epoch and returns it: spans added from now on belong to the next one. */
+  mark(): number {
+    return this.epoch++;
+  }
+
+  /**
+   * Resolves once every span added up to `epoch` (see `mark`) was accepted or dropped. Queued
+   * spans of that epoch go out at once rather than after the schedule delay: an acknowledgement
+   * is waiting for them.
+   */
+  settled(epoch: number): Promise<void> {
+    if (this.oldestUnsettled() > epoch) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      this.waiters.push({ epoch, resolve });
+      this.schedule();
+    });
   }
 
   /**
@@ -96,14 +177,24 @@ export class SpanExportQueue {
    * (what is left stays queued; a stop then reports it as dropped).
    */
   async flush(): Promise<void> {
-    while (this.queue.length > 0 || this.exporting !== undefined) {
-      if (this.exporting !== undefined) {
-        await this.exporting;
-        continue;
+    this.flushing++;
+    try {
+      let triedWhileFailing = false;
+      for (;;) {
+        if (this.queue.length === 0 && this.inFlight.size === 0) return;
+        if (this.isFailing && this.inFlight.size === 0) {
+          // One attempt now, whatever the backoff says; if it fails too, leave the rest queued.
+          if (triedWhileFailing) return;
+          triedWhileFailing = true;
+          this.startExport();
+        } else {
+          this.schedule();
+        }
+        if (this.inFlight.size === 0) return;
+        await Promise.race(this.inFlight);
       }
-      const before = this.queue.length;
-      await this.exportOneBatch();
-      if (this.isFailing || this.queue.length >= before) return;
+    } finally {
+      this.flushing--;
     }
   }
 
@@ -118,25 +209,39 @@ export class SpanExportQueue {
         this.queue.length,
         'spans still queued at shutdown could not be exported: the collector was failing',
       );
+      this.settleSpans(this.queueEpochs);
       this.queue = [];
+      this.queueEpochs = [];
     }
     await this.exporter.shutdown();
   }
 
   private queueFullDetail(): string {
-    return `the span export queue is full (${this.options.maxQueueSize} spans, OTEL_BSP_MAX_QUEUE_SIZE): the collector is slow or unreachable; newer spans are dropped`;
+    return `the span export queue is full (${this.options.maxQueueSize} spans, OTEL_BSP_MAX_QUEUE_SIZE): the collector is slower than the intake and the broker could not be slowed down enough; newer spans are dropped`;
   }
 
-  /** Starts an export now if a full batch is waiting, else arms the schedule-delay timer. */
+  /** Starts exports while there is room in flight and a batch is due; else arms a timer. */
   private schedule(): void {
-    if (this.shuttingDown || this.exporting !== undefined || this.queue.length === 0) return;
-    const now = this.nowMs();
-    if (now < this.retryAtMs) {
-      this.arm(this.retryAtMs - now);
-    } else if (this.queue.length >= this.options.maxExportBatchSize) {
-      this.kick();
-    } else {
-      this.arm(this.options.scheduleDelayMs);
+    if (this.shuttingDown && this.flushing === 0) return;
+    for (;;) {
+      if (this.queue.length === 0) return;
+      // While the collector fails, one probe at a time: the backoff is per batch, not per slot.
+      const slots = this.isFailing ? 1 : this.maxConcurrent;
+      if (this.inFlight.size >= slots) return;
+      const now = this.nowMs();
+      if (now < this.retryAtMs) {
+        this.arm(this.retryAtMs - now);
+        return;
+      }
+      const due =
+        this.queue.length >= this.options.maxExportBatchSize ||
+        this.waiters.length > 0 ||
+        this.flushing > 0;
+      if (!due) {
+        this.arm(this.options.scheduleDelayMs);
+        return;
+      }
+      this.startExport();
     }
   }
 
@@ -147,26 +252,32 @@ export class SpanExportQueue {
     }, delayMs).unref();
   }
 
+  /** The schedule-delay or backoff timer fired: send what is queued, partial batch or not. */
   private kick(): void {
-    clearTimeout(this.timer);
-    this.timer = undefined;
-    if (this.exporting !== undefined || this.shuttingDown) return;
-    if (this.nowMs() < this.retryAtMs) {
-      this.arm(this.retryAtMs - this.nowMs());
-      return;
-    }
-    void this.exportOneBatch().then(() => this.schedule());
+    if (this.shuttingDown && this.flushing === 0) return;
+    const slots = this.isFailing ? 1 : this.maxConcurrent;
+    if (this.inFlight.size < slots && this.nowMs() >= this.retryAtMs) this.startExport();
+    this.schedule();
   }
 
-  private exportOneBatch(): Promise<void> {
-    const batch = this.queue.splice(0, this.options.maxExportBatchSize);
-    if (batch.length === 0) return Promise.resolve();
-    const done = new Promise<void>((resolve) => {
+  private startExport(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    const take = Math.min(this.options.maxExportBatchSize, this.queue.length);
+    if (take === 0) return;
+    const batch: Batch = {
+      spans: this.queue.splice(0, take),
+      epochs: this.queueEpochs.splice(0, take),
+    };
+    this.inFlightSpans += take;
+    const done: Promise<void> = new Promise<void>((resolve) => {
       let settled = false;
       const finish = (result: ExportResult): void => {
         if (settled) return;
         settled = true;
         clearTimeout(timeout);
+        this.inFlightSpans -= take;
+        this.inFlight.delete(done);
         this.settle(batch, result);
         resolve();
       };
@@ -181,26 +292,25 @@ export class SpanExportQueue {
         this.options.exportTimeoutMs,
       );
       try {
-        this.exporter.export(batch, finish);
+        this.exporter.export(batch.spans, finish);
       } catch (error) {
         finish({ code: ExportResultCode.FAILED, error: error as Error });
       }
-    }).finally(() => {
-      this.exporting = undefined;
     });
-    this.exporting = done;
-    return done;
+    this.inFlight.add(done);
+    void done.then(() => this.schedule());
   }
 
-  private settle(batch: ReadableSpan[], result: ExportResult): void {
+  private settle(batch: Batch, result: ExportResult): void {
     if (result.code === ExportResultCode.SUCCESS) {
-      this.counters.exported(batch.length);
+      this.counters.exported(batch.spans.length);
       if (this.failingSinceMs !== undefined) {
         this.counters.exportRecovered(this.nowMs() - this.failingSinceMs);
       }
       this.failingSinceMs = undefined;
       this.retryDelayMs = 0;
       this.retryAtMs = 0;
+      this.settleSpans(batch.epochs);
       return;
     }
     const status = (result.error as { code?: unknown } | undefined)?.code;
@@ -214,17 +324,22 @@ export class SpanExportQueue {
     ) {
       this.counters.dropped(
         'export_rejected',
-        batch.length,
+        batch.spans.length,
         `the collector rejected spans (HTTP ${status}: ${message}); check the endpoint and its authentication`,
       );
+      this.settleSpans(batch.epochs);
       return;
     }
     // Retryable: the batch goes back to the head (it is the oldest), and back off. Spans queued
     // meanwhile past the bound are dropped from the tail, as `add` drops them: the newest go.
-    this.queue = batch.concat(this.queue);
-    const excess = this.queue.length - this.options.maxQueueSize;
+    this.queue = batch.spans.concat(this.queue);
+    this.queueEpochs = batch.epochs.concat(this.queueEpochs);
+    const excess = this.held - this.options.maxQueueSize;
     if (excess > 0) {
-      this.queue.length = this.options.maxQueueSize;
+      const keep = this.queue.length - excess;
+      this.settleSpans(this.queueEpochs.slice(keep));
+      this.queue.length = keep;
+      this.queueEpochs.length = keep;
       this.counters.dropped('queue_full', excess, this.queueFullDetail());
     }
     const now = this.nowMs();
@@ -238,5 +353,41 @@ export class SpanExportQueue {
       this.retryDelayMs === 0 ? FIRST_RETRY_DELAY_MS : this.retryDelayMs * 2,
     );
     this.retryAtMs = now + this.retryDelayMs;
+  }
+
+  /** These spans were accepted or dropped: release the checkpoints waiting for them. */
+  private settleSpans(epochs: readonly number[]): void {
+    for (const epoch of epochs) {
+      const left = (this.unsettled.get(epoch) ?? 1) - 1;
+      if (left > 0) this.unsettled.set(epoch, left);
+      else this.unsettled.delete(epoch);
+    }
+    this.checkPressure();
+    if (this.waiters.length === 0) return;
+    const oldest = this.oldestUnsettled();
+    const still: typeof this.waiters = [];
+    for (const waiter of this.waiters) {
+      if (waiter.epoch < oldest) waiter.resolve();
+      else still.push(waiter);
+    }
+    this.waiters = still;
+  }
+
+  /** The oldest epoch with a span not yet settled; Infinity when there is none. */
+  private oldestUnsettled(): number {
+    // Map iteration follows insertion order, and epochs are inserted in increasing order.
+    for (const epoch of this.unsettled.keys()) return epoch;
+    return Number.POSITIVE_INFINITY;
+  }
+
+  private checkPressure(): void {
+    const held = this.held;
+    if (!this.pressure && held >= this.highWater) {
+      this.pressure = true;
+      this.pressureListener?.(true);
+    } else if (this.pressure && held <= this.lowWater) {
+      this.pressure = false;
+      this.pressureListener?.(false);
+    }
   }
 }

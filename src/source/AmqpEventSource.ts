@@ -25,18 +25,45 @@ export interface AmqpEventSourceOptions {
  * bound with `#` to the topic exchange, bounded in bytes (`x-max-length-bytes`, oldest dropped
  * first), in age (`x-message-ttl`) and in life (`x-expires`: deleted once no bridge has consumed
  * it for that long), and single-active-consumer so a second bridge waits as a standby.
+ *
+ * Nothing is acknowledged before it is safe (`handlers.checkpoint`): a `kill -9` at any moment
+ * leaves every message whose spans the collector has not accepted, or whose in-flight tasks are
+ * not in the state file, in the queue for the next bridge. Back-pressure needs no cancel (which
+ * would hand the queue to a standby): while paused, deliveries wait here unhandled and
+ * unacknowledged, and RabbitMQ stops sending once `--amqp-prefetch` are unacknowledged, so the
+ * backlog stays in the queue, within its own bounds.
  * https://www.rabbitmq.com/docs/ttl https://www.rabbitmq.com/docs/maxlength
+ * https://www.rabbitmq.com/docs/consumer-prefetch https://www.rabbitmq.com/docs/consumers#single-active-consumer
  */
 export class AmqpEventSource implements EventSource {
   private connection: amqp.ChannelModel | undefined;
+  private consumer: Consumer | undefined;
   private stopping = false;
+  private paused = false;
   private reconnectTimer: NodeJS.Timeout | undefined;
+  private backlogTimer: NodeJS.Timeout | undefined;
+  /** `handlers.activate` ran (or runs): once per process, before the first message. */
+  private activation: Promise<void> | undefined;
+  private active = false;
+  private backlogMessages: number | undefined;
+  private nearBoundWarned = false;
+  private bytesHandled = 0;
+  private messagesHandled = 0;
 
   constructor(
     private readonly options: AmqpEventSourceOptions,
     private readonly handlers: EventSourceHandlers,
     private readonly logger: Logger,
   ) {}
+
+  /** Messages ready in the bridge's queue at the last reading (every few seconds). */
+  get brokerBacklog(): number | undefined {
+    return this.backlogMessages;
+  }
+
+  get pendingMessages(): number {
+    return this.consumer?.waiting.length ?? 0;
+  }
 
   async start(): Promise<void> {
     const { broker, connectTimeoutMs } = this.options;
@@ -48,11 +75,30 @@ export class AmqpEventSource implements EventSource {
       (msg, fields) => this.logger.warn(msg, fields),
       () => this.stopping,
     );
+    this.backlogTimer = setInterval(() => void this.readBacklog(), BACKLOG_INTERVAL_MS).unref();
+  }
+
+  pause(): void {
+    this.paused = true;
+  }
+
+  resume(): void {
+    this.paused = false;
+    if (this.consumer !== undefined) this.drain(this.consumer);
   }
 
   async stop(): Promise<void> {
     this.stopping = true;
     clearTimeout(this.reconnectTimer);
+    clearInterval(this.backlogTimer);
+    const consumer = this.consumer;
+    if (consumer !== undefined) {
+      // Messages not handed on stay unacknowledged: RabbitMQ gives them to the next consumer.
+      clearTimeout(consumer.ackTimer);
+      await consumer.checkpointing;
+      if (consumer.lastHandled !== undefined) await this.checkpoint(consumer);
+    }
+    this.consumer = undefined;
     const connection = this.connection;
     this.connection = undefined;
     if (connection !== undefined) {
@@ -67,6 +113,7 @@ export class AmqpEventSource implements EventSource {
   private async connectAndConsume(): Promise<void> {
     const { broker, queue, exchange } = this.options;
     const connection = await connectAmqp(broker);
+    let consumer: Consumer;
     try {
       const channel = await connection.createChannel();
       // Celery declares `celeryev` as a durable topic exchange (celery/events/event.py).
@@ -91,23 +138,7 @@ export class AmqpEventSource implements EventSource {
       }
       await channel.bindQueue(queue.queueName, exchange, '#');
       await channel.prefetch(queue.prefetchCount);
-      let unacked: amqp.Message | undefined;
-      let unackedCount = 0;
-      let ackTimer: NodeJS.Timeout | undefined;
-      const ackNow = (): void => {
-        clearTimeout(ackTimer);
-        ackTimer = undefined;
-        const last = unacked;
-        unacked = undefined;
-        unackedCount = 0;
-        if (last === undefined) return;
-        try {
-          channel.ack(last, true);
-        } catch {
-          // The channel closed meanwhile: the broker redelivers these messages, and the
-          // assembler drops what it already saw (duplicates are counted, not exported twice).
-        }
-      };
+      consumer = { channel, waiting: [], handledSinceAck: 0, closed: false, draining: false };
       await channel.consume(
         queue.queueName,
         (message) => {
@@ -117,29 +148,8 @@ export class AmqpEventSource implements EventSource {
             void connection.close().catch(() => undefined);
             return;
           }
-          const properties = message.properties as {
-            contentType?: unknown;
-            contentEncoding?: unknown;
-            headers?: Record<string, unknown>;
-          };
-          const compression = properties.headers?.['compression'];
-          this.handlers.message({
-            routingKey: message.fields.routingKey,
-            contentType: typeof properties.contentType === 'string' ? properties.contentType : '',
-            contentEncoding:
-              typeof properties.contentEncoding === 'string'
-                ? properties.contentEncoding
-                : undefined,
-            compression: typeof compression === 'string' ? compression : undefined,
-            body: message.content,
-          });
-          // Acknowledge in batches (multiple=true): one frame for half the prefetch window, or
-          // for what arrived within ACK_INTERVAL_MS. Every ack is a socket write, and acking
-          // once per event-loop turn cost more than parsing the events (README "Benchmark").
-          // Half the window keeps the broker sending while the ack is on its way.
-          unacked = message;
-          if (++unackedCount >= Math.max(1, queue.prefetchCount >> 1)) ackNow();
-          else ackTimer ??= setTimeout(ackNow, ACK_INTERVAL_MS);
+          consumer.waiting.push(message);
+          this.drain(consumer);
         },
         { noAck: false },
       );
@@ -148,12 +158,19 @@ export class AmqpEventSource implements EventSource {
       throw error;
     }
     this.connection = connection;
+    this.consumer = consumer;
     connection.on('error', (error: unknown) => {
       this.logger.warn('RabbitMQ connection error', { error: describe(error) });
     });
     connection.on('close', () => {
+      // Unacknowledged messages, handled or not, go back to the queue; the assembler and the
+      // state file drop what they already saw (duplicates are counted, not exported twice).
+      consumer.closed = true;
+      clearTimeout(consumer.ackTimer);
+      consumer.waiting.length = 0;
       if (this.stopping || this.connection !== connection) return;
       this.connection = undefined;
+      this.consumer = undefined;
       this.handlers.connection('disconnected', `lost the connection to ${broker.redactedUrl}`);
       this.reconnect(0);
     });
@@ -161,6 +178,131 @@ export class AmqpEventSource implements EventSource {
       'connected',
       `consuming ${exchange} on ${broker.redactedUrl} via queue ${queue.queueName}`,
     );
+  }
+
+  /** Hands waiting messages on, in slices, unless paused, activating or stopping. */
+  private drain(consumer: Consumer): void {
+    if (consumer.closed || this.stopping || this.paused || consumer.waiting.length === 0) return;
+    if (!this.active) {
+      // The first message this process gets: load what a previous active consumer saved.
+      this.activation ??= this.handlers
+        .activate()
+        .catch((error: unknown) => {
+          this.logger.warn('could not load the saved state on becoming the active consumer', {
+            error: describe(error),
+          });
+        })
+        .finally(() => {
+          this.active = true;
+          if (this.consumer !== undefined) this.drain(this.consumer);
+        });
+      return;
+    }
+    const deadline = performance.now() + DRAIN_SLICE_MS;
+    let handled = 0;
+    while (handled < consumer.waiting.length && !this.paused) {
+      const message = consumer.waiting[handled++] as amqp.Message;
+      this.handOn(message);
+      consumer.lastHandled = message;
+      consumer.handledSinceAck++;
+      if (performance.now() >= deadline) break;
+    }
+    consumer.waiting.splice(0, handled);
+    if (consumer.waiting.length > 0 && !this.paused && !consumer.draining) {
+      consumer.draining = true;
+      setImmediate(() => {
+        consumer.draining = false;
+        this.drain(consumer);
+      });
+    }
+    this.maybeCheckpoint(consumer);
+  }
+
+  private handOn(message: amqp.Message): void {
+    const properties = message.properties as {
+      contentType?: unknown;
+      contentEncoding?: unknown;
+      headers?: Record<string, unknown>;
+    };
+    const compression = properties.headers?.['compression'];
+    this.bytesHandled += message.content.length;
+    this.messagesHandled++;
+    this.handlers.message({
+      routingKey: message.fields.routingKey,
+      contentType: typeof properties.contentType === 'string' ? properties.contentType : '',
+      contentEncoding:
+        typeof properties.contentEncoding === 'string' ? properties.contentEncoding : undefined,
+      compression: typeof compression === 'string' ? compression : undefined,
+      body: message.content,
+    });
+  }
+
+  /**
+   * Acknowledge in batches (multiple=true) once safe: a checkpoint for half the prefetch window,
+   * or for what was handled within ACK_INTERVAL_MS. One checkpoint runs at a time; the other half
+   * of the window keeps the broker sending while it waits for the collector.
+   */
+  private maybeCheckpoint(consumer: Consumer): void {
+    if (consumer.checkpointing !== undefined || consumer.lastHandled === undefined) return;
+    if (consumer.handledSinceAck >= Math.max(1, this.options.queue.prefetchCount >> 1)) {
+      consumer.checkpointing = this.checkpoint(consumer);
+    } else {
+      consumer.ackTimer ??= setTimeout(() => {
+        consumer.ackTimer = undefined;
+        if (consumer.checkpointing === undefined && consumer.lastHandled !== undefined) {
+          consumer.checkpointing = this.checkpoint(consumer);
+        }
+      }, ACK_INTERVAL_MS);
+    }
+  }
+
+  private async checkpoint(consumer: Consumer): Promise<void> {
+    clearTimeout(consumer.ackTimer);
+    consumer.ackTimer = undefined;
+    const upTo = consumer.lastHandled;
+    consumer.lastHandled = undefined;
+    consumer.handledSinceAck = 0;
+    try {
+      if (upTo !== undefined && (await this.handlers.checkpoint()) && !consumer.closed) {
+        consumer.channel.ack(upTo, true);
+      }
+    } catch (error) {
+      // The channel closed meanwhile: the broker redelivers these messages.
+      this.logger.debug('acknowledgement not sent', { error: describe(error) });
+    } finally {
+      consumer.checkpointing = undefined;
+      if (!this.stopping && !consumer.closed) this.maybeCheckpoint(consumer);
+    }
+  }
+
+  /** Reads the queue's depth (passive declare) for the backlog gauge and the near-bound warning. */
+  private async readBacklog(): Promise<void> {
+    const consumer = this.consumer;
+    if (consumer === undefined || consumer.closed) return;
+    try {
+      const { messageCount } = await consumer.channel.checkQueue(this.options.queue.queueName);
+      this.backlogMessages = messageCount;
+    } catch {
+      return; // the connection is going: the reconnect reports it
+    }
+    // RabbitMQ's bound is in bytes; the mean size of what was handled estimates the backlog's.
+    const meanBytes = this.messagesHandled > 0 ? this.bytesHandled / this.messagesHandled : 0;
+    const estimate = this.backlogMessages * meanBytes;
+    const bound = this.options.queue.queueMaxBytes;
+    if (!this.nearBoundWarned && estimate >= NEAR_BOUND * bound) {
+      this.nearBoundWarned = true;
+      this.logger.warn(
+        'the bridge queue is near its size bound: past it RabbitMQ drops the oldest events (raise --amqp-queue-max-bytes, or make the collector faster)',
+        {
+          queue: this.options.queue.queueName,
+          messages: this.backlogMessages,
+          estimatedBytes: Math.round(estimate),
+          maxBytes: bound,
+        },
+      );
+    } else if (this.nearBoundWarned && estimate < (NEAR_BOUND / 2) * bound) {
+      this.nearBoundWarned = false;
+    }
   }
 
   /** After a lost connection: retry for as long as the bridge runs. */
@@ -180,5 +322,24 @@ export class AmqpEventSource implements EventSource {
   }
 }
 
-/** Longest an acknowledgement waits for more messages to share its frame. */
-const ACK_INTERVAL_MS = 20;
+/** One channel's consumer: what it was given and what it has handed on but not acknowledged. */
+interface Consumer {
+  readonly channel: amqp.Channel;
+  /** Delivered, not handed on yet (paused, activating, or a slice ended). */
+  readonly waiting: amqp.Message[];
+  /** The newest message handed on and not acknowledged; acking it acks all before it. */
+  lastHandled?: amqp.Message;
+  handledSinceAck: number;
+  checkpointing?: Promise<void>;
+  ackTimer?: NodeJS.Timeout;
+  closed: boolean;
+  draining: boolean;
+}
+
+/** Longest a handled message waits for more to share its checkpoint. */
+const ACK_INTERVAL_MS = 50;
+/** Handing messages on runs in slices of at most this long, so timers and exports run between. */
+const DRAIN_SLICE_MS = 10;
+const BACKLOG_INTERVAL_MS = 5000;
+/** Warn when the queue's estimated size passes this share of `x-max-length-bytes`. */
+const NEAR_BOUND = 0.8;

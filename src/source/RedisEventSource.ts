@@ -55,6 +55,10 @@ export class RedisEventSource implements EventSource {
   private draining = false;
   private stopped: (() => void) | undefined;
   private restartTimer: NodeJS.Timeout | undefined;
+  private paused = false;
+  /** Resolves the stop's wait for a resume (the export queue drained). */
+  private resumed: (() => void) | undefined;
+  private readonly bufferedGauge = new Float64Array(new SharedArrayBuffer(8));
 
   constructor(
     private readonly options: RedisEventSourceOptions,
@@ -65,12 +69,44 @@ export class RedisEventSource implements EventSource {
 
   async start(): Promise<void> {
     warnIfTlsInsecure(this.options.broker, this.logger);
+    // Pub/sub has no consumer to take over from: what was saved is loaded before subscribing.
+    await this.handlers.activate();
     await this.spawn();
+  }
+
+  /** Bytes of bodies waiting in the read thread (bounded by `--redis-max-buffered-bytes`). */
+  get bufferedBytes(): number {
+    return this.bufferedGauge[0] ?? 0;
+  }
+
+  get pendingMessages(): number {
+    let count = this.batch === undefined ? 0 : this.batch.routingKeys.length - this.next;
+    for (const batch of this.queued) count += batch.routingKeys.length;
+    return count;
+  }
+
+  /**
+   * Pub/sub cannot be paused: stop pulling from the read thread instead, whose bounded buffer
+   * absorbs the burst (past its bound it drops, counted as `buffer_full`).
+   */
+  pause(): void {
+    this.paused = true;
+  }
+
+  resume(): void {
+    this.paused = false;
+    this.resumed?.();
+    this.resumed = undefined;
+    this.scheduleDrain();
   }
 
   /** Starts the read thread; resolves once it is subscribed. */
   private spawn(): Promise<void> {
-    const data: RedisReadThreadData = { ...this.options, maxBatchBytes: MAX_BATCH_BYTES };
+    const data: RedisReadThreadData = {
+      ...this.options,
+      maxBatchBytes: MAX_BATCH_BYTES,
+      bufferedBytes: this.bufferedGauge.buffer,
+    };
     const worker = new Worker(this.threadUrl, { workerData: data });
     this.worker = worker;
     let started = false;
@@ -97,11 +133,11 @@ export class RedisEventSource implements EventSource {
       });
       worker.on('exit', () => {
         if (this.worker === worker) this.worker = undefined;
-        // What it sent before exiting is processed first (its messages come before 'exit').
-        this.drain(Number.POSITIVE_INFINITY);
         if (this.stopped !== undefined) {
           this.stopped();
         } else if (started) {
+          // What it sent before exiting is handled as usual (its messages come before 'exit').
+          this.scheduleDrain();
           // Not asked to stop: events are being missed. Say so and start a new thread.
           this.handlers.connection('disconnected', 'the Redis read thread stopped unexpectedly');
           this.restart(0);
@@ -131,6 +167,19 @@ export class RedisEventSource implements EventSource {
     const timer = setTimeout(() => void worker.terminate(), 5000);
     await exited;
     clearTimeout(timer);
+    await this.drainAll();
+  }
+
+  /** After a stop: hands on everything the thread handed over, still pausing while asked to. */
+  private async drainAll(): Promise<void> {
+    while (this.batch !== undefined || this.queued.length > 0) {
+      if (this.paused) {
+        await new Promise<void>((resolve) => (this.resumed = resolve));
+        continue;
+      }
+      this.drain();
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
   }
 
   private onEvent(event: RedisThreadEvent): void {
@@ -147,12 +196,8 @@ export class RedisEventSource implements EventSource {
             event.dropped,
           );
         }
-        if (event.final) {
-          // A stop: everything it held is here; process it before the bridge flushes.
-          this.drain(Number.POSITIVE_INFINITY);
-        } else {
-          this.scheduleDrain();
-        }
+        // After a stop's final batch, `stop` hands on the rest before the bridge flushes.
+        this.scheduleDrain();
         return;
       case 'connection':
         this.handlers.connection(event.state, event.detail);
@@ -185,6 +230,7 @@ export class RedisEventSource implements EventSource {
   private drain(sliceMs = DRAIN_SLICE_MS): void {
     const deadline = performance.now() + sliceMs;
     for (;;) {
+      if (this.paused) return;
       if (this.batch === undefined) {
         this.batch = this.queued.shift();
         this.next = 0;
@@ -205,7 +251,7 @@ export class RedisEventSource implements EventSource {
           compression: batch.compressions[i],
           body: Buffer.from(batch.bodies, start, end - start),
         });
-        if (performance.now() >= deadline) break;
+        if (performance.now() >= deadline || this.paused) break;
       }
       if (this.next >= count) this.batch = undefined;
       if (performance.now() >= deadline) {

@@ -38,6 +38,8 @@ const send = (event: RedisThreadEvent, transfer: ArrayBuffer[] = []): void =>
 let pending: RawEventMessage[] = [];
 let head = 0;
 let bufferedBytes = 0;
+/** Shared with the bridge's thread for its gauge. */
+const bufferedGauge = new Float64Array(options.bufferedBytes);
 let dropped = 0;
 /** The bridge's thread asked for a batch and has none. */
 let wanted = false;
@@ -105,6 +107,7 @@ function read(channel: Buffer, payload: Buffer): void {
   }
   pending.push(message);
   bufferedBytes += message.body.length;
+  bufferedGauge[0] = bufferedBytes;
   if (wanted) scheduleSend();
 }
 
@@ -153,6 +156,7 @@ function sendBatch(final: boolean): void {
   }
   dropped = 0;
   bufferedBytes -= bytes;
+  bufferedGauge[0] = bufferedBytes;
   head = end;
   if (head === pending.length) {
     pending = [];

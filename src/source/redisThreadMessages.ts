@@ -11,6 +11,8 @@ export interface RedisReadThreadData {
   readonly connectTimeoutMs: number;
   /** Most bytes of bodies in one batch handed to the bridge's thread. */
   readonly maxBatchBytes: number;
+  /** One float64 the thread keeps up to date: bytes of bodies it holds (a gauge, read unlocked). */
+  readonly bufferedBytes: SharedArrayBuffer;
 }
 
 /** Bridge thread -> read thread. */

@@ -10,39 +10,92 @@ export interface SnapshotSource {
 }
 
 /**
- * The unfinished tasks kept across restarts (`--state-file`): restored at start, saved every
- * `--state-snapshot-interval-ms` and on a graceful stop. A file that cannot be used is reported
- * and ignored; a save that fails is reported and retried at the next interval.
+ * The unfinished tasks kept across restarts (`--state-file`): restored when the bridge becomes
+ * the active consumer, saved at every acknowledgement checkpoint (coalesced: one write at a time,
+ * the newest state), every `--state-snapshot-interval-ms`, and on a graceful stop.
+ *
+ * A save captures the state at one instant and writes it only once every span finished up to
+ * that instant was accepted by the collector (`spansSettled`): a state file never says a task
+ * was exported while its span could still be lost, so after a `kill -9` the redelivered events of
+ * such a task rebuild it instead of being dropped as late. A file that cannot be used is
+ * reported and ignored; a save that fails is reported and the next one retried.
  */
 export class SavedTasks {
   private timer: NodeJS.Timeout | undefined;
-  /** The save under way: a periodic save skips its turn, the last save waits for it. */
-  private saving: Promise<void> | undefined;
+  /** The save under way, and the one queued behind it for callers that came meanwhile. */
+  private saving: Promise<boolean> | undefined;
+  private queued: Promise<boolean> | undefined;
+  /** Restored: this bridge is the one whose state the file holds, so it may write it. */
+  private owner = false;
 
   constructor(
     private readonly file: StateFile,
     private readonly assembler: SnapshotSource,
     private readonly logger: Logger,
     private readonly snapshotIntervalMs: number,
+    /** Called at the capture instant; resolves once the spans finished until then are settled. */
+    private readonly spansSettled: () => Promise<void> = () => Promise.resolve(),
   ) {}
 
-  /** Loads what a previous run saved (call before any event is handled), then saves periodically. */
+  /**
+   * Loads what a previous run (or the previous active bridge) saved, before any event is handled,
+   * then saves periodically. Later calls do nothing.
+   */
   async start(): Promise<void> {
+    if (this.owner) return;
+    this.owner = true;
     await this.restore();
     if (this.snapshotIntervalMs > 0) {
-      this.timer = setInterval(() => {
-        this.saving ??= this.save('periodic').finally(() => (this.saving = undefined));
-      }, this.snapshotIntervalMs).unref();
+      this.timer = setInterval(() => void this.checkpoint(), this.snapshotIntervalMs).unref();
     }
   }
 
-  /** The last save: call once nothing more will be handled and held tasks were flushed. */
-  async stop(): Promise<void> {
+  /**
+   * Saves the state as it is now; resolves true once written (false if the write failed). Calls
+   * while a save runs share one more save after it, so writes never pile up.
+   */
+  checkpoint(): Promise<boolean> {
+    if (!this.owner) return this.spansSettled().then(() => true);
+    if (this.saving === undefined) {
+      const saving = this.save('checkpoint').finally(() => {
+        if (this.saving === saving) this.saving = undefined;
+      });
+      this.saving = saving;
+      return saving;
+    }
+    this.queued ??= this.saving.then(() => {
+      this.queued = undefined;
+      return this.checkpoint();
+    });
+    return this.queued;
+  }
+
+  /**
+   * The last save: call once nothing more will be handled and held tasks were flushed. Gives up
+   * after `timeoutMs` (the collector is failing): the file then keeps the previous state, which
+   * the unacknowledged messages complete after a restart.
+   */
+  async stop(timeoutMs = Number.POSITIVE_INFINITY): Promise<void> {
     clearInterval(this.timer);
     this.timer = undefined;
-    // A periodic save may be writing: let it finish, then save what the stop left.
-    await this.saving;
-    await this.save('stop');
+    if (!this.owner) return; // a standby never took over: the file is the active bridge's
+    let timer: NodeJS.Timeout | undefined;
+    const gaveUp = new Promise<'timeout'>((resolve) => {
+      if (Number.isFinite(timeoutMs)) timer = setTimeout(() => resolve('timeout'), timeoutMs);
+    });
+    const saved = (async () => {
+      await this.saving;
+      await this.queued;
+      return this.save('stop');
+    })();
+    const result = await Promise.race([saved, gaveUp]);
+    clearTimeout(timer);
+    if (result === 'timeout') {
+      this.logger.warn(
+        'the collector did not accept the last spans in time: the state file keeps the previous state, and the events since stay in the broker (RabbitMQ) for the next start',
+        { path: this.file.path, waitedMs: timeoutMs },
+      );
+    }
   }
 
   private async restore(): Promise<void> {
@@ -64,21 +117,26 @@ export class SavedTasks {
     }
   }
 
-  private async save(why: 'stop' | 'periodic'): Promise<void> {
+  private async save(why: 'stop' | 'checkpoint'): Promise<boolean> {
     try {
+      // Captured now, as text: later events must not change what this save says.
       const snapshot = this.assembler.snapshot();
-      await this.file.save(snapshot);
+      const text = this.file.encode(snapshot);
+      await this.spansSettled();
+      await this.file.write(text);
       const log =
         why === 'stop' ? this.logger.info.bind(this.logger) : this.logger.debug.bind(this.logger);
       log('saved unfinished tasks to the state file', {
         path: this.file.path,
         tasks: snapshot.tasks.length,
       });
+      return true;
     } catch (error) {
       this.logger.warn('cannot save the state file', {
         path: this.file.path,
         error: describeError(error),
       });
+      return false;
     }
   }
 }

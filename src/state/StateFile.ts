@@ -23,6 +23,11 @@ export class StateFile {
   constructor(readonly path: string) {}
 
   async save(snapshot: AssemblerSnapshot): Promise<void> {
+    await this.write(this.encode(snapshot));
+  }
+
+  /** The file's content for this snapshot, taken now (later changes to the records do not show). */
+  encode(snapshot: AssemblerSnapshot): string {
     const content: StateFileContent = {
       format: FORMAT,
       version: VERSION,
@@ -30,8 +35,13 @@ export class StateFile {
       tasks: snapshot.tasks,
       finishedIds: snapshot.finishedIds,
     };
+    return JSON.stringify(content);
+  }
+
+  /** Replaces the file with `text` (from `encode`). */
+  async write(text: string): Promise<void> {
     const temporary = `${this.path}.${process.pid}.tmp`;
-    await writeFile(temporary, JSON.stringify(content), { mode: 0o600 });
+    await writeFile(temporary, text, { mode: 0o600 });
     await rename(temporary, this.path);
   }
 

@@ -75,6 +75,8 @@ describe('Redis read buffer', () => {
         connectTimeoutMs: 5000,
       },
       {
+        checkpoint: () => Promise.resolve(true),
+        activate: () => Promise.resolve(),
         message: (message) => {
           busyMs(costMs);
           processed.push(

@@ -307,6 +307,26 @@ export class OtlpReceiver {
     this.status = code;
   }
 
+  /**
+   * A slow collector: accepted trace requests are answered no faster than `spansPerSecond`
+   * overall (each waits its turn, as a loaded backend's queue does); undefined lifts the limit.
+   */
+  limitSpansPerSecond(spansPerSecond: number | undefined): void {
+    this.spansPerSecond = spansPerSecond;
+  }
+
+  private spansPerSecond: number | undefined;
+  /** When the rate limit lets the next request be answered. */
+  private nextAnswerAtMs = 0;
+
+  private async throttle(spans: number): Promise<void> {
+    if (this.spansPerSecond === undefined || spans === 0) return;
+    const now = Date.now();
+    const answerAt = Math.max(now, this.nextAnswerAtMs) + (spans * 1000) / this.spansPerSecond;
+    this.nextAnswerAtMs = answerAt;
+    await sleep(answerAt - now);
+  }
+
   async waitForSpans(
     predicate: (spans: ReceivedSpan[]) => boolean,
     timeoutMs = 30_000,
@@ -376,6 +396,8 @@ export class OtlpReceiver {
           throw new HttpError(400, `cannot decode ${contentType} body: ${String(err)}`);
         }
         record.spanCount = spans.length;
+        // Kept once answered: what the exporter sees accepted is what the test sees.
+        await this.throttle(spans.length);
         for (const span of spans) this.spans.push(span); // no spread: huge batches overflow args
       } else if (path === '/v1/metrics') {
         try {

@@ -178,3 +178,121 @@ describe('SpanExportQueue priorities', () => {
     expect(c.state.dropped['queue_full']).toBe(40);
   });
 });
+
+/** An exporter whose requests finish when the test says so, to see how many are in flight. */
+class HeldExporter implements SpanExporter {
+  open: { size: number; done: (result: ExportResult) => void }[] = [];
+  export(batch: ReadableSpan[], done: (result: ExportResult) => void): void {
+    this.open.push({ size: batch.length, done });
+  }
+  finish(index: number, result: ExportResult = { code: ExportResultCode.SUCCESS }): void {
+    const [request] = this.open.splice(index, 1);
+    request?.done(result);
+  }
+  shutdown(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+const tick = () => new Promise((resolve) => setImmediate(resolve));
+
+describe('SpanExportQueue concurrency, checkpoints and back-pressure', () => {
+  it('keeps maxConcurrentExports requests in flight, and one while the collector fails', async () => {
+    const exporter = new HeldExporter();
+    const queue = new SpanExportQueue(
+      exporter,
+      { ...options, maxConcurrentExports: 3 },
+      counters(),
+      () => 0,
+    );
+    queue.add(spans(100));
+    expect(exporter.open.map((r) => r.size)).toEqual([10, 10, 10]);
+    exporter.finish(1); // answers out of order are fine: the next batch takes the free slot
+    await tick();
+    expect(exporter.open).toHaveLength(3);
+    exporter.finish(0, {
+      code: ExportResultCode.FAILED,
+      error: new OTLPExporterError('unavailable', 503),
+    });
+    await tick();
+    // Failing: no new request until the others answer and the backoff allows one probe.
+    expect(queue.isFailing).toBe(true);
+    expect(exporter.open).toHaveLength(2);
+    expect(queue.held).toBe(90);
+  });
+
+  it('settles an epoch once each of its spans was accepted, whatever the order', async () => {
+    const exporter = new HeldExporter();
+    const queue = new SpanExportQueue(
+      exporter,
+      { ...options, maxConcurrentExports: 2 },
+      counters(),
+    );
+    queue.add(spans(10));
+    const first = queue.mark();
+    queue.add(spans(10));
+    const second = queue.mark();
+    let firstDone = false;
+    let secondDone = false;
+    void queue.settled(first).then(() => (firstDone = true));
+    void queue.settled(second).then(() => (secondDone = true));
+    expect(exporter.open).toHaveLength(2);
+    exporter.finish(1); // the second epoch's batch first
+    await tick();
+    expect([firstDone, secondDone]).toEqual([false, false]); // the first still waits
+    exporter.finish(0);
+    await tick();
+    expect([firstDone, secondDone]).toEqual([true, true]);
+    // An epoch with nothing left is settled at once.
+    await queue.settled(queue.mark());
+  });
+
+  it('sends a partial batch at once when a checkpoint waits for it', async () => {
+    const exporter = new HeldExporter();
+    const queue = new SpanExportQueue(
+      exporter,
+      { ...options, scheduleDelayMs: 60_000 },
+      counters(),
+    );
+    queue.add(spans(3));
+    expect(exporter.open).toHaveLength(0); // the schedule delay would hold it a minute
+    const settled = queue.settled(queue.mark());
+    expect(exporter.open.map((r) => r.size)).toEqual([3]);
+    exporter.finish(0);
+    await settled;
+  });
+
+  it('signals pressure at half the bound and relief at a quarter', async () => {
+    const exporter = new HeldExporter();
+    const signals: boolean[] = [];
+    const queue = new SpanExportQueue(
+      exporter,
+      { ...options, maxQueueSize: 100, maxExportBatchSize: 25, maxConcurrentExports: 4 },
+      counters(),
+    );
+    queue.onPressure((full) => signals.push(full));
+    queue.add(spans(49));
+    expect(signals).toEqual([]);
+    queue.add(spans(1));
+    expect(signals).toEqual([true]);
+    expect(queue.isUnderPressure).toBe(true);
+    exporter.finish(0); // 25 held: a quarter
+    await tick();
+    expect(signals).toEqual([true, false]);
+  });
+
+  it('counts spans dropped for a full queue as settled, so a checkpoint never waits for them', async () => {
+    const exporter = new HeldExporter();
+    const c = counters();
+    const queue = new SpanExportQueue(
+      exporter,
+      { ...options, maxQueueSize: 10, maxExportBatchSize: 100 },
+      c,
+    );
+    queue.add(spans(15));
+    expect(c.state.dropped['queue_full']).toBe(5);
+    const settled = queue.settled(queue.mark());
+    exporter.finish(0);
+    await settled;
+  });
+});

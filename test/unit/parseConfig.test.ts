@@ -30,6 +30,7 @@ describe('parseConfig', () => {
       exportTimeoutMs: 30000,
       maxQueueSize: 20480,
       maxExportBatchSize: 512,
+      maxConcurrentExports: 4,
     });
   });
 
@@ -70,6 +71,7 @@ describe('parseConfig', () => {
       exportTimeoutMs: 10_000,
       maxQueueSize: 100,
       maxExportBatchSize: 10,
+      maxConcurrentExports: 4,
     });
     // A queue timeout longer than the exporter's is kept as set.
     expect(
