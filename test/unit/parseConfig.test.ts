@@ -88,6 +88,19 @@ describe('parseConfig', () => {
     ).toBe('https://tempo:4318/custom');
   });
 
+  it('refuses an OTLP timeout of 0, as the SDK exporters do, naming the variable', () => {
+    for (const variable of [
+      'OTEL_EXPORTER_OTLP_TIMEOUT',
+      'OTEL_EXPORTER_OTLP_TRACES_TIMEOUT',
+      'OTEL_EXPORTER_OTLP_METRICS_TIMEOUT',
+    ]) {
+      expect(configError([], { [variable]: '0' })).toContain(
+        `${variable} must be a whole number of at least 1`,
+      );
+    }
+    expect(runOptions([], { OTEL_EXPORTER_OTLP_TIMEOUT: '1' }).otlp.timeoutMs).toBe(1);
+  });
+
   it('lets a flag beat its variable', () => {
     const options = runOptions(
       ['--broker', 'amqp://u:p@rabbit:5672/prod', '--capture-args', '--service-name', 'x'],
