@@ -116,6 +116,43 @@ describe('nothing lost on RabbitMQ', () => {
     );
   }, 240_000);
 
+  it('drops at the export queue only as the last resort, counting every span', async () => {
+    await fresh();
+    // One message that finishes 300 tasks, into an export queue of 100 spans: flow control
+    // pauses after the message, too late for it, so the bound cuts and counts.
+    const active = await bridge({ OTEL_BSP_MAX_QUEUE_SIZE: '100' });
+    receiver.limitSpansPerSecond(500);
+    const tasks = syntheticTasks(300, { perMessage: 900 });
+    expect(tasks.bodies).toHaveLength(1);
+    await publishAmqp(AMQP_URL, exchange, tasks.bodies);
+    const dropped = await until(
+      'spans dropped and counted',
+      async () =>
+        (await metric(active, 'celery_otel_bridge_spans_dropped_total', {
+          reason: 'queue_full',
+        })) || undefined,
+      60_000,
+    );
+    // Every span the bridge built is either received or counted as dropped: none vanishes.
+    const ours = () =>
+      receiver.spans.filter((span) =>
+        tasks.ids.includes(span.attributes['celery.task.id'] as string),
+      );
+    const exported = await until(
+      'the rest exported',
+      async () => {
+        const count = await metric(active, 'celery_otel_bridge_spans_exported_total');
+        return count > 0 && ours().length === count ? count : undefined;
+      },
+      60_000,
+    );
+    expect(dropped).toBeGreaterThan(0);
+    expect(exported).toBe(ours().length);
+    // Two spans a task (the task and its attempt): what is missing is what was counted.
+    expect(exported + dropped).toBe(2 * tasks.ids.length);
+    expect(tally(receiver.spans, tasks.ids).duplicates).toBe(0);
+  }, 240_000);
+
   it('keeps a steady stream in the broker while the collector is down for two minutes', async () => {
     await fresh();
     const active = await bridge({ OTEL_BSP_MAX_QUEUE_SIZE: '1024' });
