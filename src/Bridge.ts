@@ -238,7 +238,9 @@ export class Bridge {
       tracesUrl: redactUrl(this.options.otlp.url),
       protocol: this.options.otlp.protocol,
     });
-    this.timers.push(setInterval(() => this.assembler.tick(), TICK_MS).unref());
+    // Held tasks go out only while the export queue has room below its high-water mark: a
+    // backlog drained at full speed holds thousands, and the pause of the intake cannot stop them.
+    this.timers.push(setInterval(() => this.assembler.tick(this.mayExport), TICK_MS).unref());
     this.timers.push(setInterval(() => this.stats.logSummary(), SUMMARY_INTERVAL_MS).unref());
     this.sweeper.start();
     // The state file is loaded when the source activates (before its first message): at start on
@@ -283,7 +285,7 @@ export class Bridge {
     await this.source.stop();
     this.connected = false;
     this.connectionDetail = 'stopping';
-    this.assembler.flushHeld();
+    await this.flushHeld();
     await this.savedTasks?.stop(STOP_SAFE_MS);
     await Promise.all([
       this.exportQueue.shutdown(),
@@ -304,7 +306,7 @@ export class Bridge {
 
   /** Exports what is queued now (for tests and graceful stops). */
   async flush(): Promise<void> {
-    this.assembler.tick();
+    this.assembler.tick(this.mayExport);
     await this.exportQueue.flush();
   }
 
@@ -319,13 +321,22 @@ export class Bridge {
    * and the wait is bounded.
    */
   private checkpoint(): Promise<boolean> {
-    if (this.stopping) this.assembler.flushHeld();
-    const safe =
+    const safe = (): Promise<boolean> =>
       this.savedTasks !== undefined
         ? this.savedTasks.checkpoint()
         : this.spansSettled().then(() => true);
-    if (!this.stopping) return safe;
-    return Promise.race([safe, sleep(STOP_SAFE_MS).then(() => false)]);
+    if (!this.stopping) return safe();
+    return Promise.race([this.flushHeld().then(safe), sleep(STOP_SAFE_MS).then(() => false)]);
+  }
+
+  /** Room below the export queue's high-water mark: held tasks may go out. */
+  private readonly mayExport = (): boolean => !this.exportQueue.isUnderPressure;
+
+  /** On a stop: every held task goes out, as fast as the export queue takes them. */
+  private async flushHeld(): Promise<void> {
+    const deadline = Date.now() + STOP_SAFE_MS;
+    while (!this.assembler.flushHeld(this.mayExport) && Date.now() < deadline) await sleep(20);
+    this.assembler.flushHeld();
   }
 
   /** Flow control: the export queue passed its high-water mark (true) or drained (false). */

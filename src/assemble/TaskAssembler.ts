@@ -14,6 +14,8 @@ import {
 } from './TaskRecord.js';
 import { StringInterner } from './StringInterner.js';
 
+const always = (): boolean => true;
+
 export interface TaskAssemblerOptions {
   /** In-flight tasks kept at most; the oldest is exported as incomplete when one more arrives. */
   readonly maxInFlightTasks: number;
@@ -411,21 +413,31 @@ export class TaskAssembler {
     return record;
   }
 
-  /** Exports held tasks whose grace period is over. Call it on a timer. */
-  tick(): void {
+  /**
+   * Exports held tasks whose grace period is over. Call it on a timer. `mayExport`, asked before
+   * each task, holds the rest back while the exporter is behind (they stay held, in order).
+   */
+  tick(mayExport: () => boolean = always): void {
     const now = this.nowMs();
     // Deadlines are set as now + a constant, so the map is in deadline order.
     for (const [id, deadline] of this.held) {
-      if (deadline > now) break;
+      if (deadline > now || !mayExport()) break;
       this.held.delete(id);
       this.finishHeld(id);
     }
   }
 
-  /** On shutdown: hand on every task whose final event arrived, complete or not. */
-  flushHeld(): void {
-    for (const id of this.held.keys()) this.finishHeld(id);
-    this.held.clear();
+  /**
+   * On shutdown: hand on every task whose final event arrived, complete or not, while `mayExport`
+   * allows; returns true once none is held.
+   */
+  flushHeld(mayExport: () => boolean = always): boolean {
+    for (const id of this.held.keys()) {
+      if (!mayExport()) return false;
+      this.held.delete(id);
+      this.finishHeld(id);
+    }
+    return true;
   }
 
   /** Exports a held task whose wait is over, with what arrived. */
