@@ -43,8 +43,9 @@ const SUMMARY_INTERVAL_MS = 60_000;
 /** Workers tracked for liveness at most (a flood of hostnames cannot grow memory). */
 const MAX_WORKERS = 10_000;
 /**
- * A graceful stop waits this long at most for the collector to accept the last spans; past it,
- * what is not safe stays unacknowledged in RabbitMQ for the next start.
+ * A graceful stop waits this long at most for the collector to accept the last spans (within the
+ * 30 s a container runtime gives by default); past it, what is not safe stays unacknowledged in
+ * RabbitMQ for the next start.
  */
 const STOP_SAFE_MS = 10_000;
 /** Pauses of the intake are logged at most once in this long (they come in runs under load). */
@@ -83,6 +84,12 @@ export class Bridge {
   private connectionDetail = 'not connected yet';
   private httpPort: number | undefined;
   private stopping = false;
+  private stopDeadlineMs = Number.POSITIVE_INFINITY;
+  /** Resolves false STOP_SAFE_MS after a stop began: checkpoints under way give up then. */
+  private stopTimedOut: () => void = () => undefined;
+  private readonly stopTimeout = new Promise<boolean>(
+    (resolve) => (this.stopTimedOut = () => resolve(false)),
+  );
   /** Flow control: since when the intake is paused, and the time paused before that. */
   private pausedSinceMs: number | undefined;
   private pausedTotalMs = 0;
@@ -277,6 +284,8 @@ export class Bridge {
   /** Graceful stop: stop consuming, export every finished task, flush the exporter. */
   async stop(): Promise<void> {
     this.stopping = true;
+    this.stopDeadlineMs = Date.now() + STOP_SAFE_MS;
+    setTimeout(this.stopTimedOut, STOP_SAFE_MS).unref();
     for (const timer of this.timers) clearInterval(timer);
     this.timers = [];
     this.sweeper.stop();
@@ -286,9 +295,13 @@ export class Bridge {
     this.connected = false;
     this.connectionDetail = 'stopping';
     await this.flushHeld();
-    await this.savedTasks?.stop(STOP_SAFE_MS);
+    // One deadline for the whole stop: the checkpoint above, the last save, the last export.
+    await this.savedTasks?.stop(Math.max(0, this.stopDeadlineMs - Date.now()));
     await Promise.all([
-      this.exportQueue.shutdown(),
+      Promise.race([
+        this.exportQueue.shutdown(),
+        sleep(Math.max(SHUTDOWN_METRICS_MS, this.stopDeadlineMs - Date.now())),
+      ]),
       this.queueLengths.stop(),
       // One last metrics push, but a collector that is down must not hold the exit for long.
       Promise.race([
@@ -325,8 +338,9 @@ export class Bridge {
       this.savedTasks !== undefined
         ? this.savedTasks.checkpoint()
         : this.spansSettled().then(() => true);
-    if (!this.stopping) return safe();
-    return Promise.race([this.flushHeld().then(safe), sleep(STOP_SAFE_MS).then(() => false)]);
+    // A checkpoint that began before a stop gives up with it too, so a failing collector cannot
+    // hold the stop: what is not safe stays unacknowledged for the next bridge.
+    return Promise.race([this.stopping ? this.flushHeld().then(safe) : safe(), this.stopTimeout]);
   }
 
   /** Room below the export queue's high-water mark: held tasks may go out. */
@@ -334,8 +348,9 @@ export class Bridge {
 
   /** On a stop: every held task goes out, as fast as the export queue takes them. */
   private async flushHeld(): Promise<void> {
-    const deadline = Date.now() + STOP_SAFE_MS;
-    while (!this.assembler.flushHeld(this.mayExport) && Date.now() < deadline) await sleep(20);
+    while (!this.assembler.flushHeld(this.mayExport) && Date.now() < this.stopDeadlineMs) {
+      await sleep(20);
+    }
     this.assembler.flushHeld();
   }
 

@@ -188,6 +188,28 @@ describe('nothing lost on RabbitMQ', () => {
     console.log(`kill -9: ${tasks.ids.length} tasks, ${result.duplicates} spans sent twice`);
   }, 240_000);
 
+  it('stops gracefully while the collector is down, leaving what is not safe in the broker', async () => {
+    await fresh();
+    const stateFile = join(stateDir, `${bridgeQueue}.json`);
+    const env = { CELERY_OTEL_BRIDGE_STATE_FILE: stateFile };
+    const first = await bridge(env);
+    receiver.setStatus(503);
+    const tasks = syntheticTasks(2000);
+    await publishAmqp(AMQP_URL, exchange, tasks.bodies);
+    await until(
+      'the events handled',
+      async () => (await metric(first, 'celery_otel_bridge_events_total')) >= 6000,
+      60_000,
+    );
+    // SIGTERM: the bridge cannot make its checkpoint, gives up after a bounded wait and exits.
+    expect(await first.stop()).toBe(0);
+    expect(first.logLines.join('\n')).toContain('did not accept the last spans in time');
+    receiver.setStatus(200);
+    await bridge(env);
+    await receiver.waitForSpans(everyTask(receiver, tasks.ids), 120_000);
+    expect(tally(receiver.spans, tasks.ids).distinctIds).toBe(true);
+  }, 240_000);
+
   it('loses no task when the active bridge is killed and the standby takes over', async () => {
     await fresh();
     const stateFile = join(stateDir, `${bridgeQueue}.json`);
