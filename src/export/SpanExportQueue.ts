@@ -39,6 +39,8 @@ const LOW_WATER = 0.25;
 interface Batch {
   readonly spans: ReadableSpan[];
   readonly epochs: number[];
+  /** What the exporter was given; it may take out spans it cannot send (counted by it). */
+  readonly sent: ReadableSpan[];
 }
 
 /**
@@ -265,10 +267,8 @@ export class SpanExportQueue {
     this.timer = undefined;
     const take = Math.min(this.options.maxExportBatchSize, this.queue.length);
     if (take === 0) return;
-    const batch: Batch = {
-      spans: this.queue.splice(0, take),
-      epochs: this.queueEpochs.splice(0, take),
-    };
+    const spans = this.queue.splice(0, take);
+    const batch: Batch = { spans, epochs: this.queueEpochs.splice(0, take), sent: spans.slice() };
     this.inFlightSpans += take;
     const done: Promise<void> = new Promise<void>((resolve) => {
       let settled = false;
@@ -292,7 +292,7 @@ export class SpanExportQueue {
         this.options.exportTimeoutMs,
       );
       try {
-        this.exporter.export(batch.spans, finish);
+        this.exporter.export(batch.sent, finish);
       } catch (error) {
         finish({ code: ExportResultCode.FAILED, error: error as Error });
       }
@@ -301,7 +301,8 @@ export class SpanExportQueue {
     void done.then(() => this.schedule());
   }
 
-  private settle(batch: Batch, result: ExportResult): void {
+  private settle(whole: Batch, result: ExportResult): void {
+    const batch = this.withoutTakenOut(whole);
     if (result.code === ExportResultCode.SUCCESS) {
       this.counters.exported(batch.spans.length);
       if (this.failingSinceMs !== undefined) {
@@ -353,6 +354,29 @@ export class SpanExportQueue {
       this.retryDelayMs === 0 ? FIRST_RETRY_DELAY_MS : this.retryDelayMs * 2,
     );
     this.retryAtMs = now + this.retryDelayMs;
+  }
+
+  /**
+   * The batch less the spans the exporter took out (it counted them as dropped): those are
+   * settled now, and only the rest is counted as exported or goes back for a retry.
+   */
+  private withoutTakenOut(batch: Batch): Batch {
+    if (batch.sent.length === batch.spans.length) return batch;
+    const kept = new Set(batch.sent);
+    const spans: ReadableSpan[] = [];
+    const epochs: number[] = [];
+    const takenOut: number[] = [];
+    batch.spans.forEach((span, i) => {
+      const epoch = batch.epochs[i] as number;
+      if (kept.has(span)) {
+        spans.push(span);
+        epochs.push(epoch);
+      } else {
+        takenOut.push(epoch);
+      }
+    });
+    this.settleSpans(takenOut);
+    return { spans, epochs, sent: spans };
   }
 
   /** These spans were accepted or dropped: release the checkpoints waiting for them. */

@@ -296,3 +296,30 @@ describe('SpanExportQueue concurrency, checkpoints and back-pressure', () => {
     await settled;
   });
 });
+
+describe('SpanExportQueue with an exporter that takes spans out', () => {
+  it('settles what the exporter took out and retries only the rest', async () => {
+    const exporter = new HeldExporter();
+    const taking: SpanExporter = {
+      export(batch, done) {
+        batch.splice(0, 2); // e.g. two spans the serializer could not encode, counted by it
+        exporter.export(batch, done);
+      },
+      shutdown: () => Promise.resolve(),
+    };
+    const c = counters();
+    const queue = new SpanExportQueue(taking, options, c, () => 0);
+    queue.add(spans(5));
+    const settled = queue.settled(queue.mark());
+    exporter.finish(0, {
+      code: ExportResultCode.FAILED,
+      error: new OTLPExporterError('unavailable', 503),
+    });
+    await tick();
+    expect(queue.length).toBe(3); // the two taken out are not retried
+    await queue.flush();
+    exporter.finish(0);
+    await settled;
+    expect(c.state.exported).toBe(3);
+  });
+});
