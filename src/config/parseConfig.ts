@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { tmpdir } from 'node:os';
+import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ConfigError } from '../errors.js';
@@ -13,6 +13,7 @@ import type {
   WorkerAttributeOptions,
 } from './BridgeOptions.js';
 import { brokerTlsSettings } from './brokerTlsSettings.js';
+import { defaultStateDirectory } from './defaultStateDirectory.js';
 import { type BrokerEndpoint, parseBrokerUrl } from './brokerUrl.js';
 import { OPTION_SPECS, optionLabel, specFor } from './optionSpecs.js';
 
@@ -142,7 +143,7 @@ export function parseConfig(argv: readonly string[], env: Env): ParsedCommand {
       maxCapturedLength: integer('max-captured-length'),
       maxMessageBytes: integer('max-message-bytes'),
       connectTimeoutMs: integer('connect-timeout-ms'),
-      stateFile: stateFile(raw('state-file'), broker, raw('amqp-queue')),
+      stateFile: stateFile(raw('state-file'), broker, raw('amqp-queue'), env),
       stateSnapshotIntervalMs: integer('state-snapshot-interval-ms'),
       maxTaskAgeMs: integer('max-task-age-ms'),
       outageGraceMs: integer('outage-grace-ms'),
@@ -382,15 +383,22 @@ function parseKeyValueList(name: string, text: string | undefined): Record<strin
 }
 
 /**
- * `auto`: one file per broker (host, port, vhost or db) and bridge queue in the temp directory,
- * so two bridges on one machine never share one; `none`: no state kept.
+ * `auto`: one file per broker (host, port, vhost or db) and bridge queue in the bridge's state
+ * directory (defaultStateDirectory), so two bridges on one machine never share one; `none`: no
+ * state kept.
  */
-function stateFile(value: string, broker: BrokerEndpoint, queue: string): string | undefined {
+function stateFile(
+  value: string,
+  broker: BrokerEndpoint,
+  queue: string,
+  env: Env,
+): string | undefined {
   if (value === 'none') return undefined;
   if (value !== 'auto') return value;
   const key = `${broker.kind}://${broker.hostname}:${broker.port}/${broker.vhost}/${broker.db}/${queue}`;
   const digest = createHash('sha256').update(key).digest('hex').slice(0, 16);
-  return join(tmpdir(), `celery-otel-bridge-${digest}.json`);
+  const directory = defaultStateDirectory({ env, uid: process.getuid?.(), home: homedir() });
+  return join(directory, `state-${digest}.json`);
 }
 
 function fanoutPrefix(value: string, db: number): string {
