@@ -248,8 +248,8 @@ function otlpSignal(
     url: signalUrl(signal, flags['otlp-endpoint'], env),
     protocol: protocol(flags['otlp-protocol'], specific('PROTOCOL') || generic('PROTOCOL')),
     headers: {
-      ...parseKeyValueList('OTEL_EXPORTER_OTLP_HEADERS', generic('HEADERS')),
-      ...parseKeyValueList(`OTEL_EXPORTER_OTLP_${signal}_HEADERS`, specific('HEADERS')),
+      ...httpHeaders('OTEL_EXPORTER_OTLP_HEADERS', generic('HEADERS')),
+      ...httpHeaders(`OTEL_EXPORTER_OTLP_${signal}_HEADERS`, specific('HEADERS')),
     },
     compression: compression(specific('COMPRESSION') || generic('COMPRESSION')),
     timeoutMs: envInteger(
@@ -354,15 +354,43 @@ function workerAttribute(mode: string, strip: string): WorkerAttributeOptions {
   }
 }
 
+/** An RFC 9110 token: what a header name may be. */
+const HTTP_TOKEN = /^[!#$%&'*+.^_`|~0-9a-z-]+$/i;
+
+/**
+ * OTLP headers, checked here rather than by Node's HTTP client at the first export, whose error
+ * quotes the offending header name (which, mistyped, may hold the token: `Bearer abc=…`). Names
+ * must be RFC 9110 tokens; values must not hold CR, LF or NUL.
+ */
+function httpHeaders(name: string, text: string | undefined): Record<string, string> {
+  const headers = parseKeyValueList(name, text, true);
+  for (const [key, value] of Object.entries(headers)) {
+    if (!HTTP_TOKEN.test(key)) {
+      throw new ConfigError(
+        `${name}: an entry has a name that is not a valid HTTP header name (letters, digits and !#$%&'*+-.^_\`|~ only)`,
+      );
+    }
+    if (/[\r\n\0]/.test(value)) {
+      throw new ConfigError(`${name}: the value of an entry holds a line break or NUL`);
+    }
+  }
+  return headers;
+}
+
 /**
  * `key1=value1,key2=value2` with percent-encoded values, as OTEL_EXPORTER_OTLP_HEADERS and
  * OTEL_RESOURCE_ATTRIBUTES use. Error messages name the key, never a value: headers hold secrets.
  * https://opentelemetry.io/docs/specs/otel/protocol/exporter/#specifying-headers-via-environment-variables
  */
-function parseKeyValueList(name: string, text: string | undefined): Record<string, string> {
+function parseKeyValueList(
+  name: string,
+  text: string | undefined,
+  /** Headers: a key that is not a header name is not echoed (a mistyped one may hold the secret). */
+  headerKeys = false,
+): Record<string, string> {
   const out: Record<string, string> = {};
   if (text === undefined || text.trim() === '') return out;
-  for (const item of text.split(',')) {
+  for (const [index, item] of text.split(',').entries()) {
     if (item.trim() === '') continue;
     const equals = item.indexOf('=');
     const key = equals === -1 ? item.trim() : item.slice(0, equals).trim();
@@ -375,7 +403,7 @@ function parseKeyValueList(name: string, text: string | undefined): Record<strin
       out[key] = decodeURIComponent(item.slice(equals + 1).trim());
     } catch {
       throw new ConfigError(
-        `${name}: the value of ${JSON.stringify(key)} is not validly percent-encoded`,
+        `${name}: the value of ${headerKeys && !HTTP_TOKEN.test(key) ? `entry ${index + 1}` : JSON.stringify(key)} is not validly percent-encoded`,
       );
     }
   }
