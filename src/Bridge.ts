@@ -34,6 +34,7 @@ import { RedisEventSource } from './source/RedisEventSource.js';
 import { SavedTasks } from './state/SavedTasks.js';
 import { StateFile } from './state/StateFile.js';
 import { BridgeStats } from './telemetry/BridgeStats.js';
+import { guarded } from './telemetry/guarded.js';
 import { VERSION } from './version.js';
 
 const TICK_MS = 250;
@@ -247,8 +248,19 @@ export class Bridge {
     });
     // Held tasks go out only while the export queue has room below its high-water mark: a
     // backlog drained at full speed holds thousands, and the pause of the intake cannot stop them.
-    this.timers.push(setInterval(() => this.assembler.tick(this.mayExport), TICK_MS).unref());
-    this.timers.push(setInterval(() => this.stats.logSummary(), SUMMARY_INTERVAL_MS).unref());
+    const report = (where: string, error: unknown): void => this.stats.internalError(where, error);
+    this.timers.push(
+      setInterval(
+        guarded('tick', report, () => this.assembler.tick(this.mayExport)),
+        TICK_MS,
+      ).unref(),
+    );
+    this.timers.push(
+      setInterval(
+        guarded('summary', report, () => this.stats.logSummary()),
+        SUMMARY_INTERVAL_MS,
+      ).unref(),
+    );
     this.sweeper.start();
     // The state file is loaded when the source activates (before its first message): at start on
     // Redis, on the first delivery on RabbitMQ, where a standby bridge may wait long for it.
