@@ -15,6 +15,7 @@ import { createTraceExporter } from './export/createTraceExporter.js';
 import { SpanExportQueue } from './export/SpanExportQueue.js';
 import { taskSpans, type TaskSpanOptions } from './export/taskSpans.js';
 import { HttpServer } from './http/HttpServer.js';
+import { prometheusTextHandler } from './http/prometheusTextHandler.js';
 import type { Logger } from './log/Logger.js';
 import { redactUrl } from './log/redact.js';
 import { BridgeMetrics } from './metrics/BridgeMetrics.js';
@@ -223,9 +224,9 @@ export class Bridge {
       metricsOptions.httpPort === 0
         ? undefined
         : new HttpServer(metricsOptions.httpHost, metricsOptions.httpPort, {
-            metrics: (request, response) =>
-              this.meters.prometheus.getMetricsRequestHandler(request, response),
+            metrics: prometheusTextHandler(this.meters.prometheus),
             readiness: () => ({ ready: this.connected, detail: this.connectionDetail }),
+            failed: (error) => this.stats.internalError('metrics_handler', error),
           });
   }
 
