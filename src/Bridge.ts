@@ -117,7 +117,9 @@ export class Bridge {
       maxCapturedLength: options.maxCapturedLength,
     };
     this.exportQueue = new SpanExportQueue(
-      createTraceExporter(options.otlp, options.exporter),
+      createTraceExporter(options.otlp, options.exporter, (where, error) =>
+        this.stats.internalError(where, error),
+      ),
       options.exportQueue,
       this.stats,
     );
