@@ -1,6 +1,9 @@
 import { diag } from '@opentelemetry/api';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parseBrokerUrl } from '../../src/config/brokerUrl.js';
+import { decodeEventBody } from '../../src/decode/decodeEventBody.js';
+import type { DecodeRejection } from '../../src/decode/DecodeRejection.js';
+import { decodeKombuEnvelope } from '../../src/decode/decodeKombuEnvelope.js';
 import { installDiagLogger } from '../../src/log/installDiagLogger.js';
 import { Logger } from '../../src/log/Logger.js';
 import { redactUrl, secretRedactor } from '../../src/log/redact.js';
@@ -255,5 +258,26 @@ describe('Logger', () => {
     expect((JSON.parse(lines[1] ?? '{}') as { msg: string }).msg).toBe(
       'forged \u009b2J \u202e \x1b]52;c;AAAA\x07 \x7f',
     );
+  });
+});
+
+describe('rejection details', () => {
+  it("never quote an event body, as V8's JSON.parse messages do", () => {
+    const rejections: DecodeRejection[] = [];
+    decodeEventBody(
+      {
+        routingKey: 'task.multi',
+        contentType: 'application/json',
+        body: Buffer.from('{"type": "task-received", "kwargs": "card=4111111111111111" oops'),
+      },
+      { maxMessageBytes: 1 << 20 },
+      { event: () => undefined, reject: (rejection) => rejections.push(rejection) },
+    );
+    const envelope = decodeKombuEnvelope(Buffer.from('{"body": "card=4111111111111111" oops'), 'x');
+    expect(rejections.map((r) => r.detail)).toEqual([
+      'a message on routing key task.multi is not valid JSON',
+    ]);
+    expect(JSON.stringify(envelope)).not.toContain('4111');
+    expect(JSON.stringify(envelope)).toContain('not valid JSON');
   });
 });
