@@ -135,11 +135,12 @@ describe('planted state files, with the CLI on RabbitMQ', () => {
         CELERY_OTEL_BRIDGE_STATE_FILE: path,
       });
       try {
+        await bridge.waitForLog(/"msg":"consuming/);
+        // The state is loaded when the bridge becomes the active consumer: at its first message.
+        const { add } = (await produce(AMQP_URL, queue, 'add')) as { add: string };
         const refused = await bridge.waitForLog(/cannot use the state file/);
         expect(refused).toMatch(reason);
         expect(refused).toContain(path);
-        await bridge.waitForLog(/"msg":"consuming/);
-        const { add } = (await produce(AMQP_URL, queue, 'add')) as { add: string };
         await until('the real task span', () =>
           Promise.resolve(taskSpansOf(receiver.spans, add).length > 0),
         );
@@ -172,10 +173,18 @@ describe('planted state files, with the CLI on RabbitMQ', () => {
     };
     const first = startBridge([], env);
     await first.waitForLog(/"msg":"consuming/);
+    // Active (and so the file's owner) from its first message on.
+    const { add } = (await produce(AMQP_URL, queue, 'add')) as { add: string };
+    await until('the task span', () =>
+      Promise.resolve(taskSpansOf(receiver.spans, add).length > 0),
+    );
     expect(await first.stop()).toBe(0);
+    expect(first.logLines.join('\n')).toMatch(/saved unfinished tasks to the state file/);
     expect(statSync(path).mode & 0o777).toBe(0o600);
     const second = startBridge([], env);
     try {
+      await second.waitForLog(/"msg":"consuming/);
+      await produce(AMQP_URL, queue, 'add');
       await second.waitForLog(/restored unfinished tasks from the state file/);
     } finally {
       expect(await second.stop()).toBe(0);
