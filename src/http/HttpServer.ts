@@ -170,6 +170,10 @@ export class HttpServer {
 
   /** One /metrics build at a time; a few wait their turn, more are told to come back. */
   private serveMetrics(request: IncomingMessage, response: ServerResponse): void {
+    // Waiting for a build is the bridge's doing, not an idle client: it gets the build's time.
+    const socket = request.socket;
+    socket.setTimeout(this.limits.metricsTimeoutMs);
+    response.once('finish', () => socket.setTimeout(this.limits.idleTimeoutMs));
     if (!this.metricsBusy) {
       this.runMetrics(request, response);
       return;

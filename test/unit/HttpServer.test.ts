@@ -116,6 +116,29 @@ describe('HttpServer limits', () => {
     expect(most).toBe(1);
   });
 
+  it('gives a /metrics build longer than the idle timeout its own time, and cuts it past that', async () => {
+    let delayMs = 800;
+    const failures: unknown[] = [];
+    server = new HttpServer(
+      '127.0.0.1',
+      0,
+      {
+        metrics: async (_request, response) => {
+          await new Promise((resolve) => setTimeout(resolve, delayMs));
+          if (!response.destroyed) response.end('# metrics\n');
+        },
+        readiness: () => ({ ready: true, detail: '' }),
+        failed: (error) => failures.push(error),
+      },
+      { idleTimeoutMs: 300, metricsTimeoutMs: 1500 },
+    );
+    const base = `http://127.0.0.1:${await server.start()}`;
+    expect(await (await fetch(`${base}/metrics`)).text()).toBe('# metrics\n');
+    delayMs = 3000;
+    await expect(fetch(`${base}/metrics`)).rejects.toThrow();
+    expect(String(failures[0])).toContain('not done within 1500 ms');
+  });
+
   it('answers 500 and reports a /metrics handler that throws or rejects, and goes on', async () => {
     const failures: unknown[] = [];
     let calls = 0;
