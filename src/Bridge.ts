@@ -15,6 +15,7 @@ import { createTraceExporter } from './export/createTraceExporter.js';
 import { SpanExportQueue } from './export/SpanExportQueue.js';
 import { taskSpans, type TaskSpanOptions } from './export/taskSpans.js';
 import { HttpServer } from './http/HttpServer.js';
+import { prometheusTextHandler } from './http/prometheusTextHandler.js';
 import type { Logger } from './log/Logger.js';
 import { redactUrl } from './log/redact.js';
 import { BridgeMetrics } from './metrics/BridgeMetrics.js';
@@ -34,6 +35,7 @@ import { RedisEventSource } from './source/RedisEventSource.js';
 import { SavedTasks } from './state/SavedTasks.js';
 import { StateFile } from './state/StateFile.js';
 import { BridgeStats } from './telemetry/BridgeStats.js';
+import { guarded } from './telemetry/guarded.js';
 import { VERSION } from './version.js';
 
 const TICK_MS = 250;
@@ -115,7 +117,9 @@ export class Bridge {
       maxCapturedLength: options.maxCapturedLength,
     };
     this.exportQueue = new SpanExportQueue(
-      createTraceExporter(options.otlp, options.exporter),
+      createTraceExporter(options.otlp, options.exporter, (where, error) =>
+        this.stats.internalError(where, error),
+      ),
       options.exportQueue,
       this.stats,
     );
@@ -222,9 +226,9 @@ export class Bridge {
       metricsOptions.httpPort === 0
         ? undefined
         : new HttpServer(metricsOptions.httpHost, metricsOptions.httpPort, {
-            metrics: (request, response) =>
-              this.meters.prometheus.getMetricsRequestHandler(request, response),
+            metrics: prometheusTextHandler(this.meters.prometheus),
             readiness: () => ({ ready: this.connected, detail: this.connectionDetail }),
+            failed: (error) => this.stats.internalError('metrics_handler', error),
           });
   }
 
@@ -247,8 +251,19 @@ export class Bridge {
     });
     // Held tasks go out only while the export queue has room below its high-water mark: a
     // backlog drained at full speed holds thousands, and the pause of the intake cannot stop them.
-    this.timers.push(setInterval(() => this.assembler.tick(this.mayExport), TICK_MS).unref());
-    this.timers.push(setInterval(() => this.stats.logSummary(), SUMMARY_INTERVAL_MS).unref());
+    const report = (where: string, error: unknown): void => this.stats.internalError(where, error);
+    this.timers.push(
+      setInterval(
+        guarded('tick', report, () => this.assembler.tick(this.mayExport)),
+        TICK_MS,
+      ).unref(),
+    );
+    this.timers.push(
+      setInterval(
+        guarded('summary', report, () => this.stats.logSummary()),
+        SUMMARY_INTERVAL_MS,
+      ).unref(),
+    );
     this.sweeper.start();
     // The state file is loaded when the source activates (before its first message): at start on
     // Redis, on the first delivery on RabbitMQ, where a standby bridge may wait long for it.

@@ -20,3 +20,11 @@ export class BrokerSetupError extends Error {
 export class HttpListenError extends Error {
   override readonly name = 'HttpListenError';
 }
+
+/**
+ * The state file is refused (not ours, not a regular file, too large, or not in the format):
+ * the bridge starts without saved tasks. The message never quotes the file's contents.
+ */
+export class StateFileError extends Error {
+  override readonly name = 'StateFileError';
+}

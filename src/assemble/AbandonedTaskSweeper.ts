@@ -1,6 +1,7 @@
 import type { Logger } from '../log/Logger.js';
 import type { WorkerLiveness } from '../metrics/WorkerLiveness.js';
 import type { BridgeStats } from '../telemetry/BridgeStats.js';
+import { guarded } from '../telemetry/guarded.js';
 import type { TaskAssembler } from './TaskAssembler.js';
 
 /** How often workers are checked for lost heartbeats, and tasks for the age limit. */
@@ -37,13 +38,20 @@ export class AbandonedTaskSweeper {
   ) {}
 
   start(): void {
-    this.timers.push(setInterval(() => this.giveUpOnLostTasks(), LIVENESS_CHECK_MS).unref());
+    const report = (where: string, error: unknown): void => this.stats.internalError(where, error);
     this.timers.push(
       setInterval(
-        () =>
+        guarded('lost_task_check', report, () => this.giveUpOnLostTasks()),
+        LIVENESS_CHECK_MS,
+      ).unref(),
+    );
+    this.timers.push(
+      setInterval(
+        guarded('expiry_check', report, () =>
           this.stats.tasksExpired(
             this.assembler.expireOlderThan(this.options.maxTaskAgeMs, Date.now()),
           ),
+        ),
         EXPIRY_CHECK_MS,
       ).unref(),
     );
@@ -65,17 +73,21 @@ export class AbandonedTaskSweeper {
   afterOutage(): void {
     const before = this.assembler.unfinishedLastEvents();
     if (before.size === 0) return;
-    const timer = setTimeout(() => {
-      this.outageChecks.delete(timer);
-      const gaveUp = this.assembler.giveUpUnchanged(before);
-      if (gaveUp > 0) {
-        this.stats.tasksGivenUpAfterOutage(gaveUp);
-        this.logger.warn(
-          'tasks in flight during the broker outage got no further event: exported as incomplete',
-          { tasks: gaveUp },
-        );
-      }
-    }, this.options.outageGraceMs).unref();
+    const report = (where: string, error: unknown): void => this.stats.internalError(where, error);
+    const timer = setTimeout(
+      guarded('outage_check', report, () => {
+        this.outageChecks.delete(timer);
+        const gaveUp = this.assembler.giveUpUnchanged(before);
+        if (gaveUp > 0) {
+          this.stats.tasksGivenUpAfterOutage(gaveUp);
+          this.logger.warn(
+            'tasks in flight during the broker outage got no further event: exported as incomplete',
+            { tasks: gaveUp },
+          );
+        }
+      }),
+      this.options.outageGraceMs,
+    ).unref();
     this.outageChecks.add(timer);
   }
 

@@ -1,4 +1,5 @@
 import { ConfigError } from '../errors.js';
+import { hasUnencodedCredentials, redactUrl } from '../log/redact.js';
 import type { BrokerTlsSettings } from './BridgeOptions.js';
 
 export type BrokerKind = 'amqp' | 'redis';
@@ -15,7 +16,7 @@ export interface BrokerEndpoint {
   readonly vhost: string;
   /** Redis database number from the URL path (`redis://host:6379/0`). */
   readonly db: number;
-  /** The URL with the password replaced by `***`. */
+  /** The URL as logs show it: credentials `***`, no query string (log/redact.ts redactUrl). */
   readonly redactedUrl: string;
   /** `--broker-tls-*` (only with `tls`); absent: Node's defaults (system CAs, full checks). */
   readonly tlsSettings?: BrokerTlsSettings;
@@ -32,12 +33,19 @@ const SCHEMES: Record<string, { kind: BrokerKind; tls: boolean; defaultPort: num
 
 /** Parses a Celery broker URL; throws ConfigError (with the password redacted) when it is not one. */
 export function parseBrokerUrl(text: string): BrokerEndpoint {
+  if (hasUnencodedCredentials(text)) {
+    // kombu (kombu/utils/url.py url_to_parts) splits such a URL inside the password as well.
+    throw new ConfigError(
+      `the broker URL ${JSON.stringify(redactUrl(text))} has a "/", "?" or "#" in its user name ` +
+        'or password: percent-encode them (%2F, %3F, %23) (--broker / CELERY_BROKER_URL)',
+    );
+  }
   let url: URL;
   try {
     url = new URL(text);
   } catch {
     throw new ConfigError(
-      `the broker URL ${JSON.stringify(redactUnparsable(text))} is not a URL: use e.g. ` +
+      `the broker URL ${JSON.stringify(redactUrl(text))} is not a URL: use e.g. ` +
         'amqp://guest:guest@localhost:5672// or redis://localhost:6379/0 (--broker / CELERY_BROKER_URL)',
     );
   }
@@ -48,9 +56,7 @@ export function parseBrokerUrl(text: string): BrokerEndpoint {
         'amqp://, amqps://, redis:// or rediss:// (--broker / CELERY_BROKER_URL)',
     );
   }
-  const redacted = new URL(url.href);
-  if (redacted.password !== '') redacted.password = '***';
-  const redactedUrl = redacted.href;
+  const redactedUrl = redactUrl(url.href);
   if (url.hostname === '') {
     throw new ConfigError(`the broker URL ${redactedUrl} has no host`);
   }
@@ -84,12 +90,4 @@ export function parseBrokerUrl(text: string): BrokerEndpoint {
     db,
     redactedUrl,
   };
-}
-
-/**
- * For text that did not even parse: hide anything between `user:` and the last `@` (an unencoded
- * `@` or `/` may be part of the password).
- */
-function redactUnparsable(text: string): string {
-  return text.replace(/^([a-z0-9+.-]*:\/\/[^:/@]*:).*@/i, '$1***@');
 }

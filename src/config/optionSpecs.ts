@@ -333,7 +333,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
     env: 'CELERY_OTEL_BRIDGE_STATE_FILE',
     kind: 'string',
     default: 'auto',
-    help: 'where unfinished tasks are kept across restarts: a path, auto (a file in the temp directory, one per broker and queue) or none',
+    help: 'where unfinished tasks are kept across restarts: a path, auto (a file per broker and queue in $STATE_DIRECTORY, else $XDG_STATE_HOME/celery-otel-bridge, else /var/lib/celery-otel-bridge for root or ~/.local/state/celery-otel-bridge; see docs/security.md) or none',
   },
   {
     flag: 'state-snapshot-interval-ms',

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { tmpdir } from 'node:os';
+import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ConfigError } from '../errors.js';
@@ -13,6 +13,7 @@ import type {
   WorkerAttributeOptions,
 } from './BridgeOptions.js';
 import { brokerTlsSettings } from './brokerTlsSettings.js';
+import { defaultStateDirectory } from './defaultStateDirectory.js';
 import { type BrokerEndpoint, parseBrokerUrl } from './brokerUrl.js';
 import { OPTION_SPECS, optionLabel, specFor } from './optionSpecs.js';
 
@@ -142,7 +143,7 @@ export function parseConfig(argv: readonly string[], env: Env): ParsedCommand {
       maxCapturedLength: integer('max-captured-length'),
       maxMessageBytes: integer('max-message-bytes'),
       connectTimeoutMs: integer('connect-timeout-ms'),
-      stateFile: stateFile(raw('state-file'), broker, raw('amqp-queue')),
+      stateFile: stateFile(raw('state-file'), broker, raw('amqp-queue'), env),
       stateSnapshotIntervalMs: integer('state-snapshot-interval-ms'),
       maxTaskAgeMs: integer('max-task-age-ms'),
       outageGraceMs: integer('outage-grace-ms'),
@@ -247,8 +248,8 @@ function otlpSignal(
     url: signalUrl(signal, flags['otlp-endpoint'], env),
     protocol: protocol(flags['otlp-protocol'], specific('PROTOCOL') || generic('PROTOCOL')),
     headers: {
-      ...parseKeyValueList('OTEL_EXPORTER_OTLP_HEADERS', generic('HEADERS')),
-      ...parseKeyValueList(`OTEL_EXPORTER_OTLP_${signal}_HEADERS`, specific('HEADERS')),
+      ...httpHeaders('OTEL_EXPORTER_OTLP_HEADERS', generic('HEADERS')),
+      ...httpHeaders(`OTEL_EXPORTER_OTLP_${signal}_HEADERS`, specific('HEADERS')),
     },
     compression: compression(specific('COMPRESSION') || generic('COMPRESSION')),
     timeoutMs: envInteger(
@@ -353,15 +354,43 @@ function workerAttribute(mode: string, strip: string): WorkerAttributeOptions {
   }
 }
 
+/** An RFC 9110 token: what a header name may be. */
+const HTTP_TOKEN = /^[!#$%&'*+.^_`|~0-9a-z-]+$/i;
+
+/**
+ * OTLP headers, checked here rather than by Node's HTTP client at the first export, whose error
+ * quotes the offending header name (which, mistyped, may hold the token: `Bearer abc=…`). Names
+ * must be RFC 9110 tokens; values must not hold CR, LF or NUL.
+ */
+function httpHeaders(name: string, text: string | undefined): Record<string, string> {
+  const headers = parseKeyValueList(name, text, true);
+  for (const [key, value] of Object.entries(headers)) {
+    if (!HTTP_TOKEN.test(key)) {
+      throw new ConfigError(
+        `${name}: an entry has a name that is not a valid HTTP header name (letters, digits and !#$%&'*+-.^_\`|~ only)`,
+      );
+    }
+    if (/[\r\n\0]/.test(value)) {
+      throw new ConfigError(`${name}: the value of an entry holds a line break or NUL`);
+    }
+  }
+  return headers;
+}
+
 /**
  * `key1=value1,key2=value2` with percent-encoded values, as OTEL_EXPORTER_OTLP_HEADERS and
  * OTEL_RESOURCE_ATTRIBUTES use. Error messages name the key, never a value: headers hold secrets.
  * https://opentelemetry.io/docs/specs/otel/protocol/exporter/#specifying-headers-via-environment-variables
  */
-function parseKeyValueList(name: string, text: string | undefined): Record<string, string> {
+function parseKeyValueList(
+  name: string,
+  text: string | undefined,
+  /** Headers: a key that is not a header name is not echoed (a mistyped one may hold the secret). */
+  headerKeys = false,
+): Record<string, string> {
   const out: Record<string, string> = {};
   if (text === undefined || text.trim() === '') return out;
-  for (const item of text.split(',')) {
+  for (const [index, item] of text.split(',').entries()) {
     if (item.trim() === '') continue;
     const equals = item.indexOf('=');
     const key = equals === -1 ? item.trim() : item.slice(0, equals).trim();
@@ -374,7 +403,7 @@ function parseKeyValueList(name: string, text: string | undefined): Record<strin
       out[key] = decodeURIComponent(item.slice(equals + 1).trim());
     } catch {
       throw new ConfigError(
-        `${name}: the value of ${JSON.stringify(key)} is not validly percent-encoded`,
+        `${name}: the value of ${headerKeys && !HTTP_TOKEN.test(key) ? `entry ${index + 1}` : JSON.stringify(key)} is not validly percent-encoded`,
       );
     }
   }
@@ -382,15 +411,22 @@ function parseKeyValueList(name: string, text: string | undefined): Record<strin
 }
 
 /**
- * `auto`: one file per broker (host, port, vhost or db) and bridge queue in the temp directory,
- * so two bridges on one machine never share one; `none`: no state kept.
+ * `auto`: one file per broker (host, port, vhost or db) and bridge queue in the bridge's state
+ * directory (defaultStateDirectory), so two bridges on one machine never share one; `none`: no
+ * state kept.
  */
-function stateFile(value: string, broker: BrokerEndpoint, queue: string): string | undefined {
+function stateFile(
+  value: string,
+  broker: BrokerEndpoint,
+  queue: string,
+  env: Env,
+): string | undefined {
   if (value === 'none') return undefined;
   if (value !== 'auto') return value;
   const key = `${broker.kind}://${broker.hostname}:${broker.port}/${broker.vhost}/${broker.db}/${queue}`;
   const digest = createHash('sha256').update(key).digest('hex').slice(0, 16);
-  return join(tmpdir(), `celery-otel-bridge-${digest}.json`);
+  const directory = defaultStateDirectory({ env, uid: process.getuid?.(), home: homedir() });
+  return join(directory, `state-${digest}.json`);
 }
 
 function fanoutPrefix(value: string, db: number): string {

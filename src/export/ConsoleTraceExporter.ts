@@ -1,5 +1,7 @@
 import { type ExportResult, ExportResultCode } from '@opentelemetry/core';
 import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace-base';
+import { guarded, type InternalErrorSink } from '../telemetry/guarded.js';
+import { escapeForTerminal } from './escapeForTerminal.js';
 import {
   isAttempt,
   isTaskRoot,
@@ -23,6 +25,11 @@ export interface ConsoleTraceExporterOptions {
   readonly maxPrintedTraceIds: number;
   readonly checkIntervalMs: number;
   readonly now: () => number;
+  /**
+   * A trace that could not be rendered (a bug, or span data it cannot show) is reported here
+   * (counted, logged once) and printed as one line saying so; printing goes on.
+   */
+  readonly onError?: InternalErrorSink;
 }
 
 export const CONSOLE_DEFAULTS: Omit<ConsoleTraceExporterOptions, 'write' | 'color'> = {
@@ -97,7 +104,14 @@ export class ConsoleTraceExporter implements SpanExporter {
       trace.lastAt = now;
       if (trace.spans.length >= this.options.maxSpansPerTrace) this.print(traceId, 'buffer_full');
     }
-    this.timer ??= setInterval(() => this.check(), this.options.checkIntervalMs).unref();
+    this.timer ??= setInterval(
+      guarded(
+        'console',
+        (where, error) => this.options.onError?.(where, error),
+        () => this.check(),
+      ),
+      this.options.checkIntervalMs,
+    ).unref();
     resultCallback({ code: ExportResultCode.SUCCESS });
   }
 
@@ -146,9 +160,14 @@ export class ConsoleTraceExporter implements SpanExporter {
       const oldest = this.printed.values().next();
       if (oldest.done !== true) this.printed.delete(oldest.value);
     }
-    this.options.write(
-      `${renderTraceTree(trace.spans, { color: this.options.color, reason, continued: trace.continued })}\n`,
-    );
+    let text: string;
+    try {
+      text = `${renderTraceTree(trace.spans, { color: this.options.color, reason, continued: trace.continued })}\n`;
+    } catch (error) {
+      this.options.onError?.('console', error);
+      text = `trace ${escapeForTerminal(traceId)} · ${trace.spans.length} spans that could not be printed (see the log)\n\n`;
+    }
+    this.options.write(text);
     if (this.pending.size === 0) {
       clearInterval(this.timer);
       this.timer = undefined;

@@ -5,6 +5,7 @@ import {
 } from '@opentelemetry/otlp-exporter-base';
 import type { SpanExporter } from '@opentelemetry/sdk-trace-base';
 import type { OtlpTraceOptions, TraceExporterOptions } from '../config/BridgeOptions.js';
+import type { InternalErrorSink } from '../telemetry/guarded.js';
 import { ConsoleTraceExporter, useColor } from './ConsoleTraceExporter.js';
 import { ThreadedOtlpExporter } from './ThreadedOtlpExporter.js';
 
@@ -21,6 +22,8 @@ import { ThreadedOtlpExporter } from './ThreadedOtlpExporter.js';
 export function createTraceExporter(
   options: OtlpTraceOptions,
   exporter: TraceExporterOptions = { kind: 'otlp', consoleQuietMs: 2000 },
+  /** Console rendering that throws (a bug, or span data it cannot show) is reported here. */
+  onInternalError?: InternalErrorSink,
 ): SpanExporter {
   if (exporter.kind === 'console') {
     // `--exporter console`: finished traces as trees on stdout (logs stay on stderr).
@@ -28,6 +31,7 @@ export function createTraceExporter(
       write: (text) => process.stdout.write(text),
       color: useColor(process.stdout, process.env),
       quietMs: exporter.consoleQuietMs,
+      onError: onInternalError,
     });
   }
   const config: OTLPExporterNodeConfigBase = {

@@ -1,5 +1,6 @@
 import { type HrTime, SpanStatusCode } from '@opentelemetry/api';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
+import { escapeForTerminal as safe } from './escapeForTerminal.js';
 
 /** Why a trace is printed now; anything but `complete` is said in the header. */
 export type TracePrintReason = 'complete' | 'max_wait' | 'buffer_full' | 'shutdown';
@@ -78,12 +79,12 @@ export function renderTraceTree(
   const start = Math.min(...spans.map((span) => seconds(span.startTime)));
   const end = Math.max(...spans.map((span) => seconds(span.endTime)));
   const header = [
-    `trace ${traceId}`,
+    `trace ${safe(traceId)}`,
     options.continued === true ? 'continued: spans that arrived after it was printed' : undefined,
-    first === undefined ? undefined : first.name,
+    first === undefined ? undefined : safe(first.name),
     `${taskCount} ${taskCount === 1 ? 'task' : 'tasks'}`,
     formatDuration(end - start),
-    Number.isFinite(start) ? new Date(start * 1000).toISOString() : undefined,
+    isoTime(start),
     reasonNote(options.reason),
   ]
     .filter((part) => part !== undefined)
@@ -112,7 +113,7 @@ export function renderTraceTree(
     const items = [...(node.attempts.length > 1 ? node.attempts : []), ...node.children];
     if (detail !== undefined && node.attempts.length <= 1) {
       // Under the task, past where its children's names start, so it reads as the task's.
-      lines.push(`${under}${items.length > 0 ? '│     ' : '      '}${paint('red', detail)}`);
+      lines.push(`${under}${items.length > 0 ? '│     ' : '      '}${paint('red', safe(detail))}`);
     }
     items.forEach((item, index) => {
       const last = index === items.length - 1;
@@ -137,19 +138,19 @@ function describeSpan(
     const outcome = stringAttribute(span, 'celery.attempt.outcome') ?? statusWord(span);
     const parts = [
       `attempt ${attemptIndex(span) + 1}`,
-      paint(stateStyle(outcome), outcome),
+      paint(stateStyle(outcome), safe(outcome)),
       duration,
     ];
     const hostname = stringAttribute(span, 'celery.worker.hostname');
-    if (hostname !== undefined) parts.push(paint('dim', `on ${hostname}`));
+    if (hostname !== undefined) parts.push(paint('dim', `on ${safe(hostname)}`));
     const failure = failureLine(span);
-    if (failure !== undefined) parts.push(paint('red', `· ${failure}`));
+    if (failure !== undefined) parts.push(paint('red', `· ${safe(failure)}`));
     return parts.join(' ');
   }
   const state =
     stringAttribute(span, 'celery.task.state') ??
     (span.status.code === SpanStatusCode.ERROR ? 'ERROR' : 'OK');
-  const parts = [paint('bold', span.name), paint(stateStyle(state), state), duration];
+  const parts = [paint('bold', safe(span.name)), paint(stateStyle(state), safe(state)), duration];
   const extra: string[] = [];
   const firstAttempt = node.attempts[0]?.span;
   if (
@@ -166,9 +167,9 @@ function describeSpan(
     extra.push(`${retries} ${retries === 1 ? 'retry' : 'retries'}`);
   }
   const incomplete = stringAttribute(span, 'celery.task.incomplete');
-  if (incomplete !== undefined) extra.push(`incomplete: ${incomplete}`);
+  if (incomplete !== undefined) extra.push(`incomplete: ${safe(incomplete)}`);
   const queue = stringAttribute(span, 'messaging.destination.name');
-  if (queue !== undefined && queue !== parentQueue) extra.push(`queue ${queue}`);
+  if (queue !== undefined && queue !== parentQueue) extra.push(`queue ${safe(queue)}`);
   if (top && span.parentSpanContext !== undefined && !isTaskRoot(span)) {
     extra.push('parent task not seen');
   }
@@ -244,6 +245,15 @@ function reasonNote(reason: TracePrintReason): string | undefined {
     case 'shutdown':
       return 'printed at shutdown';
   }
+}
+
+/**
+ * The trace's start as an ISO time; undefined when no Date can hold it (beyond ±8.64e15 ms,
+ * where toISOString throws `Invalid time value`): an event's timestamp is anyone's number.
+ */
+function isoTime(epochSeconds: number): string | undefined {
+  const ms = epochSeconds * 1000;
+  return Number.isFinite(ms) && Math.abs(ms) <= 8.64e15 ? new Date(ms).toISOString() : undefined;
 }
 
 function seconds(time: HrTime): number {

@@ -6,6 +6,19 @@ import { redactUrl, secretRedactor } from './redact.js';
 /** The same message from the SDK is logged at most once per this long. */
 const REPEAT_AFTER_MS = 60_000;
 const MAX_ARGUMENT_LENGTH = 1000;
+/**
+ * A diagnostic is cut to this before any redaction (a collector's partial-success message can be
+ * any size), and to MAX_LINE_LENGTH after it. Cutting first may split a secret at the cut; the
+ * second, shorter cut then removes that part.
+ */
+const MAX_SCANNED_LENGTH = 64 * 1024;
+const MAX_LINE_LENGTH = 4000;
+/**
+ * URLs in a diagnostic. The scheme is bounded and the rest is one character class, so the scan is
+ * linear: an unbounded `[a-z][a-z0-9+.-]*:` retried at every word boundary of a long run without
+ * `://` was quadratic (about 18 s on 300 KB).
+ */
+const URL_IN_TEXT = /\b[a-z][a-z0-9+.-]{0,31}:\/\/[^\s"'()]+/gi;
 
 /**
  * Routes OpenTelemetry's own diagnostics (`diag`) into the bridge's log. Without a diag logger
@@ -18,12 +31,14 @@ const MAX_ARGUMENT_LENGTH = 1000;
  */
 export function installDiagLogger(logger: Logger, options: BridgeOptions): void {
   const urls = [options.otlp.url, options.metrics.otlp.url];
-  const urlPasswords = urls.map((text) => {
+  const urlPasswords = urls.flatMap((text) => {
     try {
       const url = new URL(text);
-      return decodeURIComponent(url.password || url.username);
+      // A token in the query string (`?api_key=…`) too; short values would mangle messages.
+      const query = [...url.searchParams.values()].filter((value) => value.length >= 8);
+      return [decodeURIComponent(url.password || url.username), ...query];
     } catch {
-      return undefined;
+      return [];
     }
   });
   const headerValues = [
@@ -41,11 +56,14 @@ export function installDiagLogger(logger: Logger, options: BridgeOptions): void 
   const forward =
     (write: (msg: string, fields: { source: string }) => void): DiagLogFunction =>
     (message: string, ...args: unknown[]) => {
-      const text = redact(
-        [message, ...args.map(describeArgument)]
-          .map(unwrapStringifiedError)
-          .join(' ')
-          .replace(/\b[a-z][a-z0-9+.-]*:\/\/[^\s"'()]+/gi, (url) => redactUrl(url)),
+      const text = cut(
+        redact(
+          cut(
+            [message, ...args.map(describeArgument)].map(unwrapStringifiedError).join(' '),
+            MAX_SCANNED_LENGTH,
+          ).replace(URL_IN_TEXT, (url) => redactUrl(url)),
+        ),
+        MAX_LINE_LENGTH,
       );
       const now = Date.now();
       const previous = lastLogged.get(text);
@@ -70,6 +88,10 @@ export function installDiagLogger(logger: Logger, options: BridgeOptions): void 
   );
 }
 
+function cut(text: string, max: number): string {
+  return text.length > max ? `${text.slice(0, max)}… (${text.length - max} more characters)` : text;
+}
+
 /** An error is its name and message only; anything else is cut JSON. */
 function describeArgument(value: unknown): string {
   if (value instanceof Error) return `${value.name}: ${value.message}`;
@@ -88,7 +110,7 @@ function describeArgument(value: unknown): string {
  * an OTLP error the response body); keep only its message.
  */
 function unwrapStringifiedError(text: string): string {
-  if (!text.startsWith('{"')) return text;
+  if (!text.startsWith('{"') || text.length > MAX_SCANNED_LENGTH) return text;
   try {
     const parsed = JSON.parse(text) as { message?: unknown };
     return typeof parsed.message === 'string' ? parsed.message : text;

@@ -165,6 +165,15 @@ export class BridgeMetrics {
       })
       .addCallback((result) => result.observe(stats.lateEvents));
     meter
+      .createObservableCounter('celery_otel_bridge.internal_errors', {
+        unit: '{error}',
+        description:
+          'Errors caught where they would have ended the process, by where: a timer, the /metrics handler, console rendering',
+      })
+      .addCallback((result) => {
+        for (const [where, count] of stats.internalErrorsByWhere) result.observe(count, { where });
+      });
+    meter
       .createObservableCounter('celery_otel_bridge.metrics.task_name_overflow', {
         unit: '{event}',
         description: 'Task events whose name was reported as __other__ (task name cap reached)',

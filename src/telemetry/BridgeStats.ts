@@ -25,6 +25,8 @@ export class BridgeStats implements AssemblerCounters, SpanExportCounters {
   lostTasks = 0;
   /** Given up after a broker outage: no event within --outage-grace-ms. */
   outageTasks = 0;
+  /** Bugs caught where they would have ended the process, by where (see internalError). */
+  readonly internalErrorsByWhere = new Map<string, number>();
   private readonly reported = new Set<string>();
   private sinceSummary = new Map<string, number>();
 
@@ -116,6 +118,24 @@ export class BridgeStats implements AssemblerCounters, SpanExportCounters {
     this.add(this.droppedSpansByReason, reason, count);
     this.noteProblem(`spans_dropped:${reason}`, count);
     this.once(`dropped:${reason}`, detail);
+  }
+
+  /**
+   * A bug caught in a timer, the /metrics handler or console rendering: counted, logged once per
+   * place (with the first error's message), and the bridge goes on.
+   */
+  internalError(where: string, error: unknown): void {
+    this.add(this.internalErrorsByWhere, where, 1);
+    this.noteProblem(`internal_error:${where}`, 1);
+    if (this.reported.has(`internal_error:${where}`)) return;
+    this.reported.add(`internal_error:${where}`);
+    this.logger.error(
+      'internal error, caught; the bridge goes on (counted in celery_otel_bridge.internal_errors)',
+      {
+        where,
+        error: error instanceof Error ? `${error.name}: ${error.message}` : String(error),
+      },
+    );
   }
 
   brokerDisconnected(): void {

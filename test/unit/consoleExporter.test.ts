@@ -272,3 +272,85 @@ describe('useColor', () => {
     expect(useColor({}, {})).toBe(false);
   });
 });
+
+/** Terminal controls and invisible/bidi format characters: none may come from event data. */
+const RAW_CONTROLS =
+  // eslint-disable-next-line no-control-regex
+  /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u200b-\u200f\u202a-\u202e\u2066-\u2069]/u;
+
+describe('console output of hostile events', () => {
+  const hostile = [
+    '\x1b[2J\x1b[H', // clear screen
+    '\x1b]0;owned\x07', // window title
+    '\x1b]52;c;Y3VybCBldmlsLnNoIHwgc2g=\x07', // OSC 52 clipboard write
+    '\x1b[8mhidden\x1b[0m',
+    '\u009b31m', // C1 CSI
+    '\u202egnp.exe', // right-to-left override
+    'forged\r\ntrace 0000 · fake line',
+    '\x7f\x08\t',
+  ].join('|');
+
+  it('escapes every control character from names, hosts, queues and exception lines', () => {
+    const spans = task(ROOT, `proj.${hostile}`, {
+      sent: T0,
+      attempts: [
+        { ...ok(T0 + 0.01, T0 + 0.02), hostname: `w@${hostile}`, outcome: 'RETRY' },
+        {
+          startedAt: T0 + 0.03,
+          endedAt: T0 + 0.05,
+          outcome: 'FAILURE',
+          hostname: 'w1@host',
+          traceback: `Traceback:\nValueError: ${hostile}`,
+        },
+      ],
+      state: 'FAILURE',
+      end: T0 + 0.05,
+      traceback: `Traceback:\nValueError: ${hostile}`,
+    });
+    for (const color of [false, true]) {
+      let text = renderTraceTree(spans, { color, reason: 'complete' });
+      // Our own colours are the only escape sequences allowed, and only with color on.
+      // eslint-disable-next-line no-control-regex
+      if (color) text = text.replace(/\x1b\[(?:[0-9]|[0-9][0-9])m/g, '');
+      expect(text).not.toMatch(RAW_CONTROLS);
+      expect(text).toContain('\\x1b]52;c;');
+      expect(text).toContain('\\u{202e}gnp.exe');
+      expect(text.split('\n').some((line) => line.startsWith('trace 0000'))).toBe(false);
+    }
+  });
+
+  it('prints a trace whose timestamps no Date can hold, and reports a trace it cannot render', () => {
+    const printed: string[] = [];
+    const errors: string[] = [];
+    const exporter = new ConsoleTraceExporter({
+      write: (text) => printed.push(text),
+      color: false,
+      onError: (where) => errors.push(where),
+    });
+    const spans = task(ROOT, 'proj.future', {
+      sent: 1e13,
+      attempts: [ok(1e13 + 1, 1e13 + 2)],
+      state: 'SUCCESS',
+      end: 1e13 + 2,
+    });
+    exporter.export(spans, () => undefined);
+    const broken = task(CHILD, 'proj.broken', {
+      sent: T0,
+      attempts: [ok(T0, T0 + 1)],
+      state: 'SUCCESS',
+      end: T0 + 1,
+    });
+    // A span the renderer cannot read: a bug must cost this trace's tree, not the process.
+    Object.defineProperty(broken[0], 'name', {
+      get: () => {
+        throw new Error('unreadable');
+      },
+    });
+    exporter.export(broken, () => undefined);
+    expect(() => exporter.check()).not.toThrow();
+    void exporter.shutdown();
+    expect(printed.join('')).toContain('proj.future SUCCESS');
+    expect(printed.join('')).toContain('spans that could not be printed (see the log)');
+    expect(errors).toEqual(['console']);
+  });
+});

@@ -213,9 +213,11 @@ describe('Dockerfiles', () => {
 
   it('builds with dev dependencies and ships production dependencies and dist only', () => {
     const [build, runStage] = stages(read('Dockerfile'));
-    expect(build?.[0]).toMatch(/^FROM node:20\.\S+ AS build$/);
+    // The current Node LTS, pinned by digest; both stages on the same image.
+    expect(build?.[0]).toMatch(/^FROM node:26\.\d+\.\d+-\S+@sha256:[0-9a-f]{64} AS build$/);
     expect(build).toContain('RUN npm run build');
-    expect(runStage?.[0]).toMatch(/^FROM node:20\.\S+-(slim|alpine)\S*$/);
+    expect(runStage?.[0]).toMatch(/^FROM node:26\.\S+-(slim|alpine)@sha256:[0-9a-f]{64}$/);
+    expect(runStage?.[0]).toBe(build?.[0]?.replace(/ AS build$/, ''));
     expect(runStage?.join('\n')).toContain('npm ci --omit=dev --ignore-scripts');
     expect(runStage).toContain('COPY --from=build /app/dist ./dist');
     expect(runStage?.at(-2)).toBe('USER node');

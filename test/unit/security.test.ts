@@ -1,6 +1,9 @@
 import { diag } from '@opentelemetry/api';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parseBrokerUrl } from '../../src/config/brokerUrl.js';
+import { decodeEventBody } from '../../src/decode/decodeEventBody.js';
+import type { DecodeRejection } from '../../src/decode/DecodeRejection.js';
+import { decodeKombuEnvelope } from '../../src/decode/decodeKombuEnvelope.js';
 import { installDiagLogger } from '../../src/log/installDiagLogger.js';
 import { Logger } from '../../src/log/Logger.js';
 import { redactUrl, secretRedactor } from '../../src/log/redact.js';
@@ -138,6 +141,50 @@ describe('redaction', () => {
     expect(redactUrl('http://u:p@ss@host:port')).toBe('http://***@host:port');
   });
 
+  it('hides a password with an unencoded "/", "?" or "#", and drops query strings', () => {
+    expect(redactUrl('amqp://user:12345/6789@rabbit:5672//')).toBe('amqp://***@rabbit:5672//');
+    expect(redactUrl('redis://:pa?ss#word@redis:6379/0')).toBe('redis://***@redis:6379/0');
+    expect(redactUrl('https://collector:4318/v1/traces?api_key=tok3n#frag')).toBe(
+      'https://collector:4318/v1/traces',
+    );
+    expect(redactUrl('not a url?api_key=tok3n')).toBe('not a url');
+    // One function for broker and OTLP URLs: a lone user name is hidden in both.
+    expect(redactUrl('amqp://guest@rabbit//')).toBe('amqp://***@rabbit//');
+    expect(parseBrokerUrl('amqp://guest@rabbit//').redactedUrl).toBe('amqp://***@rabbit//');
+    expect(parseBrokerUrl('redis://:s3cret@redis/0?ssl_cert_reqs=none').redactedUrl).toBe(
+      'redis://:***@redis/0',
+    );
+  });
+
+  it('refuses a broker URL whose password holds "/", "?" or "#", without repeating it', () => {
+    for (const url of [
+      'amqp://guest:12345/6789@rabbit:5672//',
+      'redis://:6379/hunter2@redis:6379/0',
+      'amqp://guest:hunter?2@rabbit//',
+    ]) {
+      const message = configError([], { CELERY_BROKER_URL: url });
+      expect(message).toContain('percent-encode');
+      expect(message).not.toMatch(/6789|hunter/);
+    }
+  });
+
+  it('checks OTLP header names at start and never echoes a malformed one', () => {
+    const message = configError([], {
+      OTEL_EXPORTER_OTLP_HEADERS: 'Authorization: Bearer tok3n-s3cret=x',
+    });
+    expect(message).toContain('not a valid HTTP header name');
+    expect(message).not.toContain('tok3n');
+    expect(
+      configError([], { OTEL_EXPORTER_OTLP_TRACES_HEADERS: 'Bearer tok3n-s3cret=%E0%A4%A' }),
+    ).not.toContain('tok3n');
+    expect(configError([], { OTEL_EXPORTER_OTLP_HEADERS: 'x-token=a%0D%0Ab' })).toContain(
+      'line break',
+    );
+    expect(runOptions([], { OTEL_EXPORTER_OTLP_HEADERS: 'x-api-key=k' }).otlp.headers).toEqual({
+      'x-api-key': 'k',
+    });
+  });
+
   it('hides every occurrence of each secret, plain and percent-encoded', () => {
     const redact = secretRedactor(['s3cret/value', undefined, 'ab']);
     expect(redact('a s3cret/value and s3cret%2Fvalue; ab stays')).toBe('a *** and ***; ab stays');
@@ -176,5 +223,61 @@ describe('installDiagLogger', () => {
       msg: 'posting to https://user:***@collector:4318/v1/metrics Error: nope',
     });
     expect(lines.join('\n')).not.toMatch(/hdr-secret|brokerpw|urlpw|payload|stack/);
+  });
+
+  it('redacts a huge partial-success message in linear time and logs it cut', () => {
+    const lines: string[] = [];
+    const options = runOptions([], {
+      OTEL_EXPORTER_OTLP_ENDPOINT: 'https://collector:4318?api_key=querys3cret',
+    });
+    installDiagLogger(new Logger('info', (line) => lines.push(line)), options);
+    // What made the old URL regex quadratic: a long run of word boundaries without `://`
+    // (about 18 s for 300 KB). The test's own timeout is the bound here.
+    diag.warn(`partial success: ${'a.'.repeat(150_000)} querys3cret`);
+    diag.warn(`see https://collector:4318/v1/traces?api_key=querys3cret ${'x'.repeat(300_000)}`);
+    expect(lines).toHaveLength(2);
+    for (const line of lines) expect(line.length).toBeLessThan(5000);
+    expect(lines.join('\n')).not.toContain('querys3cret');
+    expect(lines[1]).toContain('https://collector:4318/v1/traces ');
+  });
+});
+
+describe('Logger', () => {
+  it('bounds every field and escapes what a terminal would act on', () => {
+    const lines: string[] = [];
+    const logger = new Logger('info', (line) => lines.push(line));
+    logger.warn('event rejected', {
+      detail: `a message on routing key ${'k'.repeat(10_000_000)} is not valid JSON`,
+    });
+    logger.warn('forged \u009b2J \u202e \x1b]52;c;AAAA\x07 \x7f');
+    expect(lines[0]?.length).toBeLessThan(2 * 2100);
+    const detail = (JSON.parse(lines[0] ?? '{}') as { detail: string }).detail;
+    expect(detail).toMatch(/… \(\d+ more characters\)$/);
+    // eslint-disable-next-line no-control-regex
+    expect(lines[1]?.trimEnd()).not.toMatch(/[\u0000-\u001f\u007f-\u009f\u202e]/);
+    expect((JSON.parse(lines[1] ?? '{}') as { msg: string }).msg).toBe(
+      'forged \u009b2J \u202e \x1b]52;c;AAAA\x07 \x7f',
+    );
+  });
+});
+
+describe('rejection details', () => {
+  it("never quote an event body, as V8's JSON.parse messages do", () => {
+    const rejections: DecodeRejection[] = [];
+    decodeEventBody(
+      {
+        routingKey: 'task.multi',
+        contentType: 'application/json',
+        body: Buffer.from('{"type": "task-received", "kwargs": "card=4111111111111111" oops'),
+      },
+      { maxMessageBytes: 1 << 20 },
+      { event: () => undefined, reject: (rejection) => rejections.push(rejection) },
+    );
+    const envelope = decodeKombuEnvelope(Buffer.from('{"body": "card=4111111111111111" oops'), 'x');
+    expect(rejections.map((r) => r.detail)).toEqual([
+      'a message on routing key task.multi is not valid JSON',
+    ]);
+    expect(JSON.stringify(envelope)).not.toContain('4111');
+    expect(JSON.stringify(envelope)).toContain('not valid JSON');
   });
 });
