@@ -205,6 +205,7 @@ export class Bridge {
       forEachInFlight: (visit) => this.assembler.forEachInFlight(visit),
       inFlightCount: () => this.assembler.inFlightCount,
       queueLengths: () => this.queueLengths.latest,
+      brokerConnected: () => this.connected,
     });
     registerIntakeMetrics(this.meters.provider.getMeter(scope.name, scope.version), {
       paused: () => this.pausedSinceMs !== undefined,

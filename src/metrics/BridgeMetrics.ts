@@ -7,6 +7,7 @@ import type { MetricLabels } from './MetricLabels.js';
 import { SeriesCounter } from './SeriesCounter.js';
 import { gaugeMetricData, type StateGauge } from './BridgeMetricProducer.js';
 import { SeriesHistogram } from './SeriesHistogram.js';
+import { bridgeHealthGauges } from './bridgeHealthGauges.js';
 import type { WorkerLiveness } from './WorkerLiveness.js';
 
 /** What the metrics read from the rest of the bridge when they are collected. */
@@ -20,6 +21,8 @@ export interface MetricSources {
   ): void;
   inFlightCount(): number;
   queueLengths(): ReadonlyMap<string, number>;
+  /** Connected to the broker and consuming; `celery_otel_bridge.broker.connected` when given. */
+  brokerConnected?(): boolean;
 }
 
 /** `celery.task.state` values of the task counter, by event type. */
@@ -242,6 +245,7 @@ export class BridgeMetrics {
         description: 'Tasks held in memory now (in flight or waiting for missing events)',
         points: [{ attributes: {}, value: this.sources.inFlightCount() }],
       },
+      ...bridgeHealthGauges(this.sources.brokerConnected?.()),
     ];
   }
 
