@@ -25,6 +25,7 @@ import { QueueLengthPoller } from './metrics/QueueLengthPoller.js';
 import { AmqpQueueLengthReader, RedisQueueLengthReader } from './metrics/QueueLengthReader.js';
 import { BridgeMetricProducer } from './metrics/BridgeMetricProducer.js';
 import { WorkerLiveness } from './metrics/WorkerLiveness.js';
+import { serveMetrics } from './metrics/serveMetrics.js';
 import { AmqpEventSource } from './source/AmqpEventSource.js';
 import { describeError } from './source/describeError.js';
 import { EnableEventsBroadcaster } from './source/EnableEventsBroadcaster.js';
@@ -223,8 +224,7 @@ export class Bridge {
       metricsOptions.httpPort === 0
         ? undefined
         : new HttpServer(metricsOptions.httpHost, metricsOptions.httpPort, {
-            metrics: (request, response) =>
-              this.meters.prometheus.getMetricsRequestHandler(request, response),
+            metrics: (request, response) => serveMetrics(this.meters.prometheus, request, response),
             readiness: () => ({ ready: this.connected, detail: this.connectionDetail }),
           });
   }
@@ -414,6 +414,11 @@ export class Bridge {
     // Tasks given up on in bulk (a full in-flight table, the age limit) must not crowd out the
     // spans of tasks that really finished.
     const givenUp = task.completeness === 'evicted' || task.completeness === 'expired';
-    this.exportQueue.add(taskSpans(task, this.spanOptions), givenUp);
+    const spans = taskSpans(task, this.spanOptions);
+    // The task span (first) is what the runtime and queue-wait exemplars point at.
+    const context = spans[0]?.spanContext();
+    if (context !== undefined)
+      this.metrics.onTaskExported(task.record.id, context.traceId, context.spanId);
+    this.exportQueue.add(spans, givenUp);
   }
 }
