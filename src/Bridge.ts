@@ -209,6 +209,7 @@ export class Bridge {
       forEachInFlight: (visit) => this.assembler.forEachInFlight(visit),
       inFlightCount: () => this.assembler.inFlightCount,
       queueLengths: () => this.queueLengths.latest,
+      brokerConnected: () => this.connected,
     });
     registerIntakeMetrics(this.meters.provider.getMeter(scope.name, scope.version), {
       paused: () => this.pausedSinceMs !== undefined,
@@ -428,6 +429,11 @@ export class Bridge {
     // Tasks given up on in bulk (a full in-flight table, the age limit) must not crowd out the
     // spans of tasks that really finished.
     const givenUp = task.completeness === 'evicted' || task.completeness === 'expired';
-    this.exportQueue.add(taskSpans(task, this.spanOptions), givenUp);
+    const spans = taskSpans(task, this.spanOptions);
+    // The task span (first) is what the runtime and queue-wait exemplars point at.
+    const context = spans[0]?.spanContext();
+    if (context !== undefined)
+      this.metrics.onTaskExported(task.record.id, context.traceId, context.spanId);
+    this.exportQueue.add(spans, givenUp);
   }
 }

@@ -7,6 +7,8 @@ import type { MetricLabels } from './MetricLabels.js';
 import { SeriesCounter } from './SeriesCounter.js';
 import { gaugeMetricData, type StateGauge } from './BridgeMetricProducer.js';
 import { SeriesHistogram } from './SeriesHistogram.js';
+import { bridgeHealthGauges } from './bridgeHealthGauges.js';
+import { TaskExemplars } from './TaskExemplars.js';
 import type { WorkerLiveness } from './WorkerLiveness.js';
 
 /** What the metrics read from the rest of the bridge when they are collected. */
@@ -20,6 +22,8 @@ export interface MetricSources {
   ): void;
   inFlightCount(): number;
   queueLengths(): ReadonlyMap<string, number>;
+  /** Connected to the broker and consuming; `celery_otel_bridge.broker.connected` when given. */
+  brokerConnected?(): boolean;
 }
 
 /** `celery.task.state` values of the task counter, by event type. */
@@ -44,6 +48,9 @@ const TERMINAL: ReadonlySet<string> = new Set([
 /** Series of the task counter and of each histogram at most, as the SDK's default limit. */
 const MAX_TASK_SERIES = 2000;
 
+/** Tasks whose exemplar candidates wait for their span at most (see TaskExemplars). */
+const MAX_EXEMPLAR_TASKS = 20_000;
+
 /** Bucket boundaries in seconds: 5 ms to 1 h, for both runtimes and queue waits. */
 const DURATION_BUCKETS_S = [
   0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600,
@@ -61,6 +68,7 @@ export class BridgeMetrics {
   private readonly runtime: SeriesHistogram;
   private readonly queueWait: SeriesHistogram;
   private readonly lag: SeriesHistogram;
+  private readonly exemplars = new TaskExemplars(MAX_EXEMPLAR_TASKS);
 
   constructor(
     meter: Meter,
@@ -251,6 +259,7 @@ export class BridgeMetrics {
         description: 'Tasks held in memory now (in flight or waiting for missing events)',
         points: [{ attributes: {}, value: this.sources.inFlightCount() }],
       },
+      ...bridgeHealthGauges(this.sources.brokerConnected?.()),
     ];
   }
 
@@ -290,19 +299,21 @@ export class BridgeMetrics {
             `${name}\u0000${worker ?? ''}`,
             () => outcome(name, worker),
             Math.max(0, event.timestamp - since),
+            (value) => this.exemplars.candidate(event.uuid, value, nowMs()),
           );
         }
         return;
       }
       case 'task-succeeded':
-        if (event.runtime !== undefined) this.recordRuntime(name, worker, 'success', event.runtime);
+        if (event.runtime !== undefined)
+          this.recordRuntime(event.uuid, name, worker, 'success', event.runtime, nowMs);
         return;
       case 'task-failed':
       case 'task-retried': {
         const started = openAttemptStart(before, event.timestamp);
         if (started !== undefined) {
           const result = event.type === 'task-failed' ? 'failure' : 'retry';
-          this.recordRuntime(name, worker, result, event.timestamp - started);
+          this.recordRuntime(event.uuid, name, worker, result, event.timestamp - started, nowMs);
         }
         return;
       }
@@ -311,16 +322,27 @@ export class BridgeMetrics {
     }
   }
 
+  /**
+   * The task's spans were handed to the exporter: its runtime and queue-wait observations may be
+   * shown as exemplars pointing at its task span.
+   */
+  onTaskExported(taskId: string, traceId: string, spanId: string): void {
+    this.exemplars.resolve(taskId, traceId, spanId);
+  }
+
   private recordRuntime(
+    taskId: string,
     name: string,
     worker: string | undefined,
     result: 'success' | 'failure' | 'retry',
     seconds: number,
+    nowMs: () => number,
   ): void {
     this.runtime.record(
       `${name}\u0000${worker ?? ''}\u0000${result}`,
       () => ({ ...outcome(name, worker), 'celery.task.outcome': result }),
       seconds,
+      (value) => this.exemplars.candidate(taskId, value, nowMs()),
     );
   }
 

@@ -2,9 +2,40 @@ import { type Attributes, type HrTime, ValueType } from '@opentelemetry/api';
 import { hrTime } from '@opentelemetry/core';
 import {
   AggregationTemporality,
+  type DataPoint,
   DataPointType,
+  type Histogram,
   type HistogramMetricData,
 } from '@opentelemetry/sdk-metrics';
+import type { ExemplarCandidate } from './TaskExemplars.js';
+
+/** An exemplar of one bucket: a value observed in it and the task span it came from. */
+export interface HistogramExemplar {
+  /** Index into the bucket counts (`boundaries.length` is the bucket above every boundary). */
+  readonly bucket: number;
+  readonly value: number;
+  /** Epoch milliseconds of the observation. */
+  readonly timeMs: number;
+  readonly traceId: string;
+  readonly spanId: string;
+}
+
+/**
+ * A histogram data point with its exemplars. The SDK's data point type has none (sdk-metrics
+ * keeps exemplars to its own reservoirs), so they ride along in this extra field, which the
+ * OpenMetrics serializer and the OTLP metrics serializers of this bridge read.
+ */
+export type ExemplarHistogramDataPoint = DataPoint<Histogram> & {
+  readonly exemplars?: readonly HistogramExemplar[];
+};
+
+/** Per bucket: the best candidate since the last collection, and the exemplar last shown. */
+interface ExemplarSlots {
+  readonly pending: (ExemplarCandidate | undefined)[];
+  /** The pending candidate survived a collection unresolved: any new observation replaces it. */
+  readonly stale: boolean[];
+  readonly shown: (HistogramExemplar | undefined)[];
+}
 
 interface Series {
   readonly attributes: Attributes;
@@ -14,6 +45,8 @@ interface Series {
   sum: number;
   min: number;
   max: number;
+  /** Allocated at the series' first exemplar candidate. */
+  exemplars?: ExemplarSlots;
 }
 
 export interface SeriesHistogramOptions {
@@ -37,6 +70,16 @@ export interface SeriesHistogramOptions {
  * `HistogramAggregator` makes with its defaults: same buckets (value <= bound), sum, count, min,
  * max, start time = creation, cardinality overflow series.
  * https://opentelemetry.io/docs/specs/otel/metrics/sdk/#explicit-bucket-histogram-aggregation
+ *
+ * Exemplars: each bucket of each series keeps at most one, so a collection carries at most one
+ * exemplar per bucket. Between two collections the slowest observation of the bucket wins (ties
+ * keep the first): the slow end of every bucket is what a user clicks on, and the buckets above
+ * make the slowest tasks visible; failures and retries are series of their own (the runtime's
+ * `celery.task.outcome`), so their exemplars never compete with successes. A candidate is shown
+ * once its task span exists (TaskExemplars); until then the bucket keeps showing its previous
+ * exemplar. This is the SDK's AlignedHistogramBucketExemplarReservoir (one per bucket) with
+ * "slowest" instead of "last" as the rule.
+ * https://opentelemetry.io/docs/specs/otel/metrics/sdk/#alignedhistogrambucketexemplarreservoir
  */
 export class SeriesHistogram {
   private readonly series = new Map<string, Series>();
@@ -49,8 +92,16 @@ export class SeriesHistogram {
     this.boundaries = [...options.boundaries];
   }
 
-  /** `key` must identify `attributes`; `attributes` is only called for a new series. */
-  record(key: string, attributes: () => Attributes, value: number): void {
+  /**
+   * `key` must identify `attributes`; `attributes` is only called for a new series. `exemplar`
+   * is only called when the value becomes its bucket's exemplar candidate.
+   */
+  record(
+    key: string,
+    attributes: () => Attributes,
+    value: number,
+    exemplar?: (value: number) => ExemplarCandidate,
+  ): void {
     // As the SDK: a histogram takes no negative value (sdk-metrics Instruments.js
     // `HistogramInstrument.record`), and NaN belongs to no bucket. Queue waits and lag are
     // clamped at 0 by the caller; a negative `runtime` sent by a worker is dropped here.
@@ -72,6 +123,7 @@ export class SeriesHistogram {
     series.sum += value;
     if (value < series.min) series.min = value;
     if (value > series.max) series.max = value;
+    if (exemplar !== undefined) offerExemplar(series, bucket, value, exemplar);
   }
 
   /** The cumulative data points now, as the SDK's metric readers take them. */
@@ -87,18 +139,23 @@ export class SeriesHistogram {
       },
       aggregationTemporality: AggregationTemporality.CUMULATIVE,
       dataPointType: DataPointType.HISTOGRAM,
-      dataPoints: all.map((series) => ({
-        attributes: series.attributes,
-        startTime: this.startTime,
-        endTime,
-        value: {
-          buckets: { boundaries: this.boundaries, counts: [...series.counts] },
-          count: series.count,
-          sum: series.sum,
-          min: series.min,
-          max: series.max,
-        },
-      })),
+      dataPoints: all.map((series): ExemplarHistogramDataPoint => {
+        const point: ExemplarHistogramDataPoint = {
+          attributes: series.attributes,
+          startTime: this.startTime,
+          endTime,
+          value: {
+            buckets: { boundaries: this.boundaries, counts: [...series.counts] },
+            count: series.count,
+            sum: series.sum,
+            min: series.min,
+            max: series.max,
+          },
+        };
+        return series.exemplars === undefined
+          ? point
+          : { ...point, exemplars: collectExemplars(series.exemplars) };
+      }),
     };
   }
 
@@ -112,4 +169,48 @@ export class SeriesHistogram {
       max: Number.NEGATIVE_INFINITY,
     };
   }
+}
+
+function offerExemplar(
+  series: Series,
+  bucket: number,
+  value: number,
+  exemplar: (value: number) => ExemplarCandidate,
+): void {
+  const buckets = series.counts.length;
+  const slots = (series.exemplars ??= {
+    pending: new Array<ExemplarCandidate | undefined>(buckets).fill(undefined),
+    stale: new Array<boolean>(buckets).fill(false),
+    shown: new Array<HistogramExemplar | undefined>(buckets).fill(undefined),
+  });
+  const current = slots.pending[bucket];
+  if (current !== undefined && !slots.stale[bucket] && value <= current.value) return;
+  slots.pending[bucket] = exemplar(value);
+  slots.stale[bucket] = false;
+}
+
+/** Closes the period: resolved candidates become the buckets' exemplars. */
+function collectExemplars(slots: ExemplarSlots): HistogramExemplar[] {
+  const out: HistogramExemplar[] = [];
+  for (let bucket = 0; bucket < slots.pending.length; bucket++) {
+    const candidate = slots.pending[bucket];
+    if (candidate !== undefined) {
+      if (candidate.traceId !== undefined && candidate.spanId !== undefined) {
+        slots.shown[bucket] = {
+          bucket,
+          value: candidate.value,
+          timeMs: candidate.timeMs,
+          traceId: candidate.traceId,
+          spanId: candidate.spanId,
+        };
+        slots.pending[bucket] = undefined;
+        slots.stale[bucket] = false;
+      } else {
+        slots.stale[bucket] = true;
+      }
+    }
+    const shown = slots.shown[bucket];
+    if (shown !== undefined) out.push(shown);
+  }
+  return out;
 }

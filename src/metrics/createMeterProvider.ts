@@ -1,5 +1,3 @@
-import { OTLPMetricExporter as OtlpJsonMetricExporter } from '@opentelemetry/exporter-metrics-otlp-http';
-import { OTLPMetricExporter as OtlpProtoMetricExporter } from '@opentelemetry/exporter-metrics-otlp-proto';
 import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
 import { CompressionAlgorithm } from '@opentelemetry/otlp-exporter-base';
 import type { Resource } from '@opentelemetry/resources';
@@ -11,6 +9,7 @@ import {
   type MetricReader,
 } from '@opentelemetry/sdk-metrics';
 import type { MetricsOptions } from '../config/BridgeOptions.js';
+import { createExemplarMetricExporter } from './exemplarMetricExporter.js';
 
 /**
  * Series per instrument at most: past it the SDK folds new ones into one `otel.metric.overflow`
@@ -49,10 +48,8 @@ export function createMeterProvider(
       timeoutMillis: options.otlp.timeoutMs,
       temporalityPreference: AggregationTemporality.CUMULATIVE,
     };
-    const exporter =
-      options.otlp.protocol === 'http/json'
-        ? new OtlpJsonMetricExporter(config)
-        : new OtlpProtoMetricExporter(config);
+    // The SDK's OTLP/HTTP exporter, plus the histograms' exemplars (exemplarMetricExporter.ts).
+    const exporter = createExemplarMetricExporter(options.otlp.protocol, config);
     readers.push(
       new PeriodicExportingMetricReader({
         exporter,

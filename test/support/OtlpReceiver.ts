@@ -94,6 +94,15 @@ export interface ReceivedMetric {
   name: string;
   unit: string;
   kind: 'gauge' | 'sum' | 'histogram' | 'other';
+  /** A histogram's exemplars, all data points together (histograms only). */
+  exemplars?: ReceivedExemplar[];
+}
+
+export interface ReceivedExemplar {
+  traceId: string;
+  spanId: string;
+  value: number;
+  timeUnixNano: bigint;
 }
 
 interface MetricsMessage {
@@ -104,7 +113,7 @@ interface MetricsMessage {
         unit?: string;
         gauge?: unknown;
         sum?: unknown;
-        histogram?: unknown;
+        histogram?: { dataPoints?: Array<{ exemplars?: unknown[] }> };
       }>;
     }>;
   }>;
@@ -117,6 +126,7 @@ function decodeMetrics(body: Buffer, contentType: string): ReceivedMetric[] {
       ? (JSON.parse(body.toString('utf8')) as MetricsMessage)
       : ExportMetricsServiceRequest.toObject(ExportMetricsServiceRequest.decode(body), {
           defaults: false,
+          longs: String,
         });
   const out: ReceivedMetric[] = [];
   for (const resource of message.resourceMetrics ?? []) {
@@ -130,7 +140,17 @@ function decodeMetrics(body: Buffer, contentType: string): ReceivedMetric[] {
               : metric.histogram !== undefined
                 ? 'histogram'
                 : 'other';
-        out.push({ name: metric.name ?? '', unit: metric.unit ?? '', kind });
+        const exemplars = (metric.histogram?.dataPoints ?? []).flatMap((point) =>
+          list(point.exemplars).map((e) => ({
+            traceId: hexId(obj(e)['traceId']),
+            spanId: hexId(obj(e)['spanId']),
+            value: Number(obj(e)['asDouble'] ?? 0),
+            timeUnixNano: int64(obj(e)['timeUnixNano']),
+          })),
+        );
+        const received: ReceivedMetric = { name: metric.name ?? '', unit: metric.unit ?? '', kind };
+        if (kind === 'histogram') received.exemplars = exemplars;
+        out.push(received);
       }
     }
   }

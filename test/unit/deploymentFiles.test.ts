@@ -86,8 +86,10 @@ describe('docker-compose.yml', () => {
       'bridge',
       'demo-producer',
       'demo-worker',
+      'grafana',
       'jaeger',
       'otel-collector',
+      'prometheus',
       'rabbitmq',
       'redis',
     ]);
@@ -151,6 +153,84 @@ describe('docker-compose.yml', () => {
     for (const line of read('examples/demo/requirements.txt').split('\n')) {
       if (line.trim() !== '' && !line.startsWith('#')) expect(line).toMatch(/^[\w[\]-]+==\d+\.\d+/);
     }
+  });
+});
+
+/** `/host/path:/container/path[:ro]` mounts of a service, as [host path, container path]. */
+function mounts(service: Yaml): Array<[string, string]> {
+  return ((service['volumes'] ?? []) as string[]).map((volume) => {
+    const [source = '', target = ''] = volume.split(':');
+    return [source, target];
+  });
+}
+
+function mountOf(service: Yaml, hostPath: string): string {
+  // `docker-compose config` resolves `./x` against the compose file's directory.
+  const absolute = `${ROOT}${hostPath.replace(/^\.\//, '')}`;
+  const found = mounts(service).find(([source]) => source.replace(/\/$/, '') === absolute);
+  expect(found, `a mount of ${hostPath}`).toBeDefined();
+  expect(existsSync(absolute), `${hostPath} exists`).toBe(true);
+  return found?.[1] ?? '';
+}
+
+describe('Prometheus and Grafana in docker-compose.yml', () => {
+  const prometheus = obj(services['prometheus']);
+  const grafana = obj(services['grafana']);
+  const prometheusConfig = parseYaml(read('deploy/prometheus/prometheus.yml'));
+
+  it('runs Prometheus on deploy/prometheus/prometheus.yml with exemplar storage', () => {
+    const command = prometheus['command'] as string[];
+    const config = mountOf(prometheus, './deploy/prometheus/prometheus.yml');
+    expect(command).toContain(`--config.file=${config}`);
+    expect(command).toContain('--enable-feature=exemplar-storage');
+    // Its rule_files glob, relative to the config file, is where the rules directory is mounted.
+    const rulesDir = mountOf(prometheus, './deploy/prometheus/rules');
+    const globs = prometheusConfig['rule_files'] as string[];
+    expect(globs.map((glob) => `${config.replace(/[^/]+$/, '')}${glob}`)).toEqual([
+      `${rulesDir}/*.rules.yml`,
+    ]);
+    expect(obj(obj(prometheusConfig['storage'])['exemplars'])['max_exemplars']).toBeGreaterThan(0);
+    // promtool (Debian's prometheus) checks the config and the rule files it loads.
+    expect(run('promtool', ['check', 'config', 'deploy/prometheus/prometheus.yml'])).toMatch(
+      /SUCCESS: \d+ rule files found/,
+    );
+  });
+
+  it('scrapes the bridge on the port its HTTP listener uses', () => {
+    const jobs = prometheusConfig['scrape_configs'] as Yaml[];
+    const job = jobs.find((j) => j['job_name'] === 'celery-otel-bridge');
+    const targets = obj((job?.['static_configs'] as Yaml[])[0])['targets'] as string[];
+    const bridge = obj(services['bridge']);
+    const port = String(obj(bridge['environment'])['CELERY_OTEL_BRIDGE_HTTP_PORT']);
+    expect(targets).toEqual([`bridge:${port}`]);
+    expect((bridge['expose'] as string[]).map(String)).toContain(port);
+  });
+
+  it('provisions Grafana with Prometheus and Jaeger (exemplars link to traces) and the dashboards', () => {
+    const provisioning = mountOf(grafana, './deploy/grafana/provisioning');
+    expect(provisioning).toBe('/etc/grafana/provisioning');
+    const datasources = obj(
+      parseYaml(read('deploy/grafana/provisioning/datasources/datasources.yml')),
+    )['datasources'] as Yaml[];
+    const byType = (type: string): Yaml => obj(datasources.find((d) => d['type'] === type));
+    const prom = byType('prometheus');
+    const jaeger = byType('jaeger');
+    const promUrl = new URL(String(prom['url']));
+    expect(promUrl.hostname).toBe('prometheus');
+    expect(publishedPorts(prometheus)).toEqual([Number(promUrl.port)]);
+    const jaegerUrl = new URL(String(jaeger['url']));
+    expect(Object.keys(services)).toContain(jaegerUrl.hostname);
+    expect(publishedPorts(obj(services['jaeger']))).toContain(Number(jaegerUrl.port));
+    // The exemplar label the bridge writes (src/metrics/OpenMetricsSerializer.ts) opens Jaeger.
+    const destinations = obj(prom['jsonData'])['exemplarTraceIdDestinations'] as Yaml[];
+    expect(destinations).toEqual([{ name: 'trace_id', datasourceUid: jaeger['uid'] }]);
+    expect(read('src/metrics/OpenMetricsSerializer.ts')).toContain('{trace_id="');
+
+    const providers = obj(parseYaml(read('deploy/grafana/provisioning/dashboards/dashboards.yml')))[
+      'providers'
+    ] as Yaml[];
+    const dashboardsDir = mountOf(grafana, './deploy/grafana/dashboards');
+    expect(providers.map((p) => obj(p['options'])['path'])).toEqual([dashboardsDir]);
   });
 });
 

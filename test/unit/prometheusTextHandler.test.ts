@@ -56,9 +56,9 @@ describe('prometheusTextHandler', () => {
       writeHead: () => response,
       end: () => (ended = true),
     } as unknown as ServerResponse;
-    await expect(prometheusTextHandler(exporter)({} as IncomingMessage, response)).rejects.toThrow(
-      'Invalid string length',
-    );
+    await expect(
+      prometheusTextHandler(exporter)({ headers: {} } as IncomingMessage, response),
+    ).rejects.toThrow('Invalid string length');
     expect(ended).toBe(false);
   });
 });
