@@ -12,18 +12,32 @@ import { type EventObject, pythonJson } from './shapes.mjs';
 const run = promisify(execFile);
 const VHOST_PREFIX = 'celery-otel-bench-';
 
+/** Whether a process of this machine is alive (EPERM: alive, another user's). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 /**
  * A vhost of the bench's own, so its millions of events never reach another bridge or test bound
- * to `celeryev` on `/`. Falls back to `/` when rabbitmqctl is not usable.
+ * to `celeryev` on `/`. Named after the bench's pid: a vhost left by a bench that was killed (its
+ * pid gone) is deleted, one of a bench still running is not (two benches may run at once while a
+ * harness is being checked). Falls back to `/` when rabbitmqctl is not usable.
  */
 export async function createVhost(): Promise<{ vhost: string; isolated: boolean }> {
   try {
-    // Left behind by a bench that was killed: nothing else uses this prefix.
     const { stdout } = await run('rabbitmqctl', ['-q', 'list_vhosts', 'name']);
     for (const name of stdout.split('\n').map((line) => line.trim())) {
-      if (name.startsWith(VHOST_PREFIX)) await run('rabbitmqctl', ['-q', 'delete_vhost', name]);
+      const owner = /^celery-otel-bench-(\d+)-[0-9a-f]{8}$/.exec(name)?.[1];
+      if (owner !== undefined && !alive(Number(owner))) {
+        await run('rabbitmqctl', ['-q', 'delete_vhost', name]);
+      }
     }
-    const vhost = `${VHOST_PREFIX}${randomUUID().slice(0, 8)}`;
+    const vhost = `${VHOST_PREFIX}${process.pid}-${randomUUID().slice(0, 8)}`;
     await run('rabbitmqctl', ['-q', 'add_vhost', vhost]);
     await run('rabbitmqctl', ['-q', 'set_permissions', '-p', vhost, 'guest', '.*', '.*', '.*']);
     return { vhost, isolated: true };
