@@ -703,7 +703,7 @@ async function runBridge(ctx: Context, spec: BridgeRunSpec): Promise<BridgeRunRe
     if (shape === 'backlog') {
       // The bridge declares its queue (with its own arguments), stops; the burst then waits in the
       // queue, as a backlog after a deploy or an outage does.
-      const first = await startBridge(ctx, settings);
+      const first = await startBridge(ctx, { ...settings, nodeOptions: [] });
       await first.stop();
       publishedAt = publish(publisher, burst.wire);
       await publishedAt;
