@@ -10,7 +10,9 @@ import type { BenchMessage } from './stream.mjs';
 import { type EventObject, pythonJson } from './shapes.mjs';
 
 const run = promisify(execFile);
-const VHOST_PREFIX = 'celery-otel-bench-';
+// Not `celery-otel-bench-`: an older bench deletes every vhost of that prefix when it starts,
+// those of benches still running too.
+const VHOST_PREFIX = 'bench-celery-otel-';
 
 /** Whether a process of this machine is alive (EPERM: alive, another user's). */
 function alive(pid: number): boolean {
@@ -32,7 +34,7 @@ export async function createVhost(): Promise<{ vhost: string; isolated: boolean 
   try {
     const { stdout } = await run('rabbitmqctl', ['-q', 'list_vhosts', 'name']);
     for (const name of stdout.split('\n').map((line) => line.trim())) {
-      const owner = /^celery-otel-bench-(\d+)-[0-9a-f]{8}$/.exec(name)?.[1];
+      const owner = /^bench-celery-otel-(\d+)-[0-9a-f]{8}$/.exec(name)?.[1];
       if (owner !== undefined && !alive(Number(owner))) {
         await run('rabbitmqctl', ['-q', 'delete_vhost', name]);
       }

@@ -79,8 +79,8 @@ const HELP = `npm run bench -- [options]
   --slow-mode refuse|delay  over its rate the slow collector answers --slow-status (default
                             refuse), or answers late
   --slow-status N           refuse: 429 (default) or 503 (the collector's memory_limiter)
-  --kill-at F               kill -9 run: kill the bridge once this fraction of the tasks have their
-                            span (default 0.33; 0 skips the run)
+  --kill-at F               kill -9 and standby runs: kill the bridge once this fraction of the
+                            tasks have their span (default 0.33; 0 skips both)
   --no-redis-limit          skip the search for the burst that Redis's pub/sub buffer limit cuts
   --schedule-delay-ms N     OTEL_BSP_SCHEDULE_DELAY of the bridge in the bursts (default 100; the
                             lag run keeps the bridge's default)
@@ -597,6 +597,8 @@ interface BridgeRunSpec {
   readonly slow?: SlowCollector;
   /** kill -9 the bridge once this fraction of the tasks have their span, then restart it. */
   readonly killAt?: number;
+  /** With killAt: a standby bridge on the same queue and state file takes over; no restart. */
+  readonly standby?: boolean;
   readonly bare?: BareResult;
   readonly nodeOptions?: readonly string[];
 }
@@ -659,7 +661,10 @@ export interface BridgeRunResult {
     | {
         atSeconds: number;
         tasksWithSpanAtKill: number;
-        restartSeconds: number;
+        /** From the kill to the new bridge consuming (undefined: a standby took over). */
+        restartSeconds: number | undefined;
+        /** From the kill to the next task span accepted. */
+        nextSpanSeconds: number;
         publishingDoneAtKill: boolean;
       }
     | undefined;
@@ -676,6 +681,7 @@ async function runBridge(ctx: Context, spec: BridgeRunSpec): Promise<BridgeRunRe
   const publisher = await publisherFor(ctx, broker);
   const stateFile = `${ctx.stateDir}/${queue}.json`;
   let bridge: RunningBridge | undefined;
+  let standby: RunningBridge | undefined;
   try {
     const burst = generate(ctx, publisher, spec.mode, spec.size, spec.seed);
     const expected = burst.finals.size;
@@ -716,6 +722,8 @@ async function runBridge(ctx: Context, spec: BridgeRunSpec): Promise<BridgeRunRe
       t0 = bridge.readyAt;
     } else {
       bridge = await startBridge(ctx, settings);
+      // Same queue (single-active-consumer: it waits) and same state file (a shared volume).
+      if (spec.standby === true) standby = await startBridge(ctx, settings);
       await sleep(300);
       t0 = Date.now();
       publishedAt = publish(publisher, burst.wire, spec.pace);
@@ -737,15 +745,26 @@ async function runBridge(ctx: Context, spec: BridgeRunSpec): Promise<BridgeRunRe
         return now >= target || (published && Date.now() - seenAt > 5_000);
       }, 600_000);
       const tasksAtKill = ctx.receiver.arrivals.size;
+      const spansAtKill = ctx.receiver.taskSpans;
       const killedAt = Date.now();
       cpuBefore = cpuSeconds(bridge.pid) - cpu0;
       bridge.child.kill('SIGKILL');
+      const nextSpan = waitFor(() => ctx.receiver.taskSpans > spansAtKill, 120_000).then(() =>
+        Date.now(),
+      );
       await bridge.stop();
-      bridge = await startBridge(ctx, settings);
+      if (standby === undefined) {
+        bridge = await startBridge(ctx, settings);
+      } else {
+        bridge = standby;
+        standby = undefined;
+      }
       kill = {
         atSeconds: round((killedAt - t0) / 1000, 2),
         tasksWithSpanAtKill: tasksAtKill,
-        restartSeconds: round((bridge.readyAt - killedAt) / 1000, 2),
+        restartSeconds:
+          spec.standby === true ? undefined : round((bridge.readyAt - killedAt) / 1000, 2),
+        nextSpanSeconds: round(((await nextSpan) - killedAt) / 1000, 2),
         publishingDoneAtKill: published,
       };
     }
@@ -851,6 +870,7 @@ async function runBridge(ctx: Context, spec: BridgeRunSpec): Promise<BridgeRunRe
     return result;
   } finally {
     await bridge?.stop();
+    await standby?.stop();
     if (broker === 'amqp') await publisher.deleteQueue(queue);
     await publisher.close();
     rmSync(stateFile, { force: true });
@@ -1237,7 +1257,11 @@ function report(
   row('kill -9', (r) =>
     r.kill === undefined
       ? 'n/a'
-      : `at ${r.kill.atSeconds} s, ${fmt(r.kill.tasksWithSpanAtKill)} spans in; up again in ${r.kill.restartSeconds} s`,
+      : `at ${r.kill.atSeconds} s, ${fmt(r.kill.tasksWithSpanAtKill)} spans in; ` +
+        (r.kill.restartSeconds === undefined
+          ? 'standby took over'
+          : `up again in ${r.kill.restartSeconds} s`) +
+        `, next span after ${r.kill.nextSpanSeconds} s`,
   );
   row('bridge CPU s per 100k events', (r) => r.cpuSecondsPer100kEvents.toFixed(2));
   row('bridge peak RSS (MiB)', (r) => r.peakRssMiB.toFixed(0));
@@ -1284,7 +1308,9 @@ function report(
     out +=
       `\n\nRedis pub/sub limit (client-output-buffer-limit ${limit.limit}), full-speed bursts: ` +
       `the bare subscriber alone survives ${limit.bareSurvives === undefined ? 'none' : `${fmt(limit.bareSurvives)} events`}, ` +
-      `is disconnected at ${limit.bareDisconnectedAt === undefined ? 'none tried' : `${fmt(limit.bareDisconnectedAt)} events`}. ` +
+      (limit.bareDisconnectedAt === undefined
+        ? 'and was disconnected by none of the bursts tried. '
+        : `is disconnected at ${fmt(limit.bareDisconnectedAt)} events. `) +
       `Bare: ${trials}. Bridge: ${bridge || 'not run'}.`;
   }
   if (inflight !== undefined) {
@@ -1467,6 +1493,19 @@ async function main(): Promise<void> {
             size: events,
             seed: 6,
             killAt: args.killAt,
+          }),
+        );
+        log(`${name}: bridge and a standby, kill -9 the active one at ${percent(args.killAt)}`);
+        done(
+          await runBridge(ctx, {
+            label: `${name}, standby takeover`,
+            broker,
+            mode,
+            shape: 'live',
+            size: events,
+            seed: 7,
+            killAt: args.killAt,
+            standby: true,
           }),
         );
       }
