@@ -26,6 +26,8 @@ export class BenchReceiver {
   badRequests = 0;
   lastBadRequest = '';
   otherRequests = 0;
+  /** Time the receiver thread spent decoding requests (ms). */
+  decodeMs = 0;
   /** Task id -> its first accepted task span. */
   readonly arrivals = new Map<string, TaskSpan>();
   lastArrivalMs = 0;
@@ -62,6 +64,7 @@ export class BenchReceiver {
     this.badRequests = 0;
     this.lastBadRequest = '';
     this.otherRequests = 0;
+    this.decodeMs = 0;
     this.arrivals.clear();
     this.lastArrivalMs = 0;
     this.send({ type: 'configure', epoch: this.epoch, slow });
@@ -87,6 +90,7 @@ export class BenchReceiver {
     switch (event.type) {
       case 'accepted':
         this.acceptedRequests++;
+        this.decodeMs += event.decodeMs;
         this.spans += event.spans;
         this.attributes += event.attributes;
         for (const [id, state, incomplete, spanId] of event.tasks) {
@@ -103,6 +107,7 @@ export class BenchReceiver {
         break;
       case 'refused':
         this.refusedRequests++;
+        this.decodeMs += event.decodeMs;
         this.refusedSpans += event.spans;
         break;
       case 'bad':

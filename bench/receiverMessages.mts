@@ -31,12 +31,15 @@ export type ReceiverEvent =
       readonly spans: number;
       readonly attributes: number;
       readonly tasks: TaskSpanArrival[];
+      /** Time spent decoding the request (ms). */
+      readonly decodeMs: number;
     }
   | {
       readonly type: 'refused';
       readonly epoch: number;
       readonly spans: number;
       readonly status: number;
+      readonly decodeMs: number;
     }
   | { readonly type: 'bad'; readonly epoch: number; readonly error: string }
   | { readonly type: 'other'; readonly epoch: number };

@@ -650,6 +650,10 @@ export interface BridgeRunResult {
     refusedRequests: number;
     refusedSpans: number;
     badRequests: number;
+    /** Receiver thread's decoding time per span (refused requests are decoded too). */
+    decodeMicrosecondsPerSpan: number;
+    /** Decoding time / the run's time: near 1, the receiver would be what limits the run. */
+    decodeShareOfRun: number;
   };
   cpuSecondsPer100kEvents: number;
   peakRssMiB: number;
@@ -851,6 +855,12 @@ async function runBridge(ctx: Context, spec: BridgeRunSpec): Promise<BridgeRunRe
         refusedRequests: ctx.receiver.refusedRequests,
         refusedSpans: ctx.receiver.refusedSpans,
         badRequests: ctx.receiver.badRequests,
+        decodeShareOfRun: round(ctx.receiver.decodeMs / Math.max(1, lastNeeded - t0), 3),
+        decodeMicrosecondsPerSpan: round(
+          (ctx.receiver.decodeMs * 1000) /
+            Math.max(1, ctx.receiver.spans + ctx.receiver.refusedSpans),
+          2,
+        ),
       },
       cpuSecondsPer100kEvents: round(
         ((cpuBefore + cpu1 - cpuStart) * 100_000) / Math.max(1, events),
@@ -1253,6 +1263,11 @@ function report(
   row(
     'requests refused / accepted',
     (r) => `${fmt(r.receiver.refusedRequests)} / ${fmt(r.receiver.acceptedRequests)}`,
+  );
+  row(
+    'receiver decode µs per span (share of the run)',
+    (r) =>
+      `${r.receiver.decodeMicrosecondsPerSpan.toFixed(1)} (${percent(r.receiver.decodeShareOfRun)})`,
   );
   row('kill -9', (r) =>
     r.kill === undefined
