@@ -1,6 +1,7 @@
 // The ceiling: a bare consumer of the same stream that parses and counts, nothing else. Run as its
 // own process (like the bridge) so neither steals the other's event loop.
 //   node bareConsumer.mjs '{"kind":"amqp","url":"amqp://...","exchange":"celeryev","prefetch":500}'
+//   node bareConsumer.mjs '{"kind":"amqp","url":"amqp://...","queue":"backlog-queue","prefetch":500}'
 //   node bareConsumer.mjs '{"kind":"redis","url":"redis://...","pattern":"/13.celeryev/*"}'
 import amqp from 'amqplib';
 import { Redis } from 'ioredis';
@@ -9,6 +10,8 @@ export interface BareConfig {
   readonly kind: 'amqp' | 'redis';
   readonly url: string;
   readonly exchange?: string;
+  /** Consume this existing queue (a backlog published before the start) instead of a new one. */
+  readonly queue?: string;
   readonly prefetch?: number;
   readonly pattern?: string;
 }
@@ -22,6 +25,10 @@ export interface BareReport {
   readonly firstAt: number;
   readonly lastAt: number;
   readonly errors: number;
+  /** Epoch ms at which it was consuming (subscribed). */
+  readonly readyAt: number;
+  /** Times the broker connection closed (Redis: a subscriber past its output buffer limit). */
+  readonly disconnects: number;
 }
 
 let events = 0;
@@ -29,6 +36,8 @@ let messages = 0;
 let firstAt = 0;
 let lastAt = 0;
 let errors = 0;
+let readyAt = 0;
+let disconnects = 0;
 
 function count(body: string): void {
   const now = Date.now();
@@ -44,7 +53,16 @@ function count(body: string): void {
 }
 
 function report(type: BareReport['type']): void {
-  const message: BareReport = { type, events, messages, firstAt, lastAt, errors };
+  const message: BareReport = {
+    type,
+    events,
+    messages,
+    firstAt,
+    lastAt,
+    errors,
+    readyAt,
+    disconnects,
+  };
   process.send?.(message);
 }
 
@@ -53,6 +71,7 @@ async function main(config: BareConfig): Promise<() => Promise<void>> {
     const connection = await amqp.connect(config.url);
     // A broker restart mid-run: stop counting, never crash (the bench reports what was counted).
     connection.on('error', () => undefined);
+    connection.on('close', () => disconnects++);
     const channel = await connection.createChannel();
     channel.on('error', () => undefined);
     const ack = (message: amqp.Message): void => {
@@ -62,12 +81,15 @@ async function main(config: BareConfig): Promise<() => Promise<void>> {
         errors++;
       }
     };
-    await channel.assertExchange(config.exchange ?? 'celeryev', 'topic', {
-      durable: true,
-      autoDelete: false,
-    });
-    const { queue } = await channel.assertQueue('', { exclusive: true, autoDelete: true });
-    await channel.bindQueue(queue, config.exchange ?? 'celeryev', '#');
+    let queue = config.queue;
+    if (queue === undefined) {
+      await channel.assertExchange(config.exchange ?? 'celeryev', 'topic', {
+        durable: true,
+        autoDelete: false,
+      });
+      ({ queue } = await channel.assertQueue('', { exclusive: true, autoDelete: true }));
+      await channel.bindQueue(queue, config.exchange ?? 'celeryev', '#');
+    }
     const prefetch = config.prefetch ?? 500;
     await channel.prefetch(prefetch);
     let unacked: amqp.Message | undefined;
@@ -89,6 +111,7 @@ async function main(config: BareConfig): Promise<() => Promise<void>> {
         });
       }
     });
+    readyAt = Date.now();
     return async () => {
       await connection.close().catch(() => undefined);
     };
@@ -96,6 +119,9 @@ async function main(config: BareConfig): Promise<() => Promise<void>> {
   const client = new Redis(config.url, { lazyConnect: true });
   client.on('error', () => undefined);
   await client.connect();
+  // Redis closes a subscriber that fell `client-output-buffer-limit pubsub` behind; ioredis then
+  // reconnects and subscribes again, and what was published meanwhile is gone for it.
+  client.on('close', () => disconnects++);
   client.on('pmessageBuffer', (_pattern: Buffer, _channel: Buffer, payload: Buffer) => {
     // kombu's envelope: JSON with a base64 body, which is the event JSON.
     try {
@@ -107,6 +133,7 @@ async function main(config: BareConfig): Promise<() => Promise<void>> {
     }
   });
   await client.psubscribe(config.pattern ?? '/0.celeryev/*');
+  readyAt = Date.now();
   return async () => {
     await client.quit();
   };

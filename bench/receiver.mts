@@ -1,239 +1,124 @@
-// A lean OTLP/HTTP receiver for the benchmark: it walks the protobuf wire format just far enough
-// to count spans and read each task span's `celery.task.id` (the test receiver in
-// test/support/OtlpReceiver.ts decodes everything, which would cost the bench more CPU than the
-// bridge spends). Field numbers are those of test/support/otlp/trace.proto (OTLP trace.proto).
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { gunzipSync } from 'node:zlib';
+// The bench's view of its OTLP receiver: the receiver itself runs on a worker thread
+// (receiverThread.mts: HTTP, decoding down to each span and attribute, the slow-collector rate);
+// this side keeps what was accepted per task, for the figures.
+import { Worker } from 'node:worker_threads';
+import type { ReceiverCommand, ReceiverEvent, SlowCollector } from './receiverMessages.mjs';
 
-const TASK_ID_KEY = Buffer.from('celery.task.id');
-const SPAN_KIND_CONSUMER = 5;
+export interface TaskSpan {
+  /** Epoch ms at which the receiver accepted the first task span of this task. */
+  readonly at: number;
+  readonly state: string;
+  readonly incomplete: boolean;
+  readonly spanId: string;
+}
 
 export class BenchReceiver {
   spans = 0;
+  attributes = 0;
   taskSpans = 0;
+  /** Task spans for a task that already had one (the same span again: a redelivery, a retry). */
   duplicateTaskSpans = 0;
-  traceRequests = 0;
-  otherRequests = 0;
+  /** ... of which with another span id than the first (a backend would show two spans). */
+  duplicatesWithOtherSpanId = 0;
+  acceptedRequests = 0;
+  refusedRequests = 0;
+  refusedSpans = 0;
   badRequests = 0;
-  /** Task id -> arrival time (epoch ms) of its task span. */
-  readonly arrivals = new Map<string, number>();
+  lastBadRequest = '';
+  otherRequests = 0;
+  /** Time the receiver thread spent decoding requests (ms). */
+  decodeMs = 0;
+  /** Task id -> its first accepted task span. */
+  readonly arrivals = new Map<string, TaskSpan>();
   lastArrivalMs = 0;
-  private server: Server | undefined;
+  private epoch = 0;
+  private worker: Worker | undefined;
 
   async start(): Promise<string> {
-    const server = createServer((req, res) => this.handle(req, res));
-    this.server = server;
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const { port } = server.address() as AddressInfo;
+    const worker = new Worker(new URL('./receiverThread.mjs', import.meta.url));
+    this.worker = worker;
+    const port = await new Promise<number>((resolve, reject) => {
+      worker.once('error', reject);
+      worker.on('message', (event: ReceiverEvent) => {
+        if (event.type === 'listening') resolve(event.port);
+        else this.onEvent(event);
+      });
+    });
+    worker.on('error', (error) => {
+      process.stderr.write(`bench: the OTLP receiver thread failed: ${String(error)}\n`);
+    });
     return `http://127.0.0.1:${port}`;
   }
 
-  /** Forget what arrived (between benchmark phases). */
-  reset(): void {
+  /** Forgets what arrived and sets the collector's speed (undefined: as fast as it can). */
+  reset(slow?: SlowCollector): void {
+    this.epoch++;
     this.spans = 0;
+    this.attributes = 0;
     this.taskSpans = 0;
     this.duplicateTaskSpans = 0;
-    this.traceRequests = 0;
-    this.otherRequests = 0;
+    this.duplicatesWithOtherSpanId = 0;
+    this.acceptedRequests = 0;
+    this.refusedRequests = 0;
+    this.refusedSpans = 0;
     this.badRequests = 0;
+    this.lastBadRequest = '';
+    this.otherRequests = 0;
+    this.decodeMs = 0;
     this.arrivals.clear();
     this.lastArrivalMs = 0;
+    this.send({ type: 'configure', epoch: this.epoch, slow });
   }
 
   async close(): Promise<void> {
-    const server = this.server;
-    this.server = undefined;
-    if (server === undefined) return;
-    server.closeAllConnections();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    const worker = this.worker;
+    this.worker = undefined;
+    if (worker === undefined) return;
+    this.send({ type: 'close' }, worker);
+    const timer = setTimeout(() => void worker.terminate(), 2_000);
+    await new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+    clearTimeout(timer);
   }
 
-  private handle(req: IncomingMessage, res: ServerResponse): void {
-    const chunks: Buffer[] = [];
-    req.on('data', (chunk: Buffer) => chunks.push(chunk));
-    req.on('end', () => {
-      const now = Date.now();
-      let status = 200;
-      if (req.url?.endsWith('/v1/traces') === true) {
-        this.traceRequests++;
-        try {
-          let body = Buffer.concat(chunks);
-          if (req.headers['content-encoding'] === 'gzip') body = gunzipSync(body);
-          const type = req.headers['content-type'] ?? '';
-          if (type.startsWith('application/json')) this.walkJson(body, now);
-          else this.walkRequest(body, now);
-        } catch {
-          this.badRequests++;
-          status = 400;
-        }
-      } else {
-        this.otherRequests++;
-      }
-      res.writeHead(status, { 'content-type': 'application/x-protobuf' });
-      res.end();
-    });
+  private send(command: ReceiverCommand, worker = this.worker): void {
+    worker?.postMessage(command);
   }
 
-  private arrived(taskId: string, now: number): void {
-    this.taskSpans++;
-    if (this.arrivals.has(taskId)) this.duplicateTaskSpans++;
-    else this.arrivals.set(taskId, now);
-    this.lastArrivalMs = now;
-  }
-
-  /** ExportTraceServiceRequest.resource_spans(1) -> ResourceSpans.scope_spans(2) -> ScopeSpans.spans(2). */
-  private walkRequest(buf: Buffer, now: number): void {
-    const request = new Reader(buf, 0, buf.length);
-    while (request.more()) {
-      const tag = request.varint();
-      if (tag !== ((1 << 3) | 2)) {
-        request.skip(tag & 7);
-        continue;
-      }
-      const resource = request.sub();
-      while (resource.more()) {
-        const rtag = resource.varint();
-        if (rtag !== ((2 << 3) | 2)) {
-          resource.skip(rtag & 7);
-          continue;
-        }
-        const scope = resource.sub();
-        while (scope.more()) {
-          const stag = scope.varint();
-          if (stag !== ((2 << 3) | 2)) {
-            scope.skip(stag & 7);
-            continue;
-          }
-          this.walkSpan(scope.sub(), now);
-        }
-      }
-    }
-  }
-
-  /** Span.kind(6), Span.attributes(9) -> KeyValue.key(1), KeyValue.value(2) -> AnyValue.string_value(1). */
-  private walkSpan(span: Reader, now: number): void {
-    this.spans++;
-    let kind = 0;
-    let taskId: string | undefined;
-    while (span.more()) {
-      const tag = span.varint();
-      if (tag === ((6 << 3) | 0)) {
-        kind = span.varint();
-      } else if (tag === ((9 << 3) | 2) && taskId === undefined) {
-        const keyValue = span.sub();
-        let isTaskId = false;
-        while (keyValue.more()) {
-          const ktag = keyValue.varint();
-          if (ktag === ((1 << 3) | 2)) {
-            const length = keyValue.varint();
-            isTaskId = keyValue.equals(TASK_ID_KEY, length);
-            keyValue.pos += length;
-          } else if (ktag === ((2 << 3) | 2) && isTaskId) {
-            const value = keyValue.sub();
-            while (value.more()) {
-              const vtag = value.varint();
-              if (vtag === ((1 << 3) | 2)) taskId = value.string();
-              else value.skip(vtag & 7);
-            }
+  private onEvent(event: ReceiverEvent): void {
+    // What a request answered before the last reset said belongs to the previous phase.
+    if (event.epoch !== this.epoch) return;
+    switch (event.type) {
+      case 'accepted':
+        this.acceptedRequests++;
+        this.decodeMs += event.decodeMs;
+        this.spans += event.spans;
+        this.attributes += event.attributes;
+        for (const [id, state, incomplete, spanId] of event.tasks) {
+          this.taskSpans++;
+          const first = this.arrivals.get(id);
+          if (first === undefined) {
+            this.arrivals.set(id, { at: event.at, state, incomplete, spanId });
           } else {
-            keyValue.skip(ktag & 7);
+            this.duplicateTaskSpans++;
+            if (first.spanId !== spanId) this.duplicatesWithOtherSpanId++;
           }
         }
-      } else {
-        span.skip(tag & 7);
-      }
-    }
-    if (kind === SPAN_KIND_CONSUMER && taskId !== undefined) this.arrived(taskId, now);
-  }
-
-  private walkJson(body: Buffer, now: number): void {
-    interface JsonSpan {
-      kind?: number;
-      attributes?: { key: string; value: { stringValue?: string } }[];
-    }
-    const parsed = JSON.parse(body.toString('utf8')) as {
-      resourceSpans?: { scopeSpans?: { spans?: JsonSpan[] }[] }[];
-    };
-    for (const resource of parsed.resourceSpans ?? []) {
-      for (const scope of resource.scopeSpans ?? []) {
-        for (const span of scope.spans ?? []) {
-          this.spans++;
-          const id = span.attributes?.find((a) => a.key === 'celery.task.id')?.value.stringValue;
-          if (span.kind === SPAN_KIND_CONSUMER && id !== undefined) this.arrived(id, now);
-        }
-      }
-    }
-  }
-}
-
-/** A cursor over one length-delimited protobuf message. */
-class Reader {
-  constructor(
-    private readonly buf: Buffer,
-    public pos: number,
-    private readonly end: number,
-  ) {}
-
-  more(): boolean {
-    return this.pos < this.end;
-  }
-
-  /** Up to 32 significant bits are enough for tags, lengths and enums; longer varints are skipped. */
-  varint(): number {
-    let result = 0;
-    let shift = 0;
-    for (;;) {
-      const byte = this.buf[this.pos++];
-      if (byte === undefined) throw new Error('truncated varint');
-      if (shift < 28) result |= (byte & 0x7f) << shift;
-      else if (shift === 28) result += (byte & 0x0f) * 2 ** 28;
-      if ((byte & 0x80) === 0) return result;
-      shift += 7;
-    }
-  }
-
-  sub(): Reader {
-    const length = this.varint();
-    const start = this.pos;
-    this.pos += length;
-    if (this.pos > this.end) throw new Error('truncated message');
-    return new Reader(this.buf, start, this.pos);
-  }
-
-  string(): string {
-    const length = this.varint();
-    const start = this.pos;
-    this.pos += length;
-    return this.buf.toString('utf8', start, this.pos);
-  }
-
-  equals(expected: Buffer, length: number): boolean {
-    return (
-      length === expected.length &&
-      this.buf.compare(expected, 0, length, this.pos, this.pos + length) === 0
-    );
-  }
-
-  skip(wireType: number): void {
-    switch (wireType) {
-      case 0:
-        this.varint();
-        return;
-      case 1:
-        this.pos += 8;
-        return;
-      case 2: {
-        // Not `this.pos += this.varint()`: that would add to the position before the length.
-        const length = this.varint();
-        this.pos += length;
-        return;
-      }
-      case 5:
-        this.pos += 4;
-        return;
-      default:
-        throw new Error(`unsupported wire type ${wireType}`);
+        if (event.tasks.length > 0) this.lastArrivalMs = event.at;
+        break;
+      case 'refused':
+        this.refusedRequests++;
+        this.decodeMs += event.decodeMs;
+        this.refusedSpans += event.spans;
+        break;
+      case 'bad':
+        this.badRequests++;
+        this.lastBadRequest = event.error;
+        break;
+      case 'other':
+        this.otherRequests++;
+        break;
+      case 'listening':
+        break;
     }
   }
 }

@@ -1,10 +1,12 @@
-// `npm run bench`: replays realistic Celery event streams into real RabbitMQ and Redis, runs a bare
-// consumer and the bridge (its CLI, normal settings) on the same stream, and reports throughput,
-// CPU, memory, loss and lag. See bench/README.md.
+// `npm run bench`: replays realistic Celery event streams into real RabbitMQ and Redis and measures
+// what users get: the bare consumer alone on the stream first (the ceiling), then the bridge (its
+// CLI, its defaults) until every task's span has been accepted by an OTLP receiver that decodes
+// every span; a backlog, a live burst, a slow collector, a kill -9, Redis's pub/sub limit, lag and
+// memory per in-flight task. See bench/README.md.
 import { type ChildProcess, execFileSync, fork } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
-import { cpus } from 'node:os';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir, totalmem } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import type { BareConfig, BareReport } from './bareConsumer.mjs';
@@ -13,8 +15,11 @@ import {
   amqpUrl,
   createVhost,
   deleteVhost,
+  PUBSUB_OUTPUT_BUFFER_LIMIT,
   type Publisher,
   redisPublisher,
+  startOwnRedis,
+  watchSubscriberBuffers,
   type WireMessage,
 } from './brokers.mjs';
 import {
@@ -29,11 +34,18 @@ import {
 import { type ProfileSummary, summariseProfile } from './profile.mjs';
 import { ROOT } from './paths.mjs';
 import { BenchReceiver } from './receiver.mjs';
+import type { SlowCollector } from './receiverMessages.mjs';
 import { loadShapes, type Shapes } from './shapes.mjs';
 import { StreamGenerator, type StreamOptions } from './stream.mjs';
 
 type Broker = 'amqp' | 'redis';
 type Mode = 'batched' | 'unbatched';
+/**
+ * backlog: the whole burst is in the bridge's durable queue before it starts (a restart after a
+ * deploy or an outage); live: published as fast as the broker takes it while the bridge runs;
+ * paced: published at a fixed rate.
+ */
+type Shape = 'backlog' | 'live' | 'paced';
 
 interface Args {
   brokers: Broker[];
@@ -41,6 +53,15 @@ interface Args {
   events: number;
   inflight: number;
   lagSeconds: number;
+  slowTasks: number;
+  slowRate: number;
+  slowMode: SlowCollector['mode'];
+  slowStatus: number;
+  killAt: number;
+  redisLimit: boolean;
+  scheduleDelayMs: number;
+  bridgeArgs: string[];
+  bridgeEnv: Record<string, string>;
   profile: boolean;
   quick: boolean;
   redisDb: number;
@@ -52,12 +73,25 @@ const HELP = `npm run bench -- [options]
   --mode batched|unbatched|all
                             task.multi lists of 10-24 events, or one event per message
                             (default all: amqp batched+unbatched, redis batched)
-  --events N                events per throughput burst (default 300000)
+  --events N                events per burst (default 300000)
+  --slow-tasks N            tasks of the slow-collector burst (default 30000; 0 skips)
+  --slow-rate N             spans/s the slow collector accepts (default 8000)
+  --slow-mode refuse|delay  over its rate the slow collector answers --slow-status (default
+                            refuse), or answers late
+  --slow-status N           refuse: 429 (default) or 503 (the collector's memory_limiter)
+  --kill-at F               kill -9 and standby runs: kill the bridge once this fraction of the
+                            tasks have their span (default 0.33; 0 skips both)
+  --no-redis-limit          skip the search for the burst that Redis's pub/sub buffer limit cuts
+  --schedule-delay-ms N     OTEL_BSP_SCHEDULE_DELAY of the bridge in the bursts (default 100; the
+                            lag run keeps the bridge's default)
+  --bridge-arg A            one more argument for every bridge (repeat: --bridge-arg --x --bridge-arg 4)
+  --bridge-env K=V          one more environment variable for every bridge (repeatable)
   --inflight N              tasks left in flight for the memory figure (default 1000000; 0 skips)
-  --lag-seconds S           length of the half-rate lag run (default 10)
+  --lag-seconds S           length of the half-rate lag run (default 10; 0 skips)
   --profile                 also run the bridge under --cpu-prof (RabbitMQ, batched) and summarise
-  --quick                   small numbers, a smoke run under a minute
-  --redis-db N              Redis db of the stream: channels /N.celeryev/* (default 13)
+  --quick                   small numbers (20000 events, 3000 slow-collector tasks at 2000 spans/s,
+                            20000 in-flight tasks, 2 s lag window): a smoke run of about two minutes
+  --redis-db N              Redis db of the stream: channels /N.<exchange>/* (default 13)
 `;
 
 function parseArgs(argv: string[]): Args {
@@ -67,6 +101,15 @@ function parseArgs(argv: string[]): Args {
     events: 300_000,
     inflight: 1_000_000,
     lagSeconds: 10,
+    slowTasks: 30_000,
+    slowRate: 8_000,
+    slowMode: 'refuse',
+    slowStatus: 429,
+    killAt: 0.33,
+    redisLimit: true,
+    scheduleDelayMs: 100,
+    bridgeArgs: [],
+    bridgeEnv: {},
     profile: false,
     quick: false,
     redisDb: 13,
@@ -109,8 +152,45 @@ function parseArgs(argv: string[]): Args {
         args.inflight = count();
         break;
       case '--lag-seconds':
-        args.lagSeconds = Math.max(1, count());
+        args.lagSeconds = count();
         break;
+      case '--slow-tasks':
+        args.slowTasks = count();
+        break;
+      case '--slow-rate':
+        args.slowRate = Math.max(1, count());
+        break;
+      case '--slow-mode': {
+        const m = value();
+        if (m !== 'refuse' && m !== 'delay') throw new Error('--slow-mode refuse|delay');
+        args.slowMode = m;
+        break;
+      }
+      case '--slow-status':
+        args.slowStatus = count();
+        break;
+      case '--kill-at': {
+        const f = Number(value());
+        if (!(f >= 0 && f < 1)) throw new Error('--kill-at needs a fraction in [0, 1)');
+        args.killAt = f;
+        break;
+      }
+      case '--no-redis-limit':
+        args.redisLimit = false;
+        break;
+      case '--schedule-delay-ms':
+        args.scheduleDelayMs = count();
+        break;
+      case '--bridge-arg':
+        args.bridgeArgs.push(value());
+        break;
+      case '--bridge-env': {
+        const pair = value();
+        const at = pair.indexOf('=');
+        if (at < 1) throw new Error('--bridge-env needs NAME=value');
+        args.bridgeEnv[pair.slice(0, at)] = pair.slice(at + 1);
+        break;
+      }
       case '--redis-db':
         args.redisDb = count();
         break;
@@ -133,11 +213,14 @@ function parseArgs(argv: string[]): Args {
     if (!explicit.has('--events')) args.events = 20_000;
     if (!explicit.has('--inflight')) args.inflight = 20_000;
     if (!explicit.has('--lag-seconds')) args.lagSeconds = 2;
+    if (!explicit.has('--slow-tasks')) args.slowTasks = 3_000;
+    // Slow enough that a few thousand tasks meet the limit even on a loaded machine.
+    if (!explicit.has('--slow-rate')) args.slowRate = 2_000;
   }
   return args;
 }
 
-/** The combinations run: the issue asks for amqp batched, amqp unbatched and redis batched. */
+/** The combinations run: amqp batched, amqp unbatched and redis batched. */
 function combos(args: Args): { broker: Broker; mode: Mode }[] {
   const out: { broker: Broker; mode: Mode }[] = [];
   for (const broker of args.brokers) {
@@ -152,17 +235,23 @@ function combos(args: Args): { broker: Broker; mode: Mode }[] {
 
 const HERE = fileURLToPath(new URL('./', import.meta.url));
 const children = new Set<{ kill(): void }>();
+/** Run on exit, Ctrl-C included: nothing the bench made stays behind. */
+const cleanups: (() => void)[] = [];
 
 interface Context {
   readonly args: Args;
   readonly shapes: Shapes;
   readonly receiver: BenchReceiver;
   readonly otlpEndpoint: string;
-  readonly vhost: string;
   readonly amqpUrl: string;
   readonly redisUrl: string;
+  /** A name of the bench's own for Celery's event exchange, passed with --events-exchange. */
+  readonly exchange: string;
+  /** Where the bridges' state files go (removed at the end). */
+  readonly stateDir: string;
   /** The bridge serves Prometheus /metrics (--http-port): its own event counters are read there. */
   readonly httpPortFlag: boolean;
+  readonly log: (text: string) => void;
 }
 
 function streamOptions(mode: Mode, seed: number): StreamOptions {
@@ -171,38 +260,52 @@ function streamOptions(mode: Mode, seed: number): StreamOptions {
 
 async function publisherFor(ctx: Context, broker: Broker): Promise<Publisher> {
   return broker === 'amqp'
-    ? amqpPublisher(ctx.amqpUrl)
-    : redisPublisher(ctx.redisUrl, ctx.args.redisDb, ctx.shapes.redisEnvelope);
+    ? amqpPublisher(ctx.amqpUrl, ctx.exchange)
+    : redisPublisher(ctx.redisUrl, ctx.args.redisDb, ctx.exchange, ctx.shapes.redisEnvelope);
 }
 
-async function startBridge(
-  ctx: Context,
-  broker: Broker,
-  queue: string,
-  extraArgs: string[] = [],
-  nodeOptions: string[] = [],
-): Promise<BridgeChild & { httpPort: number | undefined }> {
+interface BridgeSettings {
+  readonly broker: Broker;
+  readonly queue: string;
+  readonly stateFile: string;
+  readonly extraArgs?: readonly string[];
+  readonly env?: Readonly<Record<string, string>>;
+  readonly nodeOptions?: readonly string[];
+}
+
+type RunningBridge = BridgeChild & { httpPort: number | undefined; readyAt: number };
+
+async function startBridge(ctx: Context, settings: BridgeSettings): Promise<RunningBridge> {
   // A port of its own, so a bridge running next to the bench (tests) is not in the way.
   const httpPort = ctx.httpPortFlag ? await freePort() : undefined;
   const bridge = startBridgeChild(
     [
       '--broker',
-      broker === 'amqp' ? ctx.amqpUrl : ctx.redisUrl,
+      settings.broker === 'amqp' ? ctx.amqpUrl : `${ctx.redisUrl}/${ctx.args.redisDb}`,
+      '--events-exchange',
+      ctx.exchange,
       '--amqp-queue',
-      queue,
+      settings.queue,
+      '--state-file',
+      settings.stateFile,
       ...(httpPort === undefined
         ? []
         : ['--http-port', String(httpPort), '--http-host', '127.0.0.1']),
-      ...extraArgs,
+      ...(settings.extraArgs ?? []),
+      ...ctx.args.bridgeArgs,
     ],
-    { OTEL_EXPORTER_OTLP_ENDPOINT: ctx.otlpEndpoint },
-    nodeOptions,
+    {
+      OTEL_EXPORTER_OTLP_ENDPOINT: ctx.otlpEndpoint,
+      ...settings.env,
+      ...ctx.args.bridgeEnv,
+    },
+    [...(settings.nodeOptions ?? [])],
   );
   const handle = { kill: () => bridge.child.kill('SIGKILL') };
   children.add(handle);
   bridge.child.on('exit', () => children.delete(handle));
   await bridge.ready(30_000);
-  return { ...bridge, httpPort };
+  return { ...bridge, httpPort, readyAt: Date.now() };
 }
 
 interface Bare {
@@ -210,11 +313,15 @@ interface Bare {
   stop(): Promise<BareReport>;
 }
 
-async function startBare(ctx: Context, broker: Broker): Promise<Bare> {
+async function startBare(ctx: Context, broker: Broker, queue?: string): Promise<Bare> {
   const config: BareConfig =
     broker === 'amqp'
-      ? { kind: 'amqp', url: ctx.amqpUrl, exchange: 'celeryev', prefetch: 500 }
-      : { kind: 'redis', url: ctx.redisUrl, pattern: `/${ctx.args.redisDb}.celeryev/*` };
+      ? { kind: 'amqp', url: ctx.amqpUrl, exchange: ctx.exchange, queue, prefetch: 500 }
+      : {
+          kind: 'redis',
+          url: `${ctx.redisUrl}/${ctx.args.redisDb}`,
+          pattern: `/${ctx.args.redisDb}.${ctx.exchange}/*`,
+        };
   const child: ChildProcess = fork(`${HERE}bareConsumer.mjs`, [JSON.stringify(config)], {
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
@@ -227,6 +334,8 @@ async function startBare(ctx: Context, broker: Broker): Promise<Bare> {
     firstAt: 0,
     lastAt: 0,
     errors: 0,
+    readyAt: 0,
+    disconnects: 0,
   };
   const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
   void exited.then(() => children.delete(handle));
@@ -306,37 +415,27 @@ class CpuSampler {
   }
 }
 
-/** Waits until every expected task span arrived, or none arrived for `quietMs`. */
-async function waitForSpans(
-  receiver: BenchReceiver,
-  expected: number,
-  quietMs: number,
-): Promise<void> {
-  let last = receiver.arrivals.size;
-  let lastChange = Date.now();
-  while (receiver.arrivals.size < expected && Date.now() - lastChange < quietMs) {
-    await sleep(100);
-    if (receiver.arrivals.size !== last) {
-      last = receiver.arrivals.size;
-      lastChange = Date.now();
-    }
-  }
-}
-
 /**
  * Waits until `count()` reaches `target`, or stops growing for `quietMs` (Redis pub/sub drops what
- * a slow subscriber did not take: then the target is never reached).
+ * a slow subscriber did not take; the bridge may drop spans: then the target is never reached).
  */
-async function waitForCount(count: () => number, target: number, quietMs: number): Promise<void> {
+async function waitForCount(
+  count: () => number,
+  target: number,
+  quietMs: number,
+  timeoutMs = 900_000,
+): Promise<boolean> {
   let last = count();
   let lastChange = Date.now();
-  while (count() < target && Date.now() - lastChange < quietMs) {
-    await sleep(50);
+  const deadline = Date.now() + timeoutMs;
+  while (count() < target && Date.now() - lastChange < quietMs && Date.now() < deadline) {
+    await sleep(20);
     if (count() !== last) {
       last = count();
       lastChange = Date.now();
     }
   }
+  return count() >= target;
 }
 
 async function waitFor(
@@ -351,203 +450,570 @@ async function waitFor(
   return false;
 }
 
-function generate(ctx: Context, publisher: Publisher, mode: Mode, events: number, seed: number) {
-  const generator = new StreamGenerator(ctx.shapes, streamOptions(mode, seed));
-  const wire: WireMessage[] = [];
-  let count = 0;
-  for (;;) {
-    if (count >= events) generator.stop();
-    const message = generator.next();
-    if (message === undefined) break;
-    wire.push(publisher.encode(message));
-    count += message.events;
-  }
-  return { generator, wire, events: count };
+interface Burst {
+  readonly wire: WireMessage[];
+  readonly events: number;
+  readonly bytes: number;
+  /** Task id -> the state its task span must say. */
+  readonly finals: Map<string, 'SUCCESS' | 'FAILURE'>;
+  readonly failedTasks: number;
+  readonly retriedTasks: number;
+  readonly chainedTasks: number;
 }
 
-/** Bridge settings: its defaults, with its own queue and the bench's OTLP receiver. */
-const LAG_COOLDOWN_MS = 3_000;
+/** The whole burst, encoded for the wire before the clock starts. */
+function generate(
+  ctx: Context,
+  publisher: Publisher,
+  mode: Mode,
+  size: { events?: number; tasks?: number },
+  seed: number,
+): Burst {
+  const generator = new StreamGenerator(ctx.shapes, streamOptions(mode, seed));
+  const wire: WireMessage[] = [];
+  const finals = new Map<string, 'SUCCESS' | 'FAILURE'>();
+  let events = 0;
+  let bytes = 0;
+  for (;;) {
+    if (
+      (size.events !== undefined && events >= size.events) ||
+      (size.tasks !== undefined && generator.tasksStarted >= size.tasks)
+    ) {
+      generator.stop();
+    }
+    const message = generator.next();
+    if (message === undefined) break;
+    const encoded = publisher.encode(message);
+    wire.push(encoded);
+    for (const final of message.finals ?? []) finals.set(final.id, final.state);
+    events += message.events;
+    bytes += encoded.payload.length;
+  }
+  return {
+    wire,
+    events,
+    bytes,
+    finals,
+    failedTasks: generator.failedTasks,
+    retriedTasks: generator.retriedTasks,
+    chainedTasks: generator.chainedTasks,
+  };
+}
 
-export interface BurstResult {
+/** Publishes as fast as the broker takes it, or at `pace` events/s (never 10 ms ahead). */
+async function publish(publisher: Publisher, wire: WireMessage[], pace?: number): Promise<number> {
+  const t0 = Date.now();
+  let sent = 0;
+  for (const message of wire) {
+    while (pace !== undefined && sent > (pace * (Date.now() - t0 + 10)) / 1000) {
+      await publisher.flush();
+      await sleep(2);
+    }
+    const wait = publisher.publish(message);
+    if (wait !== undefined) await wait;
+    sent += message.events;
+  }
+  await publisher.flush();
+  return Date.now();
+}
+
+/** The bridge's --amqp-queue-max-bytes default (README, options table). */
+const DEFAULT_QUEUE_MAX_BYTES = 128 * 2 ** 20;
+
+const round = (value: number, digits: number): number => {
+  const f = 10 ** digits;
+  return Math.round(value * f) / f;
+};
+
+const fmt = (n: number): string => n.toLocaleString('en-US');
+
+export interface BareResult {
+  shape: Shape;
+  eventsPublished: number;
+  eventsConsumed: number;
+  eventsLost: number;
+  disconnects: number;
+  seconds: number;
+  eventsPerSecond: number;
+}
+
+/**
+ * The ceiling: the bare consumer alone on the machine, on the same burst, in the same shape as
+ * the bridge gets it (backlog: published into its durable queue before it starts; live: published
+ * as fast as the broker takes it while it consumes).
+ */
+async function runBareAlone(
+  ctx: Context,
+  broker: Broker,
+  mode: Mode,
+  shape: 'backlog' | 'live',
+): Promise<BareResult> {
+  const publisher = await publisherFor(ctx, broker);
+  const queue = `celery-otel-bench-bare-${randomUUID().slice(0, 8)}`;
+  let bare: Bare | undefined;
+  try {
+    const burst = generate(ctx, publisher, mode, { events: ctx.args.events }, 1);
+    let t0: number;
+    if (shape === 'backlog') {
+      await publisher.declareQueue(queue);
+      await publish(publisher, burst.wire);
+      await waitFor(async () => (await publisher.queueDepth(queue)) === burst.wire.length, 10_000);
+      bare = await startBare(ctx, broker, queue);
+      t0 = bare.latest().readyAt;
+    } else {
+      bare = await startBare(ctx, broker);
+      await sleep(300);
+      t0 = Date.now();
+      await publish(publisher, burst.wire);
+    }
+    const current = bare;
+    await waitForCount(() => current.latest().events, burst.events, 3_000);
+    const report = await bare.stop();
+    const seconds = Math.max(1, report.lastAt - t0) / 1000;
+    return {
+      shape,
+      eventsPublished: burst.events,
+      eventsConsumed: report.events,
+      eventsLost: burst.events - report.events,
+      disconnects: report.disconnects,
+      seconds: round(seconds, 2),
+      eventsPerSecond: Math.round(report.events / seconds),
+    };
+  } finally {
+    await bare?.stop();
+    if (broker === 'amqp') await publisher.deleteQueue(queue);
+    await publisher.close();
+  }
+}
+
+interface BridgeRunSpec {
+  readonly label: string;
+  readonly broker: Broker;
+  readonly mode: Mode;
+  readonly shape: Shape;
+  readonly size: { events?: number; tasks?: number };
+  readonly seed: number;
+  readonly pace?: number;
+  readonly slow?: SlowCollector;
+  /** kill -9 the bridge once this fraction of the tasks have their span, then restart it. */
+  readonly killAt?: number;
+  /** With killAt: a standby bridge on the same queue and state file takes over; no restart. */
+  readonly standby?: boolean;
+  readonly bare?: BareResult;
+  readonly nodeOptions?: readonly string[];
+}
+
+export interface BridgeRunResult {
+  label: string;
   broker: Broker;
   mode: Mode;
-  /** Published at this many events/s instead of as fast as possible. */
-  pacedEventsPerSecond?: number;
+  shape: Shape;
+  /** --amqp-queue-max-bytes given to the bridge, when the burst would not fit the default. */
+  queueMaxBytes: number | undefined;
+  /** backlog: messages in the bridge's queue at its start (fewer than published: cut by the bound). */
+  backlogMessages: number | undefined;
   eventsPublished: number;
   messagesPublished: number;
+  megabytesPublished: number;
   tasksPublished: number;
   failedTasks: number;
   retriedTasks: number;
   chainedTasks: number;
-  publishSeconds: number;
-  bare: {
-    eventsPerSecond: number;
-    eventsConsumed: number;
-    eventsLost: number;
-    /** The same burst with no bridge running: the machine's ceiling without the bridge's CPU. */
-    aloneEventsPerSecond: number;
+  /** Achieved publishing rate (live and paced). */
+  publishedEventsPerSecond: number | undefined;
+  pacedEventsPerSecond: number | undefined;
+  bare: BareResult | undefined;
+  slowCollector: SlowCollector | undefined;
+  /** Spans (of all kinds) / the slow collector's rate: the shortest possible run. */
+  collectorBoundSeconds: number | undefined;
+  /** From the start (backlog: the bridge consuming; else: the first publish) to the last task span. */
+  secondsToEverySpan: number | undefined;
+  secondsToLastSpan: number;
+  /** live and paced: from the last publish to the last task span (how far behind the bridge was). */
+  secondsAfterLastPublish: number | undefined;
+  allDelivered: boolean;
+  eventsPerSecond: number | undefined;
+  tasksPerSecond: number | undefined;
+  ratioToBareAlone: number | undefined;
+  tasksWithSpan: number;
+  tasksWithoutSpan: number;
+  /** Task spans whose state is not the one published, or marked incomplete. */
+  wrongTaskSpans: number;
+  duplicateTaskSpans: number;
+  duplicatesWithOtherSpanId: number;
+  /** Task spans that arrived only while the bridge was being stopped (SIGTERM flush). */
+  tasksDeliveredAtStop: number;
+  receiver: {
+    spans: number;
+    attributes: number;
+    acceptedRequests: number;
+    refusedRequests: number;
+    refusedSpans: number;
+    badRequests: number;
+    /** Receiver thread's decoding time per span (refused requests are decoded too). */
+    decodeMicrosecondsPerSpan: number;
+    /** Decoding time / the run's time: near 1, the receiver would be what limits the run. */
+    decodeShareOfRun: number;
   };
-  bridge: {
-    eventsPerSecond: number;
-    tasksPerSecond: number;
-    ratioToBare: number;
-    cpuSecondsPer100kEvents: number;
-    peakRssMiB: number;
-    taskSpansReceived: number;
-    spansReceived: number;
-    tasksMissing: number;
-    duplicateTaskSpans: number;
-    /** Lower bound: the events of the tasks whose span never arrived are counted as lost. */
-    eventsLostInferred: number;
-    /** The bridge's own count of events it took in (celery_otel_bridge.events), when exposed. */
-    eventsCounted: number | undefined;
-    /** Published minus counted by the bridge. */
-    eventsLost: number | undefined;
-    counters: Record<string, number> | undefined;
-    drainTimedOut: boolean;
-    reportedProblems: Record<string, number>;
-  };
+  cpuSecondsPer100kEvents: number;
+  peakRssMiB: number;
+  eventsCounted: number | undefined;
+  eventsLost: number | undefined;
+  counters: Record<string, number> | undefined;
+  reportedProblems: Record<string, number>;
+  kill:
+    | {
+        atSeconds: number;
+        tasksWithSpanAtKill: number;
+        /** From the kill to the new bridge consuming (undefined: a standby took over). */
+        restartSeconds: number | undefined;
+        /** From the kill to the next task span accepted. */
+        nextSpanSeconds: number;
+        publishingDoneAtKill: boolean;
+      }
+    | undefined;
   profile?: ProfileSummary;
 }
 
-async function runBurst(
-  ctx: Context,
-  broker: Broker,
-  mode: Mode,
-  options: {
-    profileDir?: string;
-    paceEventsPerSecond?: number;
-    aloneEventsPerSecond?: number;
-  } = {},
-): Promise<BurstResult> {
-  // (Not again for the profile: that run is about where the bridge's time goes.)
-  const alone =
-    options.aloneEventsPerSecond ??
-    (options.profileDir === undefined ? await runBareAlone(ctx, broker, mode) : 0);
-  const pace = options.paceEventsPerSecond;
+/**
+ * One run of the bridge on one burst: until every task's span has been accepted by the receiver,
+ * or none came for a while (then the spans missing are lost).
+ */
+async function runBridge(ctx: Context, spec: BridgeRunSpec): Promise<BridgeRunResult> {
+  const { broker, shape } = spec;
   const queue = `celery-otel-bench-${randomUUID().slice(0, 8)}`;
   const publisher = await publisherFor(ctx, broker);
-  const nodeOptions =
-    options.profileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${options.profileDir}`];
-  const bridge = await startBridge(ctx, broker, queue, [], nodeOptions);
-  const bare = await startBare(ctx, broker);
+  const stateFile = `${ctx.stateDir}/${queue}.json`;
+  let bridge: RunningBridge | undefined;
+  let standby: RunningBridge | undefined;
   try {
-    const { generator, wire, events } = generate(ctx, publisher, mode, ctx.args.events, 1);
-    const eventsPerTask = events / Math.max(1, generator.tasksFinished);
-    ctx.receiver.reset();
-    await sleep(300);
+    const burst = generate(ctx, publisher, spec.mode, spec.size, spec.seed);
+    const expected = burst.finals.size;
+    // The bridge's queue holds the whole burst (its default bound is 128 MiB of message bodies):
+    // what is measured is the bridge, not the bound the README documents.
+    const queueMaxBytes =
+      broker === 'amqp' && burst.bytes > DEFAULT_QUEUE_MAX_BYTES * 0.9
+        ? 2 * burst.bytes
+        : undefined;
+    const settings: BridgeSettings = {
+      broker,
+      queue,
+      stateFile,
+      extraArgs:
+        queueMaxBytes === undefined ? [] : ['--amqp-queue-max-bytes', String(queueMaxBytes)],
+      // A burst ends with one partial batch, which a steady stream never has: at the default 5 s
+      // it would add up to 5 s to every figure. Full batches leave as soon as they fill either way.
+      env: { OTEL_BSP_SCHEDULE_DELAY: String(ctx.args.scheduleDelayMs) },
+      nodeOptions: spec.nodeOptions,
+    };
+    ctx.receiver.reset(spec.slow);
+    let t0: number;
+    let publishedAt: Promise<number>;
+    let backlogMessages: number | undefined;
+    if (shape === 'backlog') {
+      // The bridge declares its queue (with its own arguments), stops; the burst then waits in the
+      // queue, as a backlog after a deploy or an outage does.
+      const first = await startBridge(ctx, { ...settings, nodeOptions: [] });
+      await first.stop();
+      publishedAt = publish(publisher, burst.wire);
+      await publishedAt;
+      await waitFor(
+        async () => ((await publisher.queueDepth(queue)) ?? 0) >= burst.wire.length,
+        10_000,
+      );
+      backlogMessages = await publisher.queueDepth(queue);
+      bridge = await startBridge(ctx, settings);
+      t0 = bridge.readyAt;
+    } else {
+      bridge = await startBridge(ctx, settings);
+      // Same queue (single-active-consumer: it waits) and same state file (a shared volume).
+      if (spec.standby === true) standby = await startBridge(ctx, settings);
+      await sleep(300);
+      t0 = Date.now();
+      publishedAt = publish(publisher, burst.wire, spec.pace);
+    }
+    let cpuBefore = 0;
     const cpu0 = cpuSeconds(bridge.pid);
-    const sampler = new CpuSampler(bridge.pid);
-    const t0 = Date.now();
-    let sent = 0;
-    for (const message of wire) {
-      // Paced: never ahead of `pace` events/s by more than 10 ms of events.
-      while (pace !== undefined && sent > (pace * (Date.now() - t0 + 10)) / 1000) {
-        await publisher.flush();
-        await sleep(2);
+    let kill: BridgeRunResult['kill'];
+    if (spec.killAt !== undefined) {
+      const target = Math.ceil(expected * spec.killAt);
+      let published = false;
+      void publishedAt.then(() => (published = true));
+      // Killed mid-burst; if spans stop coming before the mark (the bridge dropped them), killed
+      // once they have stopped for 5 s.
+      let seen = 0;
+      let seenAt = Date.now();
+      await waitFor(() => {
+        const now = ctx.receiver.arrivals.size;
+        if (now !== seen) [seen, seenAt] = [now, Date.now()];
+        return now >= target || (published && Date.now() - seenAt > 5_000);
+      }, 600_000);
+      const tasksAtKill = ctx.receiver.arrivals.size;
+      const spansAtKill = ctx.receiver.taskSpans;
+      const killedAt = Date.now();
+      cpuBefore = cpuSeconds(bridge.pid) - cpu0;
+      bridge.child.kill('SIGKILL');
+      const nextSpan = waitFor(() => ctx.receiver.taskSpans > spansAtKill, 120_000).then(() =>
+        Date.now(),
+      );
+      await bridge.stop();
+      if (standby === undefined) {
+        bridge = await startBridge(ctx, settings);
+      } else {
+        bridge = standby;
+        standby = undefined;
       }
-      const wait = publisher.publish(message);
-      if (wait !== undefined) await wait;
-      sent += message.events;
+      kill = {
+        atSeconds: round((killedAt - t0) / 1000, 2),
+        tasksWithSpanAtKill: tasksAtKill,
+        restartSeconds:
+          spec.standby === true ? undefined : round((bridge.readyAt - killedAt) / 1000, 2),
+        nextSpanSeconds: round(((await nextSpan) - killedAt) / 1000, 2),
+        publishingDoneAtKill: published,
+      };
     }
-    await publisher.flush();
-    const publishedAt = Date.now();
-    await waitForCount(() => bare.latest().events, events, 3_000);
-    if (broker === 'amqp') {
-      await waitFor(async () => (await publisher.queueDepth(queue)) === 0, 300_000);
-    }
-    const busyUntil = await sampler.busyUntil(300_000);
-    sampler.stop();
-    // Full batches are out by now; the last partial one would wait OTEL_BSP_SCHEDULE_DELAY (5 s).
-    // Read the figures, then stop the bridge, which exports what is queued before it exits.
-    await waitForSpans(ctx.receiver, generator.tasksFinished, 1_000);
+    const cpuStart = spec.killAt === undefined ? cpu0 : cpuSeconds(bridge.pid);
+    const publishEnd = await publishedAt;
+    // Without a span for this long, the rest is lost (the bridge retries a refused batch after at
+    // most 30 s: wait longer than that when the collector refuses).
+    const quietMs = spec.slow === undefined ? 8_000 : 35_000;
+    await waitForCount(() => ctx.receiver.arrivals.size, expected, quietMs);
     const cpu1 = cpuSeconds(bridge.pid);
     const mem = memory(bridge.pid);
     const counters =
       bridge.httpPort === undefined ? undefined : await scrapeCounters(bridge.httpPort);
     const consumed = counters?.['celery_otel_bridge_events_total'];
-    await bare.stop();
+    let lastNeeded = 0;
+    let withSpan = 0;
+    let wrong = 0;
+    for (const [id, state] of burst.finals) {
+      const span = ctx.receiver.arrivals.get(id);
+      if (span === undefined) continue;
+      withSpan++;
+      lastNeeded = Math.max(lastNeeded, span.at);
+      if (span.state !== state || span.incomplete) wrong++;
+    }
+    const allDelivered = withSpan === expected;
+    // A stop exports what is queued: count it (a user gets those spans too), apart.
     await bridge.stop();
-    await waitForSpans(ctx.receiver, generator.tasksFinished, 1_000);
-    const bareReport = bare.latest();
-    const bareSeconds = Math.max(1, bareReport.lastAt - t0) / 1000;
-    const bridgeSeconds = Math.max(1, (busyUntil ?? Date.now()) - t0) / 1000;
-    const received = ctx.receiver.arrivals.size;
-    const missing = Math.max(0, generator.tasksFinished - received);
-    const result: BurstResult = {
+    await sleep(200);
+    let atStop = 0;
+    for (const id of burst.finals.keys()) {
+      const span = ctx.receiver.arrivals.get(id);
+      if (span !== undefined && span.at > lastNeeded) atStop++;
+    }
+    withSpan += atStop;
+    const seconds = Math.max(1, lastNeeded - t0) / 1000;
+    const events = burst.events;
+    const result: BridgeRunResult = {
+      label: spec.label,
       broker,
-      mode,
+      mode: spec.mode,
+      shape,
+      queueMaxBytes,
+      backlogMessages,
       eventsPublished: events,
-      messagesPublished: wire.length,
-      tasksPublished: generator.tasksFinished,
-      failedTasks: generator.failedTasks,
-      retriedTasks: generator.retriedTasks,
-      chainedTasks: generator.chainedTasks,
-      pacedEventsPerSecond: pace === undefined ? undefined : Math.round(pace),
-      publishSeconds: round((publishedAt - t0) / 1000, 2),
-      bare: {
-        eventsPerSecond: Math.round(bareReport.events / bareSeconds),
-        eventsConsumed: bareReport.events,
-        eventsLost: events - bareReport.events,
-        aloneEventsPerSecond: alone,
-      },
-      bridge: {
-        // What the bridge took in (its own counter when exposed): on Redis a slow subscriber is
-        // disconnected and what it missed is gone, so "published / time" would flatter it.
-        eventsPerSecond: Math.round(Math.min(events, consumed ?? events) / bridgeSeconds),
-        tasksPerSecond: Math.round(received / bridgeSeconds),
-        ratioToBare: 0,
-        cpuSecondsPer100kEvents: round(
-          ((cpu1 - cpu0) * 100_000) / Math.max(1, Math.min(events, consumed ?? events)),
-          3,
+      messagesPublished: burst.wire.length,
+      megabytesPublished: round(burst.bytes / 2 ** 20, 1),
+      tasksPublished: expected,
+      failedTasks: burst.failedTasks,
+      retriedTasks: burst.retriedTasks,
+      chainedTasks: burst.chainedTasks,
+      publishedEventsPerSecond:
+        shape === 'backlog'
+          ? undefined
+          : Math.round((events * 1000) / Math.max(1, publishEnd - t0)),
+      pacedEventsPerSecond: spec.pace === undefined ? undefined : Math.round(spec.pace),
+      bare: spec.bare,
+      slowCollector: spec.slow,
+      collectorBoundSeconds:
+        spec.slow === undefined
+          ? undefined
+          : round(ctx.receiver.spans / spec.slow.spansPerSecond, 1),
+      secondsToEverySpan: allDelivered ? round(seconds, 2) : undefined,
+      secondsToLastSpan: round(seconds, 2),
+      allDelivered,
+      eventsPerSecond: allDelivered ? Math.round(events / seconds) : undefined,
+      tasksPerSecond: allDelivered ? Math.round(expected / seconds) : undefined,
+      secondsAfterLastPublish:
+        shape === 'backlog' ? undefined : round(Math.max(0, lastNeeded - publishEnd) / 1000, 2),
+      // Paced, the bridge cannot go faster than the pace: what counts is that it keeps up.
+      ratioToBareAlone:
+        allDelivered && spec.bare !== undefined && shape !== 'paced'
+          ? round(events / seconds / Math.max(1, spec.bare.eventsPerSecond), 3)
+          : undefined,
+      tasksWithSpan: withSpan,
+      tasksWithoutSpan: expected - withSpan,
+      wrongTaskSpans: wrong,
+      duplicateTaskSpans: ctx.receiver.duplicateTaskSpans,
+      duplicatesWithOtherSpanId: ctx.receiver.duplicatesWithOtherSpanId,
+      tasksDeliveredAtStop: atStop,
+      receiver: {
+        spans: ctx.receiver.spans,
+        attributes: ctx.receiver.attributes,
+        acceptedRequests: ctx.receiver.acceptedRequests,
+        refusedRequests: ctx.receiver.refusedRequests,
+        refusedSpans: ctx.receiver.refusedSpans,
+        badRequests: ctx.receiver.badRequests,
+        decodeShareOfRun: round(ctx.receiver.decodeMs / Math.max(1, lastNeeded - t0), 3),
+        decodeMicrosecondsPerSpan: round(
+          (ctx.receiver.decodeMs * 1000) /
+            Math.max(1, ctx.receiver.spans + ctx.receiver.refusedSpans),
+          2,
         ),
-        peakRssMiB: round(mem.hwm / 2 ** 20, 1),
-        taskSpansReceived: received,
-        spansReceived: ctx.receiver.spans,
-        tasksMissing: missing,
-        duplicateTaskSpans: ctx.receiver.duplicateTaskSpans,
-        eventsLostInferred: Math.round(missing * eventsPerTask),
-        eventsCounted: consumed,
-        eventsLost: consumed === undefined ? undefined : events - consumed,
-        counters,
-        drainTimedOut: busyUntil === undefined,
-        reportedProblems: {},
       },
+      cpuSecondsPer100kEvents: round(
+        ((cpuBefore + cpu1 - cpuStart) * 100_000) / Math.max(1, events),
+        3,
+      ),
+      peakRssMiB: round(mem.hwm / 2 ** 20, 1),
+      eventsCounted: consumed,
+      // After a kill -9 the restarted bridge counts only what it took in itself.
+      eventsLost: consumed === undefined || kill !== undefined ? undefined : events - consumed,
+      counters,
+      reportedProblems: bridge.problems(),
+      kill,
     };
-    result.bridge.ratioToBare = round(
-      result.bridge.eventsPerSecond / Math.max(1, result.bare.eventsPerSecond),
-      3,
-    );
-    result.bridge.reportedProblems = bridge.problems();
+    if (ctx.receiver.badRequests > 0) {
+      ctx.log(`  the receiver could not decode a request: ${ctx.receiver.lastBadRequest}`);
+    }
     return result;
   } finally {
+    await bridge?.stop();
+    await standby?.stop();
+    if (broker === 'amqp') await publisher.deleteQueue(queue);
+    await publisher.close();
+    rmSync(stateFile, { force: true });
+  }
+}
+
+export interface RedisLimitTrial {
+  events: number;
+  megabytes: number;
+  disconnected: boolean;
+  eventsLost: number;
+  peakOutputBufferMiB: number;
+}
+
+export interface RedisLimitResult {
+  limit: string;
+  bare: RedisLimitTrial[];
+  /** Largest burst the bare subscriber survived, smallest that disconnected it. */
+  bareSurvives: number | undefined;
+  bareDisconnectedAt: number | undefined;
+  bridge: {
+    events: number;
+    disconnected: boolean;
+    eventsLost: number | undefined;
+    tasksWithoutSpan: number;
+    tasksPublished: number;
+  }[];
+}
+
+/** One full-speed burst of `events` to a bare subscriber alone. */
+async function redisBareTrial(ctx: Context, events: number): Promise<RedisLimitTrial> {
+  const publisher = await publisherFor(ctx, 'redis');
+  const bare = await startBare(ctx, 'redis');
+  const watch = await watchSubscriberBuffers(ctx.redisUrl);
+  try {
+    const burst = generate(ctx, publisher, 'batched', { events }, 4);
+    await sleep(200);
+    await publish(publisher, burst.wire);
+    await waitForCount(() => bare.latest().events, burst.events, 2_000);
+    const report = await bare.stop();
+    const peak = await watch.stop();
+    return {
+      events: burst.events,
+      megabytes: round(burst.bytes / 2 ** 20, 1),
+      disconnected: report.disconnects > 0 || report.events < burst.events,
+      eventsLost: burst.events - report.events,
+      peakOutputBufferMiB: round(peak / 2 ** 20, 1),
+    };
+  } finally {
     await bare.stop();
-    await bridge.stop();
-    await publisher.deleteQueue(queue);
+    await watch.stop();
     await publisher.close();
   }
 }
 
-/** The ceiling with nothing else on the machine: the same burst, the bare consumer only. */
-async function runBareAlone(ctx: Context, broker: Broker, mode: Mode): Promise<number> {
-  const publisher = await publisherFor(ctx, broker);
-  const bare = await startBare(ctx, broker);
-  try {
-    const { wire, events } = generate(ctx, publisher, mode, ctx.args.events, 1);
-    await sleep(300);
-    const t0 = Date.now();
-    for (const message of wire) {
-      const wait = publisher.publish(message);
-      if (wait !== undefined) await wait;
+/**
+ * Redis disconnects a subscriber whose output buffer passes `client-output-buffer-limit pubsub`
+ * (32 MB at once, or 8 MB for 60 s): the burst size at which that happens to a bare subscriber,
+ * published as fast as Redis takes it, found by doubling then bisecting; then the bridge on the
+ * largest burst the bare subscriber survived (it must lose nothing) and on the smallest that
+ * disconnected it and beyond (does the bridge reach the limit, or go further?).
+ */
+async function runRedisLimit(ctx: Context): Promise<RedisLimitResult> {
+  const { quick, events } = ctx.args;
+  const start = quick ? 10_000 : 25_000;
+  const max = quick ? 80_000 : Math.max(4 * events, 400_000);
+  const trials: RedisLimitTrial[] = [];
+  let survives: number | undefined;
+  let fails: number | undefined;
+  for (let size = start; size <= max; size *= 2) {
+    const trial = await redisBareTrial(ctx, size);
+    trials.push(trial);
+    ctx.log(
+      `  bare subscriber, ${fmt(trial.events)} events (${trial.megabytes} MB): ` +
+        `${trial.disconnected ? `disconnected, ${fmt(trial.eventsLost)} lost` : 'survived'}, ` +
+        `peak output buffer ${trial.peakOutputBufferMiB} MiB`,
+    );
+    if (trial.disconnected) {
+      fails = size;
+      break;
     }
-    await publisher.flush();
-    await waitForCount(() => bare.latest().events, events, 3_000);
-    return Math.round((bare.latest().events * 1000) / Math.max(1, bare.latest().lastAt - t0));
-  } finally {
-    await bare.stop();
-    await publisher.close();
+    survives = size;
   }
+  // Two bisection steps: the limit within a quarter of the last doubling.
+  for (let step = 0; !quick && step < 2 && fails !== undefined && survives !== undefined; step++) {
+    const size = Math.round((survives + fails) / 2);
+    const trial = await redisBareTrial(ctx, size);
+    trials.push(trial);
+    ctx.log(
+      `  bare subscriber, ${fmt(trial.events)} events: ${trial.disconnected ? 'disconnected' : 'survived'}`,
+    );
+    if (trial.disconnected) fails = size;
+    else survives = size;
+  }
+  const bridge: RedisLimitResult['bridge'] = [];
+  const sizes = [survives, fails].filter((s): s is number => s !== undefined);
+  // Past the bare subscriber's limit, double until the bridge is cut too (or twice, at most).
+  if (fails !== undefined && !quick) sizes.push(fails * 2, fails * 4);
+  for (const size of sizes.filter((s) => s <= 2 * max)) {
+    const run = await runBridge(ctx, {
+      label: `Redis limit ${size}`,
+      broker: 'redis',
+      mode: 'batched',
+      shape: 'live',
+      size: { events: size },
+      seed: 4,
+    });
+    const disconnected = (run.reportedProblems['broker_disconnects'] ?? 0) > 0;
+    bridge.push({
+      events: run.eventsPublished,
+      disconnected,
+      eventsLost: run.eventsLost,
+      tasksWithoutSpan: run.tasksWithoutSpan,
+      tasksPublished: run.tasksPublished,
+    });
+    ctx.log(
+      `  bridge, ${fmt(run.eventsPublished)} events: ${disconnected ? 'disconnected' : 'not disconnected'}, ` +
+        `events lost ${run.eventsLost === undefined ? 'n/a' : fmt(run.eventsLost)}, ` +
+        `tasks without a span ${fmt(run.tasksWithoutSpan)} / ${fmt(run.tasksPublished)}`,
+    );
+    if (size > (fails ?? Infinity) && disconnected) break;
+  }
+  return {
+    limit: PUBSUB_OUTPUT_BUFFER_LIMIT,
+    bare: trials,
+    bareSurvives: survives,
+    bareDisconnectedAt: fails,
+    bridge,
+  };
 }
+
+/** Bridge settings: its defaults, with its own queue and the bench's OTLP receiver. */
+const LAG_COOLDOWN_MS = 3_000;
 
 export interface LagResult {
   broker: Broker;
@@ -560,15 +1026,19 @@ export interface LagResult {
   lagMs: { p50: number; p90: number; p99: number; max: number };
 }
 
-/** A rate-limited run at `rate` events/s; lag = span arrival - the task's final event timestamp. */
+/**
+ * A rate-limited run at `rate` events/s with the bridge's defaults (OTEL_BSP_SCHEDULE_DELAY
+ * included); lag = span arrival - the task's final event timestamp.
+ */
 async function runLag(ctx: Context, broker: Broker, mode: Mode, rate: number): Promise<LagResult> {
   const queue = `celery-otel-bench-${randomUUID().slice(0, 8)}`;
+  const stateFile = `${ctx.stateDir}/${queue}.json`;
   const publisher = await publisherFor(ctx, broker);
-  const bridge = await startBridge(ctx, broker, queue);
+  ctx.receiver.reset();
+  const bridge = await startBridge(ctx, { broker, queue, stateFile });
   try {
     const generator = new StreamGenerator(ctx.shapes, streamOptions(mode, 2));
     const finals = new Map<string, number>();
-    ctx.receiver.reset();
     const t0 = Date.now();
     const end = t0 + ctx.args.lagSeconds * 1000;
     let published = 0;
@@ -608,12 +1078,17 @@ async function runLag(ctx: Context, broker: Broker, mode: Mode, rate: number): P
     }
     await publisher.flush();
     // The measured tasks left in full batches during the cool-down; a stop exports the rest.
-    await waitForSpans(ctx.receiver, generator.tasksFinished, 1_000);
+    const measured = (): number => {
+      let n = 0;
+      for (const id of finals.keys()) if (ctx.receiver.arrivals.has(id)) n++;
+      return n;
+    };
+    await waitForCount(measured, finals.size, 1_000, 30_000);
     await bridge.stop();
     const lags: number[] = [];
-    for (const [id, arrival] of ctx.receiver.arrivals) {
-      const at = finals.get(id);
-      if (at !== undefined) lags.push(arrival - at);
+    for (const [id, at] of finals) {
+      const arrival = ctx.receiver.arrivals.get(id);
+      if (arrival !== undefined) lags.push(arrival.at - at);
     }
     lags.sort((a, b) => a - b);
     const pct = (p: number): number =>
@@ -632,6 +1107,7 @@ async function runLag(ctx: Context, broker: Broker, mode: Mode, rate: number): P
     await bridge.stop();
     await publisher.deleteQueue(queue);
     await publisher.close();
+    rmSync(stateFile, { force: true });
   }
 }
 
@@ -648,14 +1124,20 @@ export interface InflightResult {
 /** N tasks received and never finished: the bridge's RSS growth per in-flight task. */
 async function runInflight(ctx: Context, tasks: number): Promise<InflightResult> {
   const queue = `celery-otel-bench-${randomUUID().slice(0, 8)}`;
-  const publisher = await amqpPublisher(ctx.amqpUrl);
-  const bridge = await startBridge(ctx, 'amqp', queue, [
-    '--max-in-flight-tasks',
-    String(tasks + 10_000),
-    // 1M task-received events are ~350 MB: let RabbitMQ hold them all while the bridge catches up.
-    '--amqp-queue-max-bytes',
-    String(2 ** 31),
-  ]);
+  const stateFile = `${ctx.stateDir}/${queue}.json`;
+  const publisher = await amqpPublisher(ctx.amqpUrl, ctx.exchange);
+  const bridge = await startBridge(ctx, {
+    broker: 'amqp',
+    queue,
+    stateFile,
+    extraArgs: [
+      '--max-in-flight-tasks',
+      String(tasks + 10_000),
+      // 1M task-received events are ~350 MB: let RabbitMQ hold them all while the bridge catches up.
+      '--amqp-queue-max-bytes',
+      String(2 ** 31),
+    ],
+  });
   try {
     await sleep(1500);
     ctx.receiver.reset();
@@ -692,17 +1174,14 @@ async function runInflight(ctx: Context, tasks: number): Promise<InflightResult>
       evicted,
     };
   } finally {
-    // Kill rather than SIGTERM: the tasks never finish, so there is nothing to export.
+    // Kill rather than SIGTERM: the tasks never finish, so there is nothing to export (and saving
+    // a million tasks to the state file is not what is measured).
     bridge.child.kill('SIGKILL');
     await bridge.stop();
     await publisher.deleteQueue(queue);
     await publisher.close();
+    rmSync(stateFile, { force: true });
   }
-}
-
-function round(value: number, digits: number): number {
-  const f = 10 ** digits;
-  return Math.round(value * f) / f;
 }
 
 function table(rows: string[][]): string {
@@ -714,85 +1193,141 @@ function table(rows: string[][]): string {
   return [line(rows[0] ?? []), sep, ...rows.slice(1).map(line)].join('\n');
 }
 
-const fmt = (n: number): string => n.toLocaleString('en-US');
+const percent = (ratio: number): string => `${Math.round(ratio * 100)}%`;
 
 function report(
-  bursts: BurstResult[],
+  runs: BridgeRunResult[],
   lags: LagResult[],
+  limit: RedisLimitResult | undefined,
   inflight: InflightResult | undefined,
 ): string {
-  const rows: string[][] = [
-    [
-      'figure',
-      ...bursts.map(
-        (b) =>
-          `${b.broker === 'amqp' ? 'RabbitMQ' : 'Redis'} ${b.mode}` +
-          (b.pacedEventsPerSecond === undefined ? '' : ', paced'),
-      ),
-    ],
-  ];
-  const row = (name: string, cell: (b: BurstResult, i: number) => string): void => {
-    rows.push([name, ...bursts.map(cell)]);
+  const rows: string[][] = [['figure', ...runs.map((r) => r.label)]];
+  const row = (name: string, cell: (r: BridgeRunResult) => string): void => {
+    rows.push([name, ...runs.map(cell)]);
   };
+  const lagOf = (r: BridgeRunResult): LagResult | undefined =>
+    r.shape === 'live' && r.slowCollector === undefined && r.kill === undefined
+      ? lags.find((l) => l.broker === r.broker && l.mode === r.mode)
+      : undefined;
   row(
-    'events published (messages)',
-    (b) => `${fmt(b.eventsPublished)} (${fmt(b.messagesPublished)})`,
+    'events published (messages, MB)',
+    (r) => `${fmt(r.eventsPublished)} (${fmt(r.messagesPublished)}, ${r.megabytesPublished})`,
   );
-  row('bare consumer alone events/s', (b) => fmt(b.bare.aloneEventsPerSecond));
-  row('bare consumer events/s (next to the bridge)', (b) => fmt(b.bare.eventsPerSecond));
-  row('bridge events/s', (b) => fmt(b.bridge.eventsPerSecond));
-  row('published at events/s', (b) =>
-    b.pacedEventsPerSecond === undefined
-      ? 'full speed'
-      : `${fmt(b.pacedEventsPerSecond)} (${Math.round((b.pacedEventsPerSecond / Math.max(1, b.bare.aloneEventsPerSecond)) * 100)}% of bare alone)`,
+  row('tasks published', (r) => fmt(r.tasksPublished));
+  row('published', (r) =>
+    r.shape === 'backlog'
+      ? 'before the start'
+      : r.shape === 'paced'
+        ? `at ${fmt(r.pacedEventsPerSecond ?? 0)} ev/s`
+        : `full speed: ${fmt(r.publishedEventsPerSecond ?? 0)} ev/s`,
   );
-  row('bridge / bare consumer', (b) => `${Math.round(b.bridge.ratioToBare * 100)}%`);
+  row('collector accepts', (r) =>
+    r.slowCollector === undefined
+      ? 'all at once'
+      : `${fmt(r.slowCollector.spansPerSecond)} spans/s (${r.slowCollector.mode === 'refuse' ? String(r.slowCollector.refuseStatus) : 'slow answers'})`,
+  );
+  row('bare consumer alone events/s', (r) =>
+    r.bare === undefined ? 'n/a' : fmt(r.bare.eventsPerSecond),
+  );
+  row('bare consumer alone events lost', (r) =>
+    r.bare === undefined ? 'n/a' : fmt(r.bare.eventsLost),
+  );
+  row('seconds until every task span accepted', (r) =>
+    r.secondsToEverySpan === undefined
+      ? `never (last span at ${r.secondsToLastSpan})`
+      : r.secondsToEverySpan.toFixed(2),
+  );
+  row('last span, seconds after the last publish', (r) =>
+    r.secondsAfterLastPublish === undefined ? 'n/a' : r.secondsAfterLastPublish.toFixed(2),
+  );
+  row('bridge events/s (to every span)', (r) =>
+    r.eventsPerSecond === undefined ? 'n/a' : fmt(r.eventsPerSecond),
+  );
+  row('bridge / bare consumer alone', (r) =>
+    r.ratioToBareAlone === undefined ? 'n/a' : percent(r.ratioToBareAlone),
+  );
+  row('bridge tasks/s (to every span)', (r) =>
+    r.tasksPerSecond === undefined ? 'n/a' : fmt(r.tasksPerSecond),
+  );
+  row('seconds at the collector rate (all spans)', (r) =>
+    r.collectorBoundSeconds === undefined ? 'n/a' : r.collectorBoundSeconds.toFixed(1),
+  );
+  row('tasks with a span / published', (r) => `${fmt(r.tasksWithSpan)} / ${fmt(r.tasksPublished)}`);
+  row('**tasks without a span (lost)**', (r) => `**${fmt(r.tasksWithoutSpan)}**`);
+  row('task spans wrong or incomplete', (r) => fmt(r.wrongTaskSpans));
   row(
-    'bridge / bare consumer alone',
-    (b) =>
-      `${Math.round((b.bridge.eventsPerSecond / Math.max(1, b.bare.aloneEventsPerSecond)) * 100)}%`,
+    'duplicate task spans (other span id)',
+    (r) => `${fmt(r.duplicateTaskSpans)} (${fmt(r.duplicatesWithOtherSpanId)})`,
   );
-  row('bridge tasks/s', (b) => fmt(b.bridge.tasksPerSecond));
-  row('bridge CPU s per 100k events', (b) => b.bridge.cpuSecondsPer100kEvents.toFixed(2));
-  row('bridge peak RSS (MiB)', (b) => b.bridge.peakRssMiB.toFixed(0));
+  row('task spans only at SIGTERM', (r) => fmt(r.tasksDeliveredAtStop));
   row(
-    'task spans received / tasks published',
-    (b) => `${fmt(b.bridge.taskSpansReceived)} / ${fmt(b.tasksPublished)}`,
+    'requests refused / accepted',
+    (r) => `${fmt(r.receiver.refusedRequests)} / ${fmt(r.receiver.acceptedRequests)}`,
   );
-  row('events lost (bridge counters)', (b) =>
-    b.bridge.eventsLost === undefined ? 'n/a' : fmt(b.bridge.eventsLost),
+  row(
+    'receiver decode µs per span (share of the run)',
+    (r) =>
+      `${r.receiver.decodeMicrosecondsPerSpan.toFixed(1)} (${percent(r.receiver.decodeShareOfRun)})`,
   );
-  row('events of tasks without a span', (b) => fmt(b.bridge.eventsLostInferred));
-  row('events lost (bare consumer)', (b) => fmt(b.bare.eventsLost));
+  row('kill -9', (r) =>
+    r.kill === undefined
+      ? 'n/a'
+      : `at ${r.kill.atSeconds} s, ${fmt(r.kill.tasksWithSpanAtKill)} spans in; ` +
+        (r.kill.restartSeconds === undefined
+          ? 'standby took over'
+          : `up again in ${r.kill.restartSeconds} s`) +
+        `, next span after ${r.kill.nextSpanSeconds} s`,
+  );
+  row('bridge CPU s per 100k events', (r) => r.cpuSecondsPer100kEvents.toFixed(2));
+  row('bridge peak RSS (MiB)', (r) => r.peakRssMiB.toFixed(0));
+  row('events lost (bridge counters)', (r) =>
+    r.eventsLost === undefined ? 'n/a' : fmt(r.eventsLost),
+  );
+  row('intake paused (s)', (r) => {
+    const paused = r.counters?.['celery_otel_bridge_intake_paused_time_total'];
+    return paused === undefined ? 'n/a' : paused.toFixed(1);
+  });
   row(
     'bridge-reported drops',
-    (b) =>
-      Object.entries(b.bridge.reportedProblems)
+    (r) =>
+      Object.entries(r.reportedProblems)
         .map(([k, v]) => `${k}=${fmt(v)}`)
         .join(' ') || 'none',
   );
-  row('lag p50 / p99 at half rate (ms)', (b) => {
-    const lag =
-      b.pacedEventsPerSecond === undefined
-        ? lags.find((l) => l.broker === b.broker && l.mode === b.mode)
-        : undefined;
+  row('lag p50 / p99 at half rate (ms)', (r) => {
+    const lag = lagOf(r);
     return lag === undefined ? 'n/a' : `${fmt(lag.lagMs.p50)} / ${fmt(lag.lagMs.p99)}`;
   });
-  row('half rate: events/s achieved', (b) => {
-    const lag =
-      b.pacedEventsPerSecond === undefined
-        ? lags.find((l) => l.broker === b.broker && l.mode === b.mode)
-        : undefined;
+  row('half rate: events/s achieved', (r) => {
+    const lag = lagOf(r);
     return lag === undefined ? 'n/a' : fmt(lag.achievedEventsPerSecond);
   });
-  row('half rate: task spans / tasks', (b) => {
-    const lag =
-      b.pacedEventsPerSecond === undefined
-        ? lags.find((l) => l.broker === b.broker && l.mode === b.mode)
-        : undefined;
+  row('half rate: task spans / tasks', (r) => {
+    const lag = lagOf(r);
     return lag === undefined ? 'n/a' : `${fmt(lag.taskSpansReceived)} / ${fmt(lag.tasksPublished)}`;
   });
   let out = table(rows);
+  if (limit !== undefined) {
+    const trials = limit.bare
+      .map(
+        (t) =>
+          `${fmt(t.events)} events (${t.megabytes} MB): ${t.disconnected ? `disconnected, ${fmt(t.eventsLost)} lost` : 'survived'}, peak buffer ${t.peakOutputBufferMiB} MiB`,
+      )
+      .join('; ');
+    const bridge = limit.bridge
+      .map(
+        (b) =>
+          `${fmt(b.events)} events: ${b.disconnected ? 'disconnected' : 'not disconnected'}, events lost ${b.eventsLost === undefined ? 'n/a' : fmt(b.eventsLost)}, tasks without a span ${fmt(b.tasksWithoutSpan)} / ${fmt(b.tasksPublished)}`,
+      )
+      .join('; ');
+    out +=
+      `\n\nRedis pub/sub limit (client-output-buffer-limit ${limit.limit}), full-speed bursts: ` +
+      `the bare subscriber alone survives ${limit.bareSurvives === undefined ? 'none' : `${fmt(limit.bareSurvives)} events`}, ` +
+      (limit.bareDisconnectedAt === undefined
+        ? 'and was disconnected by none of the bursts tried. '
+        : `is disconnected at ${fmt(limit.bareDisconnectedAt)} events. `) +
+      `Bare: ${trials}. Bridge: ${bridge || 'not run'}.`;
+  }
   if (inflight !== undefined) {
     out +=
       `\n\nIn-flight state: ${fmt(inflight.tasks)} tasks received, never finished: RSS ` +
@@ -831,95 +1366,235 @@ function bridgeRevision(): string {
   }
 }
 
+function version(command: string, args: string[], pattern: RegExp): string {
+  try {
+    const text = execFileSync(command, args, { encoding: 'utf8', stdio: 'pipe' });
+    return pattern.exec(text)?.[1] ?? 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
+const modeLabel = (broker: Broker, mode: Mode): string =>
+  `${broker === 'amqp' ? 'RabbitMQ' : 'Redis'} ${mode}`;
+
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   const started = Date.now();
+  const log = (text: string): void => {
+    process.stderr.write(`[bench +${Math.round((Date.now() - started) / 1000)}s] ${text}\n`);
+  };
   const receiver = new BenchReceiver();
   const otlpEndpoint = await receiver.start();
   const { vhost, isolated } = await createVhost();
   if (!isolated) {
     process.stderr.write(
-      'bench: rabbitmqctl unavailable: using vhost "/" (other consumers of celeryev will see the load)\n',
+      'bench: rabbitmqctl unavailable: using vhost "/" (with an exchange of its own)\n',
     );
   }
+  const redis = args.brokers.includes('redis') ? await startOwnRedis(await freePort()) : undefined;
+  if (redis !== undefined) children.add({ kill: () => void redis.stop() });
+  const stateDir = mkdtempSync(`${tmpdir()}/celery-otel-bench-`);
+  cleanups.push(() => rmSync(stateDir, { recursive: true, force: true }));
   const ctx: Context = {
     args,
     shapes: loadShapes(),
     receiver,
     otlpEndpoint,
-    vhost,
     amqpUrl: amqpUrl(args.host, vhost),
-    redisUrl: `redis://${args.host}:6379/${args.redisDb}`,
+    redisUrl: redis?.url ?? 'redis://127.0.0.1:6379',
+    exchange: `celeryev-bench-${randomUUID().slice(0, 8)}`,
+    stateDir,
     httpPortFlag: bridgeHasFlag('--http-port'),
+    log,
   };
   const cpuModel = cpus()[0]?.model ?? 'unknown CPU';
   const revision = bridgeRevision();
-  const machine = `${cpus().length} cores, ${cpuModel}, Node ${process.version}`;
-  const log = (text: string): void => {
-    process.stderr.write(`[bench +${Math.round((Date.now() - started) / 1000)}s] ${text}\n`);
-  };
-  const bursts: BurstResult[] = [];
+  const machine =
+    `${cpus().length} cores (${cpuModel}), ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}, ` +
+    `RabbitMQ ${version('rabbitmqctl', ['-q', 'version'], /(\S+)/)}, ` +
+    `Redis ${version('redis-server', ['--version'], /v=(\S+)/)}`;
+  const runs: BridgeRunResult[] = [];
   const lags: LagResult[] = [];
+  let limit: RedisLimitResult | undefined;
   let inflight: InflightResult | undefined;
   let profile: ProfileSummary | undefined;
+  const done = (run: BridgeRunResult): void => {
+    runs.push(run);
+    log(
+      `  ${run.label}: ${run.secondsToEverySpan === undefined ? `not every span (last at ${run.secondsToLastSpan} s)` : `every span in ${run.secondsToEverySpan} s`}, ` +
+        `tasks without a span ${fmt(run.tasksWithoutSpan)} / ${fmt(run.tasksPublished)}` +
+        (run.ratioToBareAlone === undefined
+          ? ''
+          : `, ${percent(run.ratioToBareAlone)} of bare alone`),
+    );
+  };
   try {
     for (const { broker, mode } of combos(args)) {
-      log(`${broker} ${mode}: burst of ${fmt(args.events)} events`);
-      const burst = await runBurst(ctx, broker, mode);
-      bursts.push(burst);
-      log(
-        `  bare ${fmt(burst.bare.eventsPerSecond)} ev/s, bridge ${fmt(burst.bridge.eventsPerSecond)} ev/s, ` +
-          `spans ${fmt(burst.bridge.taskSpansReceived)}/${fmt(burst.tasksPublished)}`,
-      );
-      if (broker === 'redis') {
-        // Issue 5's Redis target: the bridge takes half the bare consumer's rate, losing nothing.
-        const pace = burst.bare.aloneEventsPerSecond / 2;
+      const name = modeLabel(broker, mode);
+      const events = { events: args.events };
+      // The ceilings first, each alone on the machine, on the same burst.
+      const shapes: ('backlog' | 'live')[] = broker === 'amqp' ? ['backlog', 'live'] : ['live'];
+      const bare = new Map<Shape, BareResult>();
+      for (const shape of shapes) {
+        log(`${name}: bare consumer alone, ${shape}, ${fmt(args.events)} events`);
+        const result = await runBareAlone(ctx, broker, mode, shape);
+        bare.set(shape, result);
         log(
-          `${broker} ${mode}: burst paced at ${fmt(Math.round(pace))} events/s (half the bare consumer alone)`,
-        );
-        const paced = await runBurst(ctx, broker, mode, {
-          paceEventsPerSecond: pace,
-          aloneEventsPerSecond: burst.bare.aloneEventsPerSecond,
-        });
-        bursts.push(paced);
-        log(
-          `  bridge ${fmt(paced.bridge.eventsPerSecond)} ev/s, lost ${fmt(paced.bridge.eventsLost ?? paced.bridge.eventsLostInferred)}, ` +
-            `spans ${fmt(paced.bridge.taskSpansReceived)}/${fmt(paced.tasksPublished)}`,
+          `  ${fmt(result.eventsPerSecond)} events/s, ${fmt(result.eventsLost)} lost, ${result.disconnects} disconnects`,
         );
       }
-      const rate = Math.max(1000, burst.bridge.eventsPerSecond / 2);
-      log(`${broker} ${mode}: lag at ${fmt(Math.round(rate))} events/s for ${args.lagSeconds} s`);
-      const lag = await runLag(ctx, broker, mode, rate);
-      lags.push(lag);
-      log(`  lag p50 ${lag.lagMs.p50} ms, p99 ${lag.lagMs.p99} ms`);
+      for (const shape of shapes) {
+        log(`${name}: bridge, ${shape}`);
+        done(
+          await runBridge(ctx, {
+            label: `${name}, ${shape === 'backlog' ? 'backlog' : 'live burst'}`,
+            broker,
+            mode,
+            shape,
+            size: events,
+            seed: 1,
+            bare: bare.get(shape),
+          }),
+        );
+      }
+      const live = bare.get('live');
+      if (broker === 'redis' && live !== undefined) {
+        // Issue 5's Redis target: the bridge takes half the bare consumer's rate, losing nothing.
+        const pace = live.eventsPerSecond / 2;
+        log(`${name}: bridge, paced at ${fmt(Math.round(pace))} events/s (half the bare consumer)`);
+        done(
+          await runBridge(ctx, {
+            label: `${name}, paced ½`,
+            broker,
+            mode,
+            shape: 'paced',
+            size: events,
+            seed: 1,
+            pace,
+            bare: live,
+          }),
+        );
+      }
+      if (mode === 'batched' && args.slowTasks > 0) {
+        const slow: SlowCollector = {
+          spansPerSecond: args.slowRate,
+          mode: args.slowMode,
+          refuseStatus: args.slowStatus,
+        };
+        log(
+          `${name}: bridge, ${fmt(args.slowTasks)} tasks, collector at ${fmt(args.slowRate)} spans/s`,
+        );
+        done(
+          await runBridge(ctx, {
+            label: `${name}, slow collector`,
+            broker,
+            mode,
+            shape: 'live',
+            size: { tasks: args.slowTasks },
+            seed: 5,
+            slow,
+          }),
+        );
+      }
+      if (broker === 'amqp' && mode === 'batched' && args.killAt > 0) {
+        log(`${name}: bridge, kill -9 at ${percent(args.killAt)} of the spans, restart`);
+        done(
+          await runBridge(ctx, {
+            label: `${name}, kill -9`,
+            broker,
+            mode,
+            shape: 'live',
+            size: events,
+            seed: 6,
+            killAt: args.killAt,
+          }),
+        );
+        log(`${name}: bridge and a standby, kill -9 the active one at ${percent(args.killAt)}`);
+        done(
+          await runBridge(ctx, {
+            label: `${name}, standby takeover`,
+            broker,
+            mode,
+            shape: 'live',
+            size: events,
+            seed: 7,
+            killAt: args.killAt,
+            standby: true,
+          }),
+        );
+      }
+      const liveRun = runs.find(
+        (r) =>
+          r.broker === broker &&
+          r.mode === mode &&
+          r.shape === 'live' &&
+          r.slowCollector === undefined,
+      );
+      const rate = Math.max(
+        1000,
+        (liveRun?.eventsPerSecond ??
+          (liveRun?.eventsPublished ?? 0) / (liveRun?.secondsToLastSpan ?? 1)) / 2,
+      );
+      if (args.lagSeconds > 0) {
+        log(`${name}: lag at ${fmt(Math.round(rate))} events/s for ${args.lagSeconds} s`);
+        const lag = await runLag(ctx, broker, mode, rate);
+        lags.push(lag);
+        log(`  lag p50 ${lag.lagMs.p50} ms, p99 ${lag.lagMs.p99} ms`);
+      }
+      if (broker === 'redis' && mode === 'batched' && args.redisLimit) {
+        log(
+          `Redis: the burst at which pub/sub's output buffer limit (${PUBSUB_OUTPUT_BUFFER_LIMIT}) cuts a subscriber`,
+        );
+        limit = await runRedisLimit(ctx);
+      }
     }
-    if (args.inflight > 0) {
+    if (args.inflight > 0 && args.brokers.includes('amqp')) {
       log(`in-flight memory: ${fmt(args.inflight)} tasks received, never finished`);
       inflight = await runInflight(ctx, args.inflight);
       log(`  ${inflight.bytesPerTask} bytes per task`);
     }
-    if (args.profile) {
+    if (args.profile && args.brokers.includes('amqp')) {
       const dir = `${HERE}profiles/${Date.now()}`;
       mkdirSync(dir, { recursive: true });
-      log(`profile: RabbitMQ batched burst under --cpu-prof (${dir})`);
-      const burst = await runBurst(ctx, 'amqp', 'batched', { profileDir: dir });
+      log(`profile: RabbitMQ batched backlog under --cpu-prof (${dir})`);
+      const run = await runBridge(ctx, {
+        label: 'profile',
+        broker: 'amqp',
+        mode: 'batched',
+        shape: 'backlog',
+        size: { events: args.events },
+        seed: 1,
+        nodeOptions: ['--cpu-prof', `--cpu-prof-dir=${dir}`],
+      });
       const file = readdirSync(dir).find((name) => name.endsWith('.cpuprofile'));
       if (file !== undefined) {
         profile = summariseProfile(`${dir}/${file}`);
-        burst.profile = profile;
+        run.profile = profile;
       }
     }
   } finally {
     for (const child of children) child.kill();
     await receiver.close();
     await deleteVhost(vhost);
+    await redis?.stop();
+    rmSync(stateDir, { recursive: true, force: true });
   }
   const date = new Date().toISOString().slice(0, 10);
+  const settings =
+    `bursts with OTEL_BSP_SCHEDULE_DELAY=${args.scheduleDelayMs}` +
+    (args.bridgeArgs.length > 0 ? `, bridge args ${args.bridgeArgs.join(' ')}` : '') +
+    (Object.keys(args.bridgeEnv).length > 0
+      ? `, bridge env ${Object.entries(args.bridgeEnv)
+          .map(([k, v]) => `${k}=${v}`)
+          .join(' ')}`
+      : '');
   process.stdout.write(
-    `\nBenchmark, ${date}, ${machine}, bridge ${revision}\n\n${report(bursts, lags, inflight)}\n`,
+    `\nBenchmark, ${date}, ${machine}, bridge ${revision}${args.quick ? ', --quick' : ''} (${settings})\n\n` +
+      `${report(runs, lags, limit, inflight)}\n`,
   );
   if (profile !== undefined) process.stdout.write(`\n${printProfile(profile)}\n`);
-  const json = { date, machine, revision, args, bursts, lags, inflight, profile };
+  const json = { date, machine, revision, args, runs, lags, redisLimit: limit, inflight, profile };
   const jsonText = JSON.stringify(json, null, 2);
   process.stdout.write(`\n${jsonText}\n`);
   writeFileSync(`${HERE}latest.json`, `${jsonText}\n`);
@@ -928,6 +1603,7 @@ async function main(): Promise<void> {
 
 process.on('SIGINT', () => {
   for (const child of children) child.kill();
+  for (const cleanup of cleanups) cleanup();
   // A vhost left behind is also removed by the next run (createVhost).
   process.exit(130);
 });
@@ -936,6 +1612,7 @@ main().then(
   () => process.exit(0),
   (error: unknown) => {
     for (const child of children) child.kill();
+    for (const cleanup of cleanups) cleanup();
     process.stderr.write(
       `bench failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
     );

@@ -36,6 +36,8 @@ export interface BenchMessage {
 export interface FinalEvent {
   readonly id: string;
   readonly at: number;
+  /** The `celery.task.state` its task span must carry. */
+  readonly state: 'SUCCESS' | 'FAILURE';
 }
 
 interface Emitted {
@@ -177,6 +179,7 @@ export class StreamGenerator {
       (finals ??= []).push({
         id: item.event['uuid'] as string,
         at: item.event['timestamp'] as number,
+        state: item.event['type'] === 'task-failed' ? 'FAILURE' : 'SUCCESS',
       });
     }
     const body = list
