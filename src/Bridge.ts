@@ -138,10 +138,12 @@ export class Bridge {
     this.decodeOptions = {
       maxMessageBytes: options.maxMessageBytes,
       maxFieldLength: options.maxAttributeLength,
+      nowEpochSeconds: () => Date.now() / 1000,
     };
     this.decodeSink = {
       event: (event) => this.onEvent(event),
       reject: (rejection, count) => this.stats.rejected(rejection, count),
+      truncated: (field, count) => this.stats.truncated(field, count),
     };
     const handlers: EventSourceHandlers = {
       message: (message) => this.onMessage(message),

@@ -119,6 +119,14 @@ export class BridgeMetrics {
         for (const [reason, count] of stats.rejectedByReason) result.observe(count, { reason });
       });
     meter
+      .createObservableCounter('celery_otel_bridge.events.truncated', {
+        unit: '{field}',
+        description: 'Event fields cut or left out at intake for their size or range, by field',
+      })
+      .addCallback((result) => {
+        for (const [field, count] of stats.truncatedByField) result.observe(count, { field });
+      });
+    meter
       .createObservableCounter('celery_otel_bridge.spans.exported', {
         unit: '{span}',
         description: 'Spans the collector accepted',
