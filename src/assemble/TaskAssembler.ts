@@ -1,4 +1,5 @@
 import type { TaskContextEvent, TaskEvent, UpstreamContext } from '../decode/CeleryEvent.js';
+import { appendAttempt } from './appendAttempt.js';
 import { BoundedLru } from './BoundedLru.js';
 import { CompactTaskTable } from './CompactTaskTable.js';
 import { spanIdFor, traceIdFor } from './deterministicIds.js';
@@ -59,6 +60,8 @@ export interface AssemblerCounters {
   traceContextsEvicted?(count: number): void;
   /** A root task's trace context arrived after spans of its tree were exported. */
   lateTraceContext?(): void;
+  /** An attempt past the attempts kept per task (appendAttempt.ts) was left out. */
+  tooManyAttempts?(): void;
 }
 
 /** Distinct task names, hostnames and queues shared at most; more are kept per task. */
@@ -575,11 +578,9 @@ export class TaskAssembler {
     if (best !== undefined) {
       best.startedAt = at;
       best.hostname ??= host;
-    } else {
-      record.attempts = [
-        ...record.attempts,
-        { startedAt: at, hostname: this.strings.intern(host) },
-      ];
+    } else if (!appendAttempt(record, { startedAt: at, hostname: this.strings.intern(host) })) {
+      this.counters.tooManyAttempts?.();
+      return;
     }
     this.noteWorker(record, event);
   }
@@ -599,7 +600,10 @@ export class TaskAssembler {
       if (best?.startedAt === undefined || attempt.startedAt > best.startedAt) best = attempt;
     }
     const target = best ?? { hostname: this.strings.intern(host) };
-    if (best === undefined) record.attempts = [...record.attempts, target];
+    if (best === undefined && !appendAttempt(record, target)) {
+      this.counters.tooManyAttempts?.();
+      return;
+    }
     target.endedAt = at;
     target.outcome = outcome;
     target.exception = event.exception;
