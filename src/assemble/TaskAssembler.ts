@@ -2,6 +2,7 @@ import type { TaskContextEvent, TaskEvent, UpstreamContext } from '../decode/Cel
 import { appendAttempt } from './appendAttempt.js';
 import { BoundedLru } from './BoundedLru.js';
 import { CompactTaskTable } from './CompactTaskTable.js';
+import { InFlightBytes } from './InFlightBytes.js';
 import { spanIdFor, traceIdFor } from './deterministicIds.js';
 import {
   type Attempt,
@@ -20,6 +21,11 @@ const always = (): boolean => true;
 export interface TaskAssemblerOptions {
   /** In-flight tasks kept at most; the oldest is exported as incomplete when one more arrives. */
   readonly maxInFlightTasks: number;
+  /**
+   * Estimated heap of the in-flight tasks at most (InFlightBytes.ts); past it the oldest tasks
+   * are exported as incomplete (`evicted`), as past `maxInFlightTasks`. Default: no limit.
+   */
+  readonly maxInFlightBytes?: number;
   /**
    * How long a task whose final event arrived is held for events known to be missing (the
    * `task-sent` from another process, an attempt's start or outcome) before it is exported with
@@ -136,6 +142,8 @@ export class TaskAssembler {
   /** Finished, otherwise complete tasks waiting for their root's context: root -> task ids. */
   private readonly waitingFor = new Map<string, Set<string>>();
   private readonly waitingRoot = new Map<string, string>();
+  /** The estimated heap of the tasks in `inFlight`. */
+  private readonly bytes = new InFlightBytes();
 
   constructor(
     private readonly options: TaskAssemblerOptions,
@@ -299,6 +307,8 @@ export class TaskAssembler {
       // A restart with a backlog of pending tasks must not need more memory than before it.
       const slot = this.compactEnabled ? this.compact.fromRecord(record) : -1;
       this.inFlight.set(record.id, slot < 0 ? record : slot);
+      if (slot < 0) this.bytes.update(record);
+      else this.bytes.addCompact(record.id);
       loaded++;
     }
     // Tasks whose final event had arrived were held when the state was saved (a checkpoint does
@@ -307,6 +317,7 @@ export class TaskAssembler {
       if (record.final !== undefined && this.inFlight.get(record.id) === record)
         this.settle(record);
     }
+    this.keepWithinBytes();
     return loaded;
   }
 
@@ -319,7 +330,9 @@ export class TaskAssembler {
       const record = this.recordFor(event.uuid, event.timestamp);
       this.apply(record, event);
       if (record.final !== undefined) this.settle(record);
+      if (this.inFlight.get(record.id) === record) this.bytes.update(record);
     }
+    this.keepWithinBytes();
     // A root's context event comes before its task-received (same batch, same order): once that
     // is in, tasks of its tree waiting for the context know there is none.
     if (event.type === 'task-received') this.release(event.uuid);
@@ -352,6 +365,8 @@ export class TaskAssembler {
     record.chordCallbackId ??= event.chord;
     if (record.final !== undefined) this.settle(record);
     this.release(event.uuid);
+    if (this.inFlight.get(record.id) === record) this.bytes.update(record);
+    this.keepWithinBytes();
   }
 
   /**
@@ -374,6 +389,7 @@ export class TaskAssembler {
       // receive yet for `treeContextKnown` in the object path, and is absent here).
       if (this.inFlight.size >= this.options.maxInFlightTasks) this.evictOldest();
       this.inFlight.set(id, slot);
+      this.bytes.addCompact(id);
     } else if (typeof entry !== 'number') {
       return false;
     } else {
@@ -396,6 +412,7 @@ export class TaskAssembler {
     const record = this.compact.toRecord(slot, id);
     this.inFlight.set(id, record);
     this.compact.free(slot);
+    this.bytes.promoted(record);
     return record;
   }
 
@@ -778,6 +795,7 @@ export class TaskAssembler {
 
   private finish(record: TaskRecord, completeness: FinishedTask['completeness']): void {
     this.inFlight.delete(record.id);
+    this.bytes.remove(record.id);
     this.stopWaiting(record.id);
     this.finishedIds.add(record.id);
     if (this.finishedIds.size > this.options.maxFinishedTaskIds) {
@@ -789,6 +807,22 @@ export class TaskAssembler {
     this.emit(trace === undefined ? { record, completeness } : { record, completeness, trace });
     // The tree's trace is fixed now: its other tasks need not wait any longer.
     if (trace !== undefined) this.release(record.rootId ?? record.id);
+  }
+
+  /** Past `maxInFlightBytes`, the oldest tasks go as past `maxInFlightTasks` (evicted). */
+  private keepWithinBytes(): void {
+    const max = this.options.maxInFlightBytes;
+    if (max === undefined) return;
+    while (this.bytes.total > max && this.inFlight.size > 0) {
+      const before = this.inFlight.size;
+      this.evictOldest();
+      if (this.inFlight.size === before) return;
+    }
+  }
+
+  /** The estimated heap of the tasks in flight (InFlightBytes), for metrics and tests. */
+  get inFlightBytes(): number {
+    return this.bytes.total;
   }
 
   private evictOldest(): void {
