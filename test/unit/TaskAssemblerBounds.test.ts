@@ -111,7 +111,7 @@ describe('in-flight memory in bytes', () => {
     let peak = 0;
     for (const event of assemblerEventsOf(events)) {
       if ('upstream' in event || event.type === 'task-otel-context') continue;
-      a.handle(event as TaskEvent);
+      a.handle(event);
       peak = Math.max(peak, a.inFlightBytes);
     }
     expect(peak).toBeGreaterThan(0);
