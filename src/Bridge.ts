@@ -12,6 +12,7 @@ import {
 import { decodeEventBody, type DecodeOptions, type DecodeSink } from './decode/decodeEventBody.js';
 import type { DecodeRejection } from './decode/DecodeRejection.js';
 import { createTraceExporter } from './export/createTraceExporter.js';
+import { DEFAULT_MAX_SPAN_BYTES } from './export/ProtobufSpanSerializer.js';
 import { SpanExportQueue } from './export/SpanExportQueue.js';
 import { taskSpans, type TaskSpanOptions } from './export/taskSpans.js';
 import { HttpServer } from './http/HttpServer.js';
@@ -117,8 +118,15 @@ export class Bridge {
       maxCapturedLength: options.maxCapturedLength,
     };
     this.exportQueue = new SpanExportQueue(
-      createTraceExporter(options.otlp, options.exporter, (where, error) =>
-        this.stats.internalError(where, error),
+      createTraceExporter(
+        options.otlp,
+        options.exporter,
+        (where, error) => this.stats.internalError(where, error),
+        {
+          // Never below what the attribute limit lets an ordinary span reach.
+          maxSpanBytes: Math.max(DEFAULT_MAX_SPAN_BYTES, 16 * options.maxAttributeLength),
+          dropped: (reason, count, detail) => this.stats.dropped(reason, count, detail),
+        },
       ),
       options.exportQueue,
       this.stats,

@@ -135,7 +135,8 @@ export class BridgeMetrics {
     meter
       .createObservableCounter('celery_otel_bridge.spans.dropped', {
         unit: '{span}',
-        description: 'Spans dropped, by reason: queue_full, export_rejected',
+        description:
+          'Spans dropped, by reason: queue_full, export_rejected, too_large, unserializable',
       })
       .addCallback((result) => {
         for (const [reason, count] of stats.droppedSpansByReason) result.observe(count, { reason });

@@ -1,5 +1,6 @@
 import type { AssemblerCounters } from '../assemble/TaskAssembler.js';
 import type { DecodeRejection } from '../decode/DecodeRejection.js';
+import type { SerializerDropReason } from '../export/ProtobufSpanSerializer.js';
 import type { SpanExportCounters } from '../export/SpanExportQueue.js';
 import type { Logger } from '../log/Logger.js';
 
@@ -136,7 +137,11 @@ export class BridgeStats implements AssemblerCounters, SpanExportCounters {
     this.logger.info('the collector accepts spans again', { outageMs });
   }
 
-  dropped(reason: 'queue_full' | 'export_rejected', count: number, detail: string): void {
+  dropped(
+    reason: 'queue_full' | 'export_rejected' | SerializerDropReason,
+    count: number,
+    detail: string,
+  ): void {
     this.add(this.droppedSpansByReason, reason, count);
     this.noteProblem(`spans_dropped:${reason}`, count);
     this.once(`dropped:${reason}`, detail);
