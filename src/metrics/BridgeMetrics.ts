@@ -67,16 +67,14 @@ export class BridgeMetrics {
     private readonly sources: MetricSources,
   ) {
     const { stats, labels } = sources;
-    this.tasks = new SeriesCounter(
-      meter,
-      'celery.tasks',
-      {
-        unit: '{task}',
-        description:
-          'Task events by state: sent, received, started, succeeded, failed, retried, revoked, rejected',
-      },
-      MAX_TASK_SERIES,
-    );
+    // Reported through BridgeMetricProducer (see `collect`), as the histograms.
+    this.tasks = new SeriesCounter({
+      name: 'celery.tasks',
+      unit: '{task}',
+      description:
+        'Task events by state: sent, received, started, succeeded, failed, retried, revoked, rejected',
+      maxSeries: MAX_TASK_SERIES,
+    });
     // Reported through BridgeMetricProducer (see `collect`), not the SDK's instruments.
     this.runtime = new SeriesHistogram({
       name: 'celery.task.runtime',
@@ -201,7 +199,7 @@ export class BridgeMetrics {
     this.sources.forEachInFlight((taskName, state) => {
       // Only sent: still in the broker's queue. Finished: held for stragglers, no longer running.
       if (state !== 'waiting' && state !== 'running') return;
-      const name = labels.taskName(taskName);
+      const name = labels.currentTaskName(taskName);
       const entry = inFlight.get(name) ?? { waiting: 0, running: 0 };
       entry[state]++;
       inFlight.set(name, entry);
@@ -335,12 +333,15 @@ export class BridgeMetrics {
 
   /** Everything the bridge computes itself, for BridgeMetricProducer at each collection. */
   collect(now: HrTime): MetricData[] {
-    return [
+    const data = [
       ...this.stateGauges().map((gauge) => gaugeMetricData(gauge, now)),
+      this.tasks.toMetricData(now),
       this.runtime.toMetricData(now),
       this.queueWait.toMetricData(now),
       this.lag.toMetricData(now),
     ];
+    this.sources.labels.collected();
+    return data;
   }
 
   onWorkerEvent(event: WorkerEvent): void {
