@@ -1,4 +1,5 @@
 import amqp from 'amqplib';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   type HttpBridgeProcess,
@@ -8,6 +9,7 @@ import {
 import {
   AMQP_URL,
   type CeleryWorker,
+  REDIS_URL,
   deleteTestQueue,
   produce,
   randomName,
@@ -236,4 +238,87 @@ describe('hostile event fields through RabbitMQ', () => {
     expect(latencies.length).toBeGreaterThan(5);
     expect(bridge.child.exitCode).toBeNull();
   }, 180_000);
+});
+
+/**
+ * Queue lengths on Redis: LLEN answers for any key, so a queue named only in a `task-sent` is
+ * read only if kombu knows it as a queue (its binding): an attacker naming some other list key
+ * of the database does not get its length published.
+ */
+describe('queues named in events, on Redis', () => {
+  const queue = randomName('hostile-redis');
+  const secret = randomName('not-a-queue');
+  let receiver: OtlpReceiver;
+  let worker: CeleryWorker;
+  let bridge: HttpBridgeProcess;
+  let redis: Redis;
+
+  beforeAll(async () => {
+    await requireBroker('redis');
+    redis = new Redis(REDIS_URL);
+    await redis.rpush(secret, 'a', 'b', 'c');
+    receiver = await OtlpReceiver.start();
+    bridge = await startBridgeWithHttp([], {
+      CELERY_BROKER_URL: REDIS_URL,
+      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+      OTEL_BSP_SCHEDULE_DELAY: '200',
+      CELERY_OTEL_BRIDGE_QUEUE_LENGTH_INTERVAL_MS: '1000',
+      CELERY_OTEL_BRIDGE_STATE_FILE: 'none',
+    });
+    await bridge.waitForLog(/"msg":"subscribed/);
+    worker = await startCeleryWorker({ brokerUrl: REDIS_URL, queue, pool: 'solo' });
+  }, 60_000);
+
+  afterAll(async () => {
+    await worker?.stop();
+    await bridge?.stop();
+    await receiver?.close();
+    await redis?.del(secret);
+    redis?.disconnect();
+    await deleteTestQueue(REDIS_URL, queue).catch(() => undefined);
+  });
+
+  it('polls the real queue and not a list key a task-sent names', async () => {
+    const event = {
+      type: 'task-sent',
+      uuid: randomName('probe'),
+      timestamp: Date.now() / 1000,
+      name: 'hostile.probe',
+      queue: secret,
+    };
+    await redis.publish(
+      '/0.celeryev/task.multi',
+      JSON.stringify({
+        body: Buffer.from(JSON.stringify([event])).toString('base64'),
+        'content-encoding': 'utf-8',
+        'content-type': 'application/json',
+        headers: {},
+        properties: {
+          body_encoding: 'base64',
+          delivery_info: { exchange: 'celeryev', routing_key: 'task.multi' },
+        },
+      }),
+    );
+    const { adds } = (await produce(REDIS_URL, queue, 'adds', ['1'])) as { adds: string[] };
+    await receiver.waitForSpans(
+      (all) => adds.every((id) => taskSpansOf(all, id).length > 0),
+      60_000,
+    );
+    const polledReal = new RegExp(
+      `celery_queue_length\\{[^}]*messaging_destination_name="${queue}"`,
+    );
+    let text = '';
+    for (let i = 0; i < 30; i++) {
+      text = await (await fetch(`${bridge.httpUrl}/metrics`)).text();
+      if (polledReal.test(text)) break;
+      await sleep(1000);
+    }
+    expect(text).toMatch(polledReal);
+    // The bridge saw the probe's task-sent (it counted it) but did not read that key.
+    expect(
+      sumOf(parsePrometheus(text), 'celery_tasks_total', { celery_task_name: 'hostile.probe' }),
+    ).toBe(1);
+    const lengths = parsePrometheus(text).find((f) => f.name === 'celery_queue_length')?.metrics;
+    expect(lengths?.map((m) => m.labels?.['messaging_destination_name'])).not.toContain(secret);
+  }, 120_000);
 });
