@@ -218,6 +218,7 @@ export class Bridge {
       liveness: this.liveness,
       forEachInFlight: (visit) => this.assembler.forEachInFlight(visit),
       inFlightCount: () => this.assembler.inFlightCount,
+      inFlightBytes: () => this.assembler.inFlightBytes,
       queueLengths: () => this.queueLengths.latest,
     });
     registerIntakeMetrics(this.meters.provider.getMeter(scope.name, scope.version), {

@@ -19,6 +19,8 @@ export interface MetricSources {
     visit: (name: string | undefined, state: 'sent' | 'waiting' | 'running' | 'finished') => void,
   ): void;
   inFlightCount(): number;
+  /** The estimated heap those tasks hold (TaskAssembler `inFlightBytes`). */
+  inFlightBytes?(): number;
   queueLengths(): ReadonlyMap<string, number>;
 }
 
@@ -257,6 +259,12 @@ export class BridgeMetrics {
         unit: '{task}',
         description: 'Tasks held in memory now (in flight or waiting for missing events)',
         points: [{ attributes: {}, value: this.sources.inFlightCount() }],
+      },
+      {
+        name: 'celery_otel_bridge.tasks.tracked_bytes',
+        unit: 'By',
+        description: 'Estimated memory of the tasks held (bounded by --max-in-flight-bytes)',
+        points: [{ attributes: {}, value: this.sources.inFlightBytes?.() ?? 0 }],
       },
     ];
   }

@@ -225,6 +225,9 @@ describe('hostile event fields through RabbitMQ', () => {
     expect(polled.filter((name) => name?.startsWith('made-up-'))).toEqual([]);
     // Bounded /metrics: names cut, names and series capped.
     expect(metricsBytes).toBeLessThan(16 * 1024 * 1024);
+    const trackedBytes = sumOf(families, 'celery_otel_bridge_tasks_tracked_bytes');
+    expect(trackedBytes).toBeGreaterThan(0);
+    expect(trackedBytes).toBeLessThanOrEqual(128 * 1024 * 1024);
     const workers = families.find((f) => f.name === 'celery_worker_up')?.metrics ?? [];
     expect(workers.length).toBeLessThanOrEqual(10_000);
 
