@@ -58,8 +58,15 @@ const UPSTREAM_BYTES = 120;
 /** Columns of one slot, the Map entry and the table's share of root / parent id pointers. */
 const COMPACT_SLOT_BYTES = 100;
 
+// Records restored from the state file are checked there (state/StateFile.ts); the estimate
+// still takes nothing for granted, so that it can never be what throws.
 function stringBytes(value: string | undefined): number {
-  return value === undefined ? 0 : 16 + 2 * value.length;
+  return typeof value === 'string' ? 16 + 2 * value.length : 0;
+}
+
+function listOf<T>(value: readonly T[]): readonly T[] {
+  const unknownValue: unknown = value;
+  return Array.isArray(unknownValue) ? value : [];
 }
 
 /** A compact task: its slot, its id, and a root and parent id of the same length at most. */
@@ -76,9 +83,10 @@ export function recordBytes(record: TaskRecord): number {
   bytes += stringBytes(record.workerHostname) + stringBytes(record.args);
   bytes += stringBytes(record.kwargs) + stringBytes(record.result);
   bytes += stringBytes(record.groupId) + stringBytes(record.chordCallbackId);
-  bytes += OBJECT_BYTES + 8 * record.receivedTimes.length;
-  bytes += OBJECT_BYTES + 8 * record.attempts.length;
-  for (const attempt of record.attempts) {
+  const attempts = listOf(record.attempts);
+  bytes += OBJECT_BYTES + 8 * listOf(record.receivedTimes).length;
+  bytes += OBJECT_BYTES + 8 * attempts.length;
+  for (const attempt of attempts) {
     bytes += ATTEMPT_BYTES + stringBytes(attempt.hostname);
     bytes += stringBytes(attempt.exception) + stringBytes(attempt.traceback);
   }
