@@ -1,6 +1,7 @@
 // One bad span never fails its batch: the serializer leaves it out alone (counted), the export
 // queue sends the rest once and counts only what was sent.
-import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
+import { ExportResultCode } from '@opentelemetry/core';
+import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace-base';
 import { ProtobufTraceSerializer } from '@opentelemetry/otlp-transformer';
 import { describe, expect, it } from 'vitest';
 import {
@@ -91,5 +92,54 @@ describe('spans the serializer cannot send', () => {
       await queue.shutdown();
       await receiver.close();
     }
+  });
+
+  it('a batch retried after a collector failure goes without the spans left out, and settles', async () => {
+    const good = goodSpans().slice(0, 10);
+    const dropped: string[] = [];
+    const serializer = new ProtobufSpanSerializer({ dropped: (reason) => dropped.push(reason) });
+    const sent: number[] = [];
+    let calls = 0;
+    const exporter: SpanExporter = {
+      export(spans, callback) {
+        serializer.serializeRequest(spans);
+        sent.push(spans.length);
+        const fail = calls++ === 0;
+        setTimeout(() =>
+          callback(
+            fail
+              ? { code: ExportResultCode.FAILED, error: new Error('collector down') }
+              : { code: ExportResultCode.SUCCESS },
+          ),
+        );
+      },
+      shutdown: () => Promise.resolve(),
+    };
+    const counts = { exported: 0, failing: 0 };
+    const queue = new SpanExportQueue(
+      exporter,
+      {
+        maxQueueSize: 100,
+        maxExportBatchSize: 512,
+        scheduleDelayMs: 1,
+        exportTimeoutMs: 10_000,
+        maxRetryDelayMs: 10,
+      },
+      {
+        exported: (n) => (counts.exported += n),
+        dropped: () => undefined,
+        exportFailing: () => counts.failing++,
+        exportRecovered: () => undefined,
+      },
+    );
+    queue.add([unencodable(good[0]!), ...good]);
+    const epoch = queue.mark();
+    await queue.settled(epoch);
+    expect(counts.failing).toBe(1);
+    expect(sent).toEqual([10, 10]);
+    expect(dropped).toEqual(['unserializable']);
+    expect(counts.exported).toBe(10);
+    expect(queue.held).toBe(0);
+    await queue.shutdown();
   });
 });
