@@ -12,6 +12,7 @@ import {
 import { decodeEventBody, type DecodeOptions, type DecodeSink } from './decode/decodeEventBody.js';
 import type { DecodeRejection } from './decode/DecodeRejection.js';
 import { createTraceExporter } from './export/createTraceExporter.js';
+import { DEFAULT_MAX_SPAN_BYTES } from './export/ProtobufSpanSerializer.js';
 import { SpanExportQueue } from './export/SpanExportQueue.js';
 import { taskSpans, type TaskSpanOptions } from './export/taskSpans.js';
 import { HttpServer } from './http/HttpServer.js';
@@ -117,8 +118,15 @@ export class Bridge {
       maxCapturedLength: options.maxCapturedLength,
     };
     this.exportQueue = new SpanExportQueue(
-      createTraceExporter(options.otlp, options.exporter, (where, error) =>
-        this.stats.internalError(where, error),
+      createTraceExporter(
+        options.otlp,
+        options.exporter,
+        (where, error) => this.stats.internalError(where, error),
+        {
+          // Never below what the attribute limit lets an ordinary span reach.
+          maxSpanBytes: Math.max(DEFAULT_MAX_SPAN_BYTES, 16 * options.maxAttributeLength),
+          dropped: (reason, count, detail) => this.stats.dropped(reason, count, detail),
+        },
       ),
       options.exportQueue,
       this.stats,
@@ -138,10 +146,12 @@ export class Bridge {
     this.decodeOptions = {
       maxMessageBytes: options.maxMessageBytes,
       maxFieldLength: options.maxAttributeLength,
+      nowEpochSeconds: () => Date.now() / 1000,
     };
     this.decodeSink = {
       event: (event) => this.onEvent(event),
       reject: (rejection, count) => this.stats.rejected(rejection, count),
+      truncated: (field, count) => this.stats.truncated(field, count),
     };
     const handlers: EventSourceHandlers = {
       message: (message) => this.onMessage(message),
@@ -208,6 +218,7 @@ export class Bridge {
       liveness: this.liveness,
       forEachInFlight: (visit) => this.assembler.forEachInFlight(visit),
       inFlightCount: () => this.assembler.inFlightCount,
+      inFlightBytes: () => this.assembler.inFlightBytes,
       queueLengths: () => this.queueLengths.latest,
       brokerConnected: () => this.connected,
     });

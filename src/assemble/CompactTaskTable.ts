@@ -169,6 +169,8 @@ export class CompactTaskTable {
       this.chunks.length = Math.min(this.chunks.length, 1);
       this.used = 0;
       this.freeHead = -1;
+      // No slot refers to a shared string now: a table filled by a flood can start over.
+      this.strings.clearIfFull();
       return;
     }
     c.sentAt[i] = this.freeHead;

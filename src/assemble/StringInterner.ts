@@ -8,7 +8,15 @@
  *
  * Each shared string also has a small index (`indexOf` / `at`), so that a compact record can
  * store it in a typed-array column (see CompactTaskTable).
+ *
+ * Nothing an event sends is kept for ever: strings longer than MAX_INTERNED_LENGTH (the names
+ * the decoder keeps are no longer, decode/fieldBounds.ts) are never shared, and a full table is
+ * emptied by `clearIfFull` when no index is in use any more (CompactTaskTable calls it when its
+ * last pending task leaves), so a flood of random names does not keep real ones out for good.
  */
+/** Longer strings are not shared: the table's memory stays bounded by count times this. */
+export const MAX_INTERNED_LENGTH = 255;
+
 export class StringInterner {
   private readonly indexes = new Map<string, number>();
   private readonly values: string[] = [];
@@ -27,10 +35,20 @@ export class StringInterner {
   indexOf(value: string): number {
     const known = this.indexes.get(value);
     if (known !== undefined) return known;
-    if (this.values.length >= this.maxEntries) return -1;
+    if (this.values.length >= this.maxEntries || value.length > MAX_INTERNED_LENGTH) return -1;
     this.indexes.set(value, this.values.length);
     this.values.push(value);
     return this.values.length - 1;
+  }
+
+  /**
+   * Forgets every string once the table is full. Only when no index handed out is still used:
+   * the indexes of the forgotten strings are given to new ones.
+   */
+  clearIfFull(): void {
+    if (this.values.length < this.maxEntries) return;
+    this.indexes.clear();
+    this.values.length = 0;
   }
 
   /** The string of an index that `indexOf` returned. */

@@ -1,6 +1,8 @@
 import type { TaskContextEvent, TaskEvent, UpstreamContext } from '../decode/CeleryEvent.js';
+import { appendAttempt } from './appendAttempt.js';
 import { BoundedLru } from './BoundedLru.js';
 import { CompactTaskTable } from './CompactTaskTable.js';
+import { InFlightBytes } from './InFlightBytes.js';
 import { spanIdFor, traceIdFor } from './deterministicIds.js';
 import {
   type Attempt,
@@ -19,6 +21,11 @@ const always = (): boolean => true;
 export interface TaskAssemblerOptions {
   /** In-flight tasks kept at most; the oldest is exported as incomplete when one more arrives. */
   readonly maxInFlightTasks: number;
+  /**
+   * Estimated heap of the in-flight tasks at most (InFlightBytes.ts); past it the oldest tasks
+   * are exported as incomplete (`evicted`), as past `maxInFlightTasks`. Default: no limit.
+   */
+  readonly maxInFlightBytes?: number;
   /**
    * How long a task whose final event arrived is held for events known to be missing (the
    * `task-sent` from another process, an attempt's start or outcome) before it is exported with
@@ -59,6 +66,8 @@ export interface AssemblerCounters {
   traceContextsEvicted?(count: number): void;
   /** A root task's trace context arrived after spans of its tree were exported. */
   lateTraceContext?(): void;
+  /** An attempt past the attempts kept per task (appendAttempt.ts) was left out. */
+  tooManyAttempts?(): void;
 }
 
 /** Distinct task names, hostnames and queues shared at most; more are kept per task. */
@@ -133,6 +142,8 @@ export class TaskAssembler {
   /** Finished, otherwise complete tasks waiting for their root's context: root -> task ids. */
   private readonly waitingFor = new Map<string, Set<string>>();
   private readonly waitingRoot = new Map<string, string>();
+  /** The estimated heap of the tasks in `inFlight`. */
+  private readonly bytes = new InFlightBytes();
 
   constructor(
     private readonly options: TaskAssemblerOptions,
@@ -296,6 +307,8 @@ export class TaskAssembler {
       // A restart with a backlog of pending tasks must not need more memory than before it.
       const slot = this.compactEnabled ? this.compact.fromRecord(record) : -1;
       this.inFlight.set(record.id, slot < 0 ? record : slot);
+      if (slot < 0) this.bytes.update(record);
+      else this.bytes.addCompact(record.id);
       loaded++;
     }
     // Tasks whose final event had arrived were held when the state was saved (a checkpoint does
@@ -304,6 +317,7 @@ export class TaskAssembler {
       if (record.final !== undefined && this.inFlight.get(record.id) === record)
         this.settle(record);
     }
+    this.keepWithinBytes();
     return loaded;
   }
 
@@ -316,7 +330,9 @@ export class TaskAssembler {
       const record = this.recordFor(event.uuid, event.timestamp);
       this.apply(record, event);
       if (record.final !== undefined) this.settle(record);
+      if (this.inFlight.get(record.id) === record) this.bytes.update(record);
     }
+    this.keepWithinBytes();
     // A root's context event comes before its task-received (same batch, same order): once that
     // is in, tasks of its tree waiting for the context know there is none.
     if (event.type === 'task-received') this.release(event.uuid);
@@ -349,6 +365,8 @@ export class TaskAssembler {
     record.chordCallbackId ??= event.chord;
     if (record.final !== undefined) this.settle(record);
     this.release(event.uuid);
+    if (this.inFlight.get(record.id) === record) this.bytes.update(record);
+    this.keepWithinBytes();
   }
 
   /**
@@ -371,6 +389,7 @@ export class TaskAssembler {
       // receive yet for `treeContextKnown` in the object path, and is absent here).
       if (this.inFlight.size >= this.options.maxInFlightTasks) this.evictOldest();
       this.inFlight.set(id, slot);
+      this.bytes.addCompact(id);
     } else if (typeof entry !== 'number') {
       return false;
     } else {
@@ -393,6 +412,7 @@ export class TaskAssembler {
     const record = this.compact.toRecord(slot, id);
     this.inFlight.set(id, record);
     this.compact.free(slot);
+    this.bytes.promoted(record);
     return record;
   }
 
@@ -575,11 +595,9 @@ export class TaskAssembler {
     if (best !== undefined) {
       best.startedAt = at;
       best.hostname ??= host;
-    } else {
-      record.attempts = [
-        ...record.attempts,
-        { startedAt: at, hostname: this.strings.intern(host) },
-      ];
+    } else if (!appendAttempt(record, { startedAt: at, hostname: this.strings.intern(host) })) {
+      this.counters.tooManyAttempts?.();
+      return;
     }
     this.noteWorker(record, event);
   }
@@ -599,7 +617,10 @@ export class TaskAssembler {
       if (best?.startedAt === undefined || attempt.startedAt > best.startedAt) best = attempt;
     }
     const target = best ?? { hostname: this.strings.intern(host) };
-    if (best === undefined) record.attempts = [...record.attempts, target];
+    if (best === undefined && !appendAttempt(record, target)) {
+      this.counters.tooManyAttempts?.();
+      return;
+    }
     target.endedAt = at;
     target.outcome = outcome;
     target.exception = event.exception;
@@ -774,6 +795,7 @@ export class TaskAssembler {
 
   private finish(record: TaskRecord, completeness: FinishedTask['completeness']): void {
     this.inFlight.delete(record.id);
+    this.bytes.remove(record.id);
     this.stopWaiting(record.id);
     this.finishedIds.add(record.id);
     if (this.finishedIds.size > this.options.maxFinishedTaskIds) {
@@ -785,6 +807,22 @@ export class TaskAssembler {
     this.emit(trace === undefined ? { record, completeness } : { record, completeness, trace });
     // The tree's trace is fixed now: its other tasks need not wait any longer.
     if (trace !== undefined) this.release(record.rootId ?? record.id);
+  }
+
+  /** Past `maxInFlightBytes`, the oldest tasks go as past `maxInFlightTasks` (evicted). */
+  private keepWithinBytes(): void {
+    const max = this.options.maxInFlightBytes;
+    if (max === undefined) return;
+    while (this.bytes.total > max && this.inFlight.size > 0) {
+      const before = this.inFlight.size;
+      this.evictOldest();
+      if (this.inFlight.size === before) return;
+    }
+  }
+
+  /** The estimated heap of the tasks in flight (InFlightBytes), for metrics and tests. */
+  get inFlightBytes(): number {
+    return this.bytes.total;
   }
 
   private evictOldest(): void {

@@ -229,6 +229,14 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
     help: 'unfinished tasks tracked at most; the oldest is exported as incomplete beyond',
   },
   {
+    flag: 'max-in-flight-bytes',
+    env: 'CELERY_OTEL_BRIDGE_MAX_IN_FLIGHT_BYTES',
+    kind: 'integer',
+    default: String(128 * 1024 * 1024),
+    min: 1024 * 1024,
+    help: 'estimated memory of the unfinished tasks at most; the oldest is exported as incomplete beyond',
+  },
+  {
     flag: 'max-task-age-ms',
     env: 'CELERY_OTEL_BRIDGE_MAX_TASK_AGE_MS',
     kind: 'integer',

@@ -130,6 +130,7 @@ export function parseConfig(argv: readonly string[], env: Env): ParsedCommand {
       },
       assembler: {
         maxInFlightTasks: integer('max-in-flight-tasks'),
+        maxInFlightBytes: integer('max-in-flight-bytes'),
         finishGraceMs: integer('finish-grace-ms'),
         maxFinishedTaskIds: Math.max(10_000, integer('max-in-flight-tasks')),
         captureArgs: boolean('capture-args'),

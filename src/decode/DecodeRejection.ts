@@ -13,7 +13,11 @@ export type DecodeRejectionReason =
   | 'buffer_full'
   /** A `task-otel-context` event's traceparent is not a valid W3C version-00 header: the
    * traceparent is ignored, the rest of the event is used. */
-  | 'invalid_traceparent';
+  | 'invalid_traceparent'
+  /** An event's timestamp is out of range or far from its arrival time (decode/fieldBounds.ts). */
+  | 'implausible_timestamp'
+  /** A `task-started` past the attempts kept per task (assemble/appendAttempt.ts). */
+  | 'too_many_attempts';
 
 export interface DecodeRejection {
   readonly reason: DecodeRejectionReason;

@@ -12,6 +12,20 @@ import {
   WORKER_EVENT_TYPES,
 } from './CeleryEvent.js';
 import type { DecodeRejection, DecodeRejectionReason } from './DecodeRejection.js';
+import {
+  type BoundedField,
+  type FieldCutSink,
+  boundedName,
+  boundedNumber,
+  boundedToken,
+  implausibleTimestamp,
+  wholeNumber,
+  MAX_HEARTBEAT_FREQ_S,
+  MAX_ID_LENGTH,
+  MAX_RUNTIME_S,
+  MAX_SIGNUM_LENGTH,
+  MAX_TIME_TEXT_LENGTH,
+} from './fieldBounds.js';
 import { upstreamContext } from './traceContext.js';
 
 export interface DecodeOptions {
@@ -23,16 +37,21 @@ export interface DecodeOptions {
    * not sit in memory whole. Defaults to no limit.
    */
   readonly maxFieldLength?: number;
+  /**
+   * The bridge's clock (epoch seconds), read once per message: event timestamps far from it are
+   * rejected (fieldBounds.ts `implausibleTimestamp`). Without it only the absolute range is checked.
+   */
+  readonly nowEpochSeconds?: () => number;
 }
 
-/** Where decoded events and rejections go; the decoder allocates no result objects. */
-export interface DecodeSink {
+/**
+ * Where decoded events and rejections go; the decoder allocates no result objects. Fields cut or
+ * dropped for their size go to `truncated` (FieldCutSink).
+ */
+export interface DecodeSink extends FieldCutSink {
   event(event: CeleryEvent): void;
   reject(rejection: DecodeRejection, count: number): void;
 }
-
-/** Task ids are UUIDs by default; anything far longer is not a task id we want as a map key. */
-const MAX_ID_LENGTH = 256;
 
 /**
  * Decodes one broker message into Celery events.
@@ -97,10 +116,11 @@ export function decodeEventBody(
     );
     return;
   }
+  const arrival = options.nowEpochSeconds?.();
   if (Array.isArray(parsed)) {
-    for (const item of parsed as unknown[]) decodeOne(item, sink, options.maxFieldLength);
+    for (const item of parsed as unknown[]) decodeOne(item, sink, options.maxFieldLength, arrival);
   } else {
-    decodeOne(parsed, sink, options.maxFieldLength);
+    decodeOne(parsed, sink, options.maxFieldLength, arrival);
   }
 }
 
@@ -109,7 +129,12 @@ function mediaType(contentType: string): string {
   return (semicolon === -1 ? contentType : contentType.slice(0, semicolon)).trim().toLowerCase();
 }
 
-function decodeOne(value: unknown, sink: DecodeSink, maxFieldLength: number | undefined): void {
+function decodeOne(
+  value: unknown,
+  sink: DecodeSink,
+  maxFieldLength: number | undefined,
+  arrival: number | undefined,
+): void {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     return reject(sink, 'not_an_event', 'an event is not a JSON object');
   }
@@ -122,6 +147,14 @@ function decodeOne(value: unknown, sink: DecodeSink, maxFieldLength: number | un
   if (typeof timestamp !== 'number' || !Number.isFinite(timestamp) || timestamp < 0) {
     return reject(sink, 'invalid_field', `a ${clip(type)} event has no valid "timestamp"`);
   }
+  const implausible = implausibleTimestamp(timestamp, arrival);
+  if (implausible !== undefined) {
+    return reject(
+      sink,
+      'implausible_timestamp',
+      `a ${clip(type)} event's timestamp is ${implausible} (epoch seconds, relative to its arrival): check the clock of the host that sent it`,
+    );
+  }
   if (TASK_EVENT_TYPES.has(type) || type === TASK_CONTEXT_EVENT_TYPE) {
     const uuid = raw['uuid'];
     if (typeof uuid !== 'string' || uuid.length === 0 || uuid.length > MAX_ID_LENGTH) {
@@ -130,22 +163,22 @@ function decodeOne(value: unknown, sink: DecodeSink, maxFieldLength: number | un
     if (type === TASK_CONTEXT_EVENT_TYPE) {
       sink.event(taskContextEvent(uuid, timestamp, raw, sink));
     } else {
-      sink.event(taskEvent(type as TaskEventType, uuid, timestamp, raw, maxFieldLength));
+      sink.event(taskEvent(type as TaskEventType, uuid, timestamp, raw, maxFieldLength, sink));
     }
     return;
   }
   if (WORKER_EVENT_TYPES.has(type)) {
-    const hostname = raw['hostname'];
-    if (typeof hostname !== 'string' || hostname.length === 0) {
+    const hostname = boundedName(raw['hostname'], 'hostname', sink);
+    if (hostname === undefined || hostname.length === 0) {
       return reject(sink, 'invalid_field', `a ${type} event has no "hostname"`);
     }
     const event: WorkerEvent = {
       type: type as WorkerEventType,
       hostname,
       timestamp,
-      freq: num(raw['freq']),
-      active: num(raw['active']),
-      processed: num(raw['processed']),
+      freq: boundedNumber(raw['freq'], undefined, Number.MIN_VALUE, MAX_HEARTBEAT_FREQ_S, sink),
+      active: count(raw['active']),
+      processed: count(raw['processed']),
     };
     sink.event(event);
     return;
@@ -159,29 +192,30 @@ function taskEvent(
   timestamp: number,
   raw: Record<string, unknown>,
   maxFieldLength: number | undefined,
+  sink: FieldCutSink,
 ): TaskEvent {
   return {
     type,
     uuid,
     timestamp,
-    hostname: str(raw['hostname']),
-    name: str(raw['name']),
-    rootId: id(raw['root_id']),
-    parentId: id(raw['parent_id']),
-    retries: num(raw['retries']),
-    eta: str(raw['eta']),
-    expires: str(raw['expires']),
-    queue: str(raw['queue']),
-    exchange: str(raw['exchange']),
-    routingKey: str(raw['routing_key']),
-    args: text(raw['args'], maxFieldLength),
-    kwargs: text(raw['kwargs'], maxFieldLength),
-    result: text(raw['result'], maxFieldLength),
-    runtime: num(raw['runtime']),
-    exception: text(raw['exception'], maxFieldLength),
-    traceback: text(raw['traceback'], maxFieldLength),
+    hostname: boundedName(raw['hostname'], 'hostname', sink),
+    name: boundedName(raw['name'], 'name', sink),
+    rootId: boundedToken(raw['root_id'], 'root_id', MAX_ID_LENGTH, sink),
+    parentId: boundedToken(raw['parent_id'], 'parent_id', MAX_ID_LENGTH, sink),
+    retries: wholeNumber(raw['retries'], 'retries', sink),
+    eta: boundedToken(raw['eta'], 'eta', MAX_TIME_TEXT_LENGTH, sink),
+    expires: boundedToken(raw['expires'], 'expires', MAX_TIME_TEXT_LENGTH, sink),
+    queue: boundedName(raw['queue'], 'queue', sink),
+    exchange: boundedName(raw['exchange'], 'exchange', sink),
+    routingKey: boundedName(raw['routing_key'], 'routing_key', sink),
+    args: text(raw['args'], maxFieldLength, 'args', sink),
+    kwargs: text(raw['kwargs'], maxFieldLength, 'kwargs', sink),
+    result: text(raw['result'], maxFieldLength, 'result', sink),
+    runtime: boundedNumber(raw['runtime'], 'runtime', 0, MAX_RUNTIME_S, sink),
+    exception: text(raw['exception'], maxFieldLength, 'exception', sink),
+    traceback: text(raw['traceback'], maxFieldLength, 'traceback', sink),
     terminated: bool(raw['terminated']),
-    signum: scalar(raw['signum']),
+    signum: boundedToken(scalar(raw['signum']), 'signum', MAX_SIGNUM_LENGTH, sink),
     expired: bool(raw['expired']),
     requeue: bool(raw['requeue']),
   };
@@ -219,14 +253,14 @@ function taskContextEvent(
     type: TASK_CONTEXT_EVENT_TYPE,
     uuid,
     timestamp,
-    hostname: str(raw['hostname']),
-    rootId: id(raw['root_id']),
-    parentId: id(raw['parent_id']),
+    hostname: boundedName(raw['hostname'], 'hostname', sink),
+    rootId: boundedToken(raw['root_id'], 'root_id', MAX_ID_LENGTH, sink),
+    parentId: boundedToken(raw['parent_id'], 'parent_id', MAX_ID_LENGTH, sink),
     upstream,
-    group: id(raw['group']),
+    group: boundedToken(raw['group'], 'group', MAX_ID_LENGTH, sink),
     groupIndex: count(raw['group_index']),
     groupSize: count(raw['group_size']),
-    chord: id(raw['chord']),
+    chord: boundedToken(raw['chord'], 'chord', MAX_ID_LENGTH, sink),
   };
 }
 
@@ -234,27 +268,24 @@ function reject(sink: DecodeSink, reason: DecodeRejectionReason, detail: string)
   sink.reject({ reason, detail }, 1);
 }
 
-function text(value: unknown, maxLength: number | undefined): string | undefined {
+function text(
+  value: unknown,
+  maxLength: number | undefined,
+  field: BoundedField,
+  sink: FieldCutSink,
+): string | undefined {
   if (typeof value !== 'string') return undefined;
-  return maxLength === undefined ? value : truncateMiddle(value, maxLength);
+  if (maxLength === undefined || value.length <= maxLength) return value;
+  sink.truncated?.(field, 1);
+  return truncateMiddle(value, maxLength);
 }
 
 function str(value: unknown): string | undefined {
   return typeof value === 'string' ? value : undefined;
 }
 
-function id(value: unknown): string | undefined {
-  return typeof value === 'string' && value.length > 0 && value.length <= MAX_ID_LENGTH
-    ? value
-    : undefined;
-}
-
 function count(value: unknown): number | undefined {
   return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0 ? value : undefined;
-}
-
-function num(value: unknown): number | undefined {
-  return typeof value === 'number' && Number.isFinite(value) ? value : undefined;
 }
 
 /** `signum` is a signal name or number, depending on how the revoke was sent. */

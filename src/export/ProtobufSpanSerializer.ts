@@ -41,16 +41,29 @@ export class ProtobufSpanSerializer implements ISerializer<
   private writer = new ProtoWriter();
   private readonly resources = new WeakMap<Resource, EncodedParts>();
   private readonly scopes = new WeakMap<InstrumentationScope, EncodedParts>();
+  private readonly guard: SpanGuard;
 
+  constructor(options: SpanSerializerOptions = {}) {
+    this.guard = new SpanGuard(options);
+  }
+
+  /**
+   * The request for `spans`. A span that cannot be written (a value of a type no span should
+   * have threw) or whose encoding is larger than `maxSpanBytes` is left out alone, reported to
+   * `dropped` and removed from `spans` (the caller's array, so that a batch put back for a
+   * retry and the exported count no longer include it): one bad span never fails its batch.
+   */
   serializeRequest(spans: ReadableSpan[]): Uint8Array {
     const writer = this.writer;
     writer.pos = 0;
+    const guard = this.guard;
+    guard.begin();
     const groups: ResourceGroup[] = [];
     const first = spans[0];
     if (first !== undefined && sameResourceAndScope(spans, first)) {
       // The bridge's case: one resource, one scope.
       const start = writer.pos;
-      for (const span of spans) writeSpan(writer, span);
+      for (const span of spans) guard.write(writer, span);
       groups.push({
         parts: this.resourceParts(first.resource),
         scopes: [{ parts: this.scopeParts(first.instrumentationScope), start, end: writer.pos }],
@@ -62,12 +75,13 @@ export class ProtobufSpanSerializer implements ISerializer<
         const scopes: ScopeGroup[] = [];
         for (const [scope, scopeSpans] of byScope) {
           const start = writer.pos;
-          for (const span of scopeSpans) writeSpan(writer, span);
+          for (const span of scopeSpans) guard.write(writer, span);
           scopes.push({ parts: this.scopeParts(scope), start, end: writer.pos });
         }
         groups.push({ parts: this.resourceParts(resource), scopes });
       }
     }
+    guard.finish(spans);
     const out = assemble(writer, groups);
     // A rare huge request should not pin its buffer for the life of the process.
     if (writer.buf.length > MAX_KEPT_BUFFER) this.writer = new ProtoWriter();
@@ -133,6 +147,67 @@ export class ProtobufSpanSerializer implements ISerializer<
     const parts = { head, tail: writer.copy() };
     this.scopes.set(scope, parts);
     return parts;
+  }
+}
+
+/** Why the serializer left a span out: `celery_otel_bridge.spans.dropped{reason}`. */
+export type SerializerDropReason = 'too_large' | 'unserializable';
+
+export interface SpanSerializerOptions {
+  /** Largest encoded span sent; a larger one is left out alone. Default DEFAULT_MAX_SPAN_BYTES. */
+  readonly maxSpanBytes?: number;
+  /** Told of each span left out, once per span (a batch retried later does not hold it). */
+  readonly dropped?: (reason: SerializerDropReason, count: number, detail: string) => void;
+}
+
+/**
+ * 1 MiB: a task span at the default attribute limits is a few tens of KiB; a collector takes
+ * 20 MiB requests by default (OpenTelemetry Collector confighttp `max_request_body_size`), so
+ * one span this big cannot make a batch of ordinary ones too large on its own.
+ */
+export const DEFAULT_MAX_SPAN_BYTES = 1024 * 1024;
+
+/** Writes spans one at a time, rewinding over the ones that fail or are too large. */
+class SpanGuard {
+  private readonly maxSpanBytes: number;
+  private readonly left: ReadableSpan[] = [];
+
+  constructor(private readonly options: SpanSerializerOptions) {
+    this.maxSpanBytes = options.maxSpanBytes ?? DEFAULT_MAX_SPAN_BYTES;
+  }
+
+  begin(): void {
+    this.left.length = 0;
+  }
+
+  write(writer: ProtoWriter, span: ReadableSpan): void {
+    const start = writer.pos;
+    let reason: SerializerDropReason | undefined;
+    let detail = '';
+    try {
+      writeSpan(writer, span);
+      if (writer.pos - start > this.maxSpanBytes) {
+        reason = 'too_large';
+        detail = `a span larger than ${this.maxSpanBytes} bytes encoded was left out of its export (its batch went without it); lower --max-attribute-length or --max-captured-length`;
+      }
+    } catch (error) {
+      reason = 'unserializable';
+      detail = `a span could not be encoded and was left out of its export (its batch went without it): ${error instanceof Error ? error.name : typeof error}`;
+    }
+    if (reason === undefined) return;
+    writer.pos = start;
+    this.left.push(span);
+    this.options.dropped?.(reason, 1, detail);
+  }
+
+  /** Takes the spans left out of `spans`, in place. */
+  finish(spans: ReadableSpan[]): void {
+    if (this.left.length === 0) return;
+    const left = new Set(this.left);
+    let kept = 0;
+    for (const span of spans) if (!left.has(span)) spans[kept++] = span;
+    spans.length = kept;
+    this.left.length = 0;
   }
 }
 

@@ -59,6 +59,13 @@ export class ThreadedOtlpExporter implements SpanExporter {
       resultCallback({ code: ExportResultCode.FAILED, error: error as Error });
       return;
     }
+    // Every span was left out by the serializer (and counted there): nothing to send. Answered
+    // after this call returns, as an export that was sent is: SpanExportQueue registers the
+    // export only once `export` returned.
+    if (spans.length === 0) {
+      queueMicrotask(() => resultCallback({ code: ExportResultCode.SUCCESS }));
+      return;
+    }
     // The body's buffer is moved to the thread, not copied. Node's shared pool of small Buffers
     // is marked untransferable, and a transfer-list entry so marked is copied instead of moved,
     // so a pooled body never detaches its neighbours (worker_threads `markAsUntransferable`,

@@ -7,6 +7,7 @@ import type { SpanExporter } from '@opentelemetry/sdk-trace-base';
 import type { OtlpTraceOptions, TraceExporterOptions } from '../config/BridgeOptions.js';
 import type { InternalErrorSink } from '../telemetry/guarded.js';
 import { ConsoleTraceExporter, useColor } from './ConsoleTraceExporter.js';
+import { ProtobufSpanSerializer, type SpanSerializerOptions } from './ProtobufSpanSerializer.js';
 import { ThreadedOtlpExporter } from './ThreadedOtlpExporter.js';
 
 /**
@@ -24,6 +25,8 @@ export function createTraceExporter(
   exporter: TraceExporterOptions = { kind: 'otlp', consoleQuietMs: 2000 },
   /** Console rendering that throws (a bug, or span data it cannot show) is reported here. */
   onInternalError?: InternalErrorSink,
+  /** `http/protobuf`: spans too large or impossible to encode are left out alone, told here. */
+  serializer: SpanSerializerOptions = {},
 ): SpanExporter {
   if (exporter.kind === 'console') {
     // `--exporter console`: finished traces as trees on stdout (logs stay on stderr).
@@ -43,5 +46,5 @@ export function createTraceExporter(
   };
   return options.protocol === 'http/json'
     ? new OtlpJsonTraceExporter(config)
-    : new ThreadedOtlpExporter(config);
+    : new ThreadedOtlpExporter(config, new ProtobufSpanSerializer(serializer));
 }

@@ -14,6 +14,7 @@ import { attemptSpanIdFor, spanIdFor, traceIdFor } from '../assemble/determinist
 import { parsePythonException } from '../assemble/parsePythonException.js';
 import type { Attempt, FinishedTask, TaskRecord, TaskSpanLink } from '../assemble/TaskRecord.js';
 import type { UpstreamContext } from '../decode/CeleryEvent.js';
+import { cutName } from '../decode/fieldBounds.js';
 import { truncateMiddle } from './truncate.js';
 
 export interface TaskSpanOptions {
@@ -59,7 +60,9 @@ export function taskSpans(task: FinishedTask, options: TaskSpanOptions): Readabl
   const spanId = spanIdFor(record.id);
   const parentId = parentTaskId(record);
   const remoteParent = parentId === undefined ? task.trace?.remoteParent : undefined;
-  const name = record.name ?? UNKNOWN_TASK_NAME;
+  // Cut as at intake (decode/fieldBounds.ts), also for a record restored from the state file: a
+  // collector refuses a whole request over one oversized span name.
+  const name = typeof record.name === 'string' ? cutName(record.name) : UNKNOWN_TASK_NAME;
   const attempts = [...record.attempts].sort(byStart);
 
   const start = taskStart(record, attempts);

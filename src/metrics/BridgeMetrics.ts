@@ -21,6 +21,8 @@ export interface MetricSources {
     visit: (name: string | undefined, state: 'sent' | 'waiting' | 'running' | 'finished') => void,
   ): void;
   inFlightCount(): number;
+  /** The estimated heap those tasks hold (TaskAssembler `inFlightBytes`). */
+  inFlightBytes?(): number;
   queueLengths(): ReadonlyMap<string, number>;
   /** Connected to the broker and consuming; `celery_otel_bridge.broker.connected` when given. */
   brokerConnected?(): boolean;
@@ -75,16 +77,14 @@ export class BridgeMetrics {
     private readonly sources: MetricSources,
   ) {
     const { stats, labels } = sources;
-    this.tasks = new SeriesCounter(
-      meter,
-      'celery.tasks',
-      {
-        unit: '{task}',
-        description:
-          'Task events by state: sent, received, started, succeeded, failed, retried, revoked, rejected',
-      },
-      MAX_TASK_SERIES,
-    );
+    // Reported through BridgeMetricProducer (see `collect`), as the histograms.
+    this.tasks = new SeriesCounter({
+      name: 'celery.tasks',
+      unit: '{task}',
+      description:
+        'Task events by state: sent, received, started, succeeded, failed, retried, revoked, rejected',
+      maxSeries: MAX_TASK_SERIES,
+    });
     // Reported through BridgeMetricProducer (see `collect`), not the SDK's instruments.
     this.runtime = new SeriesHistogram({
       name: 'celery.task.runtime',
@@ -127,6 +127,14 @@ export class BridgeMetrics {
         for (const [reason, count] of stats.rejectedByReason) result.observe(count, { reason });
       });
     meter
+      .createObservableCounter('celery_otel_bridge.events.truncated', {
+        unit: '{field}',
+        description: 'Event fields cut or left out at intake for their size or range, by field',
+      })
+      .addCallback((result) => {
+        for (const [field, count] of stats.truncatedByField) result.observe(count, { field });
+      });
+    meter
       .createObservableCounter('celery_otel_bridge.spans.exported', {
         unit: '{span}',
         description: 'Spans the collector accepted',
@@ -135,7 +143,8 @@ export class BridgeMetrics {
     meter
       .createObservableCounter('celery_otel_bridge.spans.dropped', {
         unit: '{span}',
-        description: 'Spans dropped, by reason: queue_full, export_rejected',
+        description:
+          'Spans dropped, by reason: queue_full, export_rejected, too_large, unserializable',
       })
       .addCallback((result) => {
         for (const [reason, count] of stats.droppedSpansByReason) result.observe(count, { reason });
@@ -200,7 +209,7 @@ export class BridgeMetrics {
     this.sources.forEachInFlight((taskName, state) => {
       // Only sent: still in the broker's queue. Finished: held for stragglers, no longer running.
       if (state !== 'waiting' && state !== 'running') return;
-      const name = labels.taskName(taskName);
+      const name = labels.currentTaskName(taskName);
       const entry = inFlight.get(name) ?? { waiting: 0, running: 0 };
       entry[state]++;
       inFlight.set(name, entry);
@@ -260,6 +269,12 @@ export class BridgeMetrics {
         points: [{ attributes: {}, value: this.sources.inFlightCount() }],
       },
       ...bridgeHealthGauges(this.sources.brokerConnected?.()),
+      {
+        name: 'celery_otel_bridge.tasks.tracked_bytes',
+        unit: 'By',
+        description: 'Estimated memory of the tasks held (bounded by --max-in-flight-bytes)',
+        points: [{ attributes: {}, value: this.sources.inFlightBytes?.() ?? 0 }],
+      },
     ];
   }
 
@@ -348,12 +363,15 @@ export class BridgeMetrics {
 
   /** Everything the bridge computes itself, for BridgeMetricProducer at each collection. */
   collect(now: HrTime): MetricData[] {
-    return [
+    const data = [
       ...this.stateGauges().map((gauge) => gaugeMetricData(gauge, now)),
+      this.tasks.toMetricData(now),
       this.runtime.toMetricData(now),
       this.queueWait.toMetricData(now),
       this.lag.toMetricData(now),
     ];
+    this.sources.labels.collected();
+    return data;
   }
 
   onWorkerEvent(event: WorkerEvent): void {

@@ -6,7 +6,11 @@ import { redisConnectionOptions } from '../source/redisConnectionOptions.js';
 
 /** Reads how many messages wait in each queue. Missing queues are left out of the result. */
 export interface QueueLengthReader {
-  read(queues: readonly string[]): Promise<Map<string, number>>;
+  /**
+   * `learned`: the queues of `queues` only known from events, read only if they exist as a
+   * Celery queue (configured ones are read as they are).
+   */
+  read(queues: readonly string[], learned?: ReadonlySet<string>): Promise<Map<string, number>>;
   close(): Promise<void>;
 }
 
@@ -77,7 +81,10 @@ export class RedisQueueLengthReader implements QueueLengthReader {
     private readonly globalKeyPrefix: string,
   ) {}
 
-  async read(queues: readonly string[]): Promise<Map<string, number>> {
+  async read(
+    queues: readonly string[],
+    learned: ReadonlySet<string> = new Set(),
+  ): Promise<Map<string, number>> {
     if (this.client === undefined) {
       this.client = new Redis({
         ...redisConnectionOptions(this.broker),
@@ -88,6 +95,7 @@ export class RedisQueueLengthReader implements QueueLengthReader {
       // Failures surface as rejected reads, which the poller logs once.
       this.client.on('error', () => undefined);
     }
+    if (learned.size > 0) queues = await this.withoutUnbound(this.client, queues, learned);
     const pipeline = this.client.pipeline();
     for (const queue of queues) {
       const key = this.globalKeyPrefix + queue;
@@ -105,6 +113,38 @@ export class RedisQueueLengthReader implements QueueLengthReader {
       lengths.set(queue, total);
     });
     return lengths;
+  }
+
+  /**
+   * Leaves out the learnt queues kombu does not know. An empty Redis list does not exist, so
+   * existence is kombu's binding: a consumer declaring queue Q bound to exchange E adds
+   * `<routing key>\x06\x16<pattern>\x06\x16Q` to the set `_kombu.binding.E`
+   * (kombu/transport/redis.py `Channel._queue_bind`, `keyprefix_queue`, `sep`). Celery's
+   * automatic queues, its default `celery` queue included, are bound to an exchange of their own
+   * name (celery/app/amqp.py `Queues.add`), which is the binding checked: a learnt queue bound
+   * only to another exchange is not polled (name it in --queues).
+   */
+  private async withoutUnbound(
+    client: Redis,
+    queues: readonly string[],
+    learned: ReadonlySet<string>,
+  ): Promise<string[]> {
+    const pipeline = client.pipeline();
+    const checked = queues.filter((queue) => learned.has(queue));
+    for (const queue of checked)
+      pipeline.smembers(`${this.globalKeyPrefix}_kombu.binding.${queue}`);
+    const results = (await pipeline.exec()) ?? [];
+    const unbound = new Set<string>();
+    checked.forEach((queue, index) => {
+      const [error, members] = results[index] ?? [null, []];
+      const suffix = `\x06\x16${queue}`;
+      const bound =
+        error === null &&
+        Array.isArray(members) &&
+        members.some((member) => typeof member === 'string' && member.endsWith(suffix));
+      if (!bound) unbound.add(queue);
+    });
+    return queues.filter((queue) => !unbound.has(queue));
   }
 
   async close(): Promise<void> {

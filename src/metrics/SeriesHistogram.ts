@@ -7,6 +7,7 @@ import {
   type Histogram,
   type HistogramMetricData,
 } from '@opentelemetry/sdk-metrics';
+import { forgetIdleSeries } from './forgetIdleSeries.js';
 import type { ExemplarCandidate } from './TaskExemplars.js';
 
 /** An exemplar of one bucket: a value observed in it and the task span it came from. */
@@ -39,6 +40,8 @@ interface ExemplarSlots {
 
 interface Series {
   readonly attributes: Attributes;
+  /** The collection in which it last got a value (forgetIdleSeries). */
+  used: number;
   /** One count per bucket: `boundaries.length + 1`, the last one above every boundary. */
   readonly counts: number[];
   count: number;
@@ -87,6 +90,9 @@ export class SeriesHistogram {
   private readonly startTime: HrTime = hrTime();
   /** Copied once and shared by every data point, as the SDK's aggregator shares its own. */
   private readonly boundaries: number[];
+  /** Collections so far, and the one in which no series was idle (no sweep again in it). */
+  private generation = 0;
+  private fullIn = -1;
 
   constructor(private readonly options: SeriesHistogramOptions) {
     this.boundaries = [...options.boundaries];
@@ -108,13 +114,14 @@ export class SeriesHistogram {
     if (!(value >= 0)) return;
     let series = this.series.get(key);
     if (series === undefined) {
-      if (this.series.size < this.options.maxSeries) {
+      if (this.series.size < this.options.maxSeries || this.makeRoom()) {
         series = this.newSeries(attributes());
         this.series.set(key, series);
       } else {
         series = this.overflow ??= this.newSeries({ 'otel.metric.overflow': true });
       }
     }
+    series.used = this.generation;
     const bounds = this.boundaries;
     let bucket = 0;
     while (bucket < bounds.length && value > (bounds[bucket] as number)) bucket++;
@@ -128,6 +135,7 @@ export class SeriesHistogram {
 
   /** The cumulative data points now, as the SDK's metric readers take them. */
   toMetricData(endTime: HrTime): HistogramMetricData {
+    this.generation++;
     const all = [...this.series.values()];
     if (this.overflow !== undefined) all.push(this.overflow);
     return {
@@ -159,9 +167,18 @@ export class SeriesHistogram {
     };
   }
 
+  /** Past `maxSeries`, a series idle for two collections makes room (forgetIdleSeries). */
+  private makeRoom(): boolean {
+    if (this.fullIn === this.generation) return false;
+    if (forgetIdleSeries(this.series, this.generation)) return true;
+    this.fullIn = this.generation;
+    return false;
+  }
+
   private newSeries(attributes: Attributes): Series {
     return {
       attributes,
+      used: this.generation,
       counts: new Array<number>(this.boundaries.length + 1).fill(0),
       count: 0,
       sum: 0,

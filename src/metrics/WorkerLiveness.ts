@@ -24,6 +24,10 @@ interface WorkerEntry {
  * HEARTBEAT_EXPIRE_WINDOW = 200 %), or at once on `worker-offline`. Times are the bridge's own
  * arrival times, not the event timestamps, so clock skew between hosts does not matter.
  * Workers silent for `forgetAfterMs` are forgotten, so churning pod names do not pile up series.
+ * At most `maxWorkers` are tracked, in order of their last event: when full, a new worker takes
+ * the place of the least recently seen one if that one is down and was reported so (its tasks
+ * were already given up on); else it is not tracked. So hostnames made up by a flood of events
+ * (down within seconds, sending no heartbeats) give their places back to real workers.
  */
 export class WorkerLiveness {
   private readonly workers = new Map<string, WorkerEntry>();
@@ -36,8 +40,12 @@ export class WorkerLiveness {
 
   onEvent(event: WorkerEvent): void {
     let entry = this.workers.get(event.hostname);
-    if (entry === undefined) {
-      if (this.workers.size >= this.maxWorkers) return;
+    if (entry !== undefined) {
+      // Most recently seen last: the least recently seen is the first in the map.
+      this.workers.delete(event.hostname);
+      this.workers.set(event.hostname, entry);
+    } else {
+      if (this.workers.size >= this.maxWorkers && !this.forgetLeastRecentIfDown()) return;
       entry = {
         lastSeenMs: 0,
         reportedDown: false,
@@ -54,6 +62,15 @@ export class WorkerLiveness {
     if (event.freq !== undefined && event.freq > 0) entry.freqSeconds = event.freq;
     if (event.active !== undefined) entry.active = event.active;
     if (event.processed !== undefined) entry.processed = event.processed;
+  }
+
+  private forgetLeastRecentIfDown(): boolean {
+    const oldest = this.workers.entries().next().value;
+    if (oldest === undefined) return false;
+    const [hostname, entry] = oldest;
+    if (!entry.reportedDown || this.isUp(entry, this.nowMs())) return false;
+    this.workers.delete(hostname);
+    return true;
   }
 
   /** Workers that went down since the last call (each once per outage). */

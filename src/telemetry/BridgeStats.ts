@@ -1,5 +1,6 @@
 import type { AssemblerCounters } from '../assemble/TaskAssembler.js';
 import type { DecodeRejection } from '../decode/DecodeRejection.js';
+import type { SerializerDropReason } from '../export/ProtobufSpanSerializer.js';
 import type { SpanExportCounters } from '../export/SpanExportQueue.js';
 import type { Logger } from '../log/Logger.js';
 
@@ -11,6 +12,8 @@ export class BridgeStats implements AssemblerCounters, SpanExportCounters {
   readonly eventsByType = new Map<string, number>();
   readonly rejectedByReason = new Map<string, number>();
   readonly droppedSpansByReason = new Map<string, number>();
+  /** Event fields cut or dropped at intake for their size or range, by field (fieldBounds.ts). */
+  readonly truncatedByField = new Map<string, number>();
   spansExported = 0;
   tasksExported = 0;
   lateEvents = 0;
@@ -47,6 +50,26 @@ export class BridgeStats implements AssemblerCounters, SpanExportCounters {
     }
   }
 
+  truncated(field: string, count: number): void {
+    this.add(this.truncatedByField, field, count);
+    this.noteProblem(`truncated:${field}`, count);
+    this.once(
+      `truncated:${field}`,
+      `an event's "${field}" was longer or larger than the bridge keeps: it is cut or left out (docs/hostile-input.md)`,
+    );
+  }
+
+  tooManyAttempts(): void {
+    this.rejected(
+      {
+        reason: 'too_many_attempts',
+        detail:
+          'a task has more task-started events than the bridge keeps attempts for (256): later attempts are left out of its spans',
+      },
+      1,
+    );
+  }
+
   lateEvent(): void {
     this.lateEvents++;
   }
@@ -60,7 +83,7 @@ export class BridgeStats implements AssemblerCounters, SpanExportCounters {
     this.noteProblem('tasks_evicted', count);
     this.once(
       'tasks_evicted',
-      'the in-flight task table is full: the oldest unfinished tasks are exported as incomplete spans (raise --max-in-flight-tasks if tasks legitimately wait long)',
+      'the in-flight task table is full: the oldest unfinished tasks are exported as incomplete spans (raise --max-in-flight-tasks or --max-in-flight-bytes if tasks legitimately wait long)',
     );
   }
 
@@ -114,7 +137,11 @@ export class BridgeStats implements AssemblerCounters, SpanExportCounters {
     this.logger.info('the collector accepts spans again', { outageMs });
   }
 
-  dropped(reason: 'queue_full' | 'export_rejected', count: number, detail: string): void {
+  dropped(
+    reason: 'queue_full' | 'export_rejected' | SerializerDropReason,
+    count: number,
+    detail: string,
+  ): void {
     this.add(this.droppedSpansByReason, reason, count);
     this.noteProblem(`spans_dropped:${reason}`, count);
     this.once(`dropped:${reason}`, detail);

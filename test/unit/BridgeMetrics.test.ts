@@ -264,3 +264,60 @@ describe('BridgeMetrics through the Prometheus endpoint', () => {
     expect(sumOf(families, 'celery_otel_bridge_tasks_tracked')).toBe(2);
   });
 });
+
+describe('metric label values a flood cannot hold for good', () => {
+  const flood = (from: number, count: number): CeleryEvent[] =>
+    Array.from({ length: count }, (_, i) => ({
+      type: 'task-received' as const,
+      uuid: `flood-${from + i}`,
+      timestamp: 1,
+      name: `made.up.${from + i}`,
+      hostname: 'w',
+    }));
+  const real = (uuid: string): CeleryEvent => ({
+    type: 'task-received',
+    uuid,
+    timestamp: 2,
+    name: 'proj.real',
+    hostname: 'w',
+  });
+  const namesOf = (families: PrometheusFamily[]): Set<string | undefined> =>
+    new Set(
+      families
+        .find((f) => f.name === 'celery_tasks_total')
+        ?.metrics.map((m) => m.labels?.['celery_task_name']),
+    );
+
+  it('keeps a flood out while it lasts, and gives real names their series once it went idle', async () => {
+    const h = await harness({ maxTaskNames: 10 });
+    h.feed(flood(0, 500));
+    h.feed([real('r1')]);
+    let families = await h.scrape();
+    // During the flood: the first ten names have their places, everything else is __other__.
+    expect(namesOf(families).has('proj.real')).toBe(false);
+    expect(namesOf(families).has('__other__')).toBe(true);
+    expect(namesOf(families).size).toBe(11);
+    // Two collections without the flood's names (the flood's tasks still wait in flight).
+    await h.scrape();
+    await h.scrape();
+    h.feed([real('r2')]);
+    families = await h.scrape();
+    expect(sumOf(families, 'celery_tasks_total', { celery_task_name: 'proj.real' })).toBe(1);
+    // Both real tasks wait in flight, now under their own name.
+    expect(sumOf(families, 'celery_tasks_in_flight', { celery_task_name: 'proj.real' })).toBe(2);
+    // Still at most ten names (and __other__) at any time.
+    expect(h.labels.currentTaskName('made.up.0')).toBe('__other__');
+  });
+
+  it('a name in use keeps its place through a flood', async () => {
+    const h = await harness({ maxTaskNames: 10 });
+    h.feed([real('r0')]);
+    for (let round = 0; round < 4; round++) {
+      h.feed(flood(round * 100, 100));
+      h.feed([real(`r${round + 1}`)]);
+      await h.scrape();
+    }
+    const families = await h.scrape();
+    expect(sumOf(families, 'celery_tasks_total', { celery_task_name: 'proj.real' })).toBe(5);
+  });
+});
