@@ -270,34 +270,36 @@ export class SpanExportQueue {
     const spans = this.queue.splice(0, take);
     const batch: Batch = { spans, epochs: this.queueEpochs.splice(0, take), sent: spans.slice() };
     this.inFlightSpans += take;
-    const done: Promise<void> = new Promise<void>((resolve) => {
-      let settled = false;
-      const finish = (result: ExportResult): void => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timeout);
-        this.inFlightSpans -= take;
-        this.inFlight.delete(done);
-        this.settle(batch, result);
-        resolve();
-      };
-      const timeout = setTimeout(
-        () =>
-          finish({
-            code: ExportResultCode.FAILED,
-            error: new Error(
-              `the export took longer than ${this.options.exportTimeoutMs} ms (OTEL_BSP_EXPORT_TIMEOUT)`,
-            ),
-          }),
-        this.options.exportTimeoutMs,
-      );
-      try {
-        this.exporter.export(batch.sent, finish);
-      } catch (error) {
-        finish({ code: ExportResultCode.FAILED, error: error as Error });
-      }
-    });
+    // The promise exists before the exporter is called: an exporter may answer within `export`
+    // itself (stopped, or every span taken out), and `finish` must find it then.
+    let resolveDone: () => void = () => undefined;
+    const done = new Promise<void>((resolve) => (resolveDone = resolve));
     this.inFlight.add(done);
+    let settled = false;
+    const finish = (result: ExportResult): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timeout);
+      this.inFlightSpans -= take;
+      this.inFlight.delete(done);
+      this.settle(batch, result);
+      resolveDone();
+    };
+    const timeout = setTimeout(
+      () =>
+        finish({
+          code: ExportResultCode.FAILED,
+          error: new Error(
+            `the export took longer than ${this.options.exportTimeoutMs} ms (OTEL_BSP_EXPORT_TIMEOUT)`,
+          ),
+        }),
+      this.options.exportTimeoutMs,
+    );
+    try {
+      this.exporter.export(batch.sent, finish);
+    } catch (error) {
+      finish({ code: ExportResultCode.FAILED, error: error as Error });
+    }
     void done.then(() => this.schedule());
   }
 

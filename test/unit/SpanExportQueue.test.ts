@@ -325,3 +325,19 @@ describe('SpanExportQueue with an exporter that takes spans out', () => {
     expect(c.state.exported).toBe(1);
   });
 });
+
+describe('SpanExportQueue with an exporter that answers at once', () => {
+  it('settles a batch answered within export itself', async () => {
+    const c = counters();
+    const now: SpanExporter = {
+      export: (_batch, done) => done({ code: ExportResultCode.SUCCESS }),
+      shutdown: () => Promise.resolve(),
+    };
+    const queue = new SpanExportQueue(now, { ...options, maxConcurrentExports: 2 }, c);
+    queue.add(spans(25));
+    await queue.settled(queue.mark());
+    await queue.flush();
+    expect(c.state.exported).toBe(25);
+    expect(queue.held).toBe(0);
+  });
+});
