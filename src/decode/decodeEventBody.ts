@@ -12,6 +12,8 @@ import {
   WORKER_EVENT_TYPES,
 } from './CeleryEvent.js';
 import type { DecodeRejection, DecodeRejectionReason } from './DecodeRejection.js';
+import { BEAT_EVENT_TYPES, type BeatEventType } from './BeatEvent.js';
+import { decodeBeatEvent } from './decodeBeatEvent.js';
 import { upstreamContext } from './traceContext.js';
 
 export interface DecodeOptions {
@@ -148,6 +150,12 @@ function decodeOne(value: unknown, sink: DecodeSink, maxFieldLength: number | un
       processed: num(raw['processed']),
     };
     sink.event(event);
+    return;
+  }
+  if (BEAT_EVENT_TYPES.has(type)) {
+    // The beat companion's events (src/decode/decodeBeatEvent.ts).
+    const beat = decodeBeatEvent(type as BeatEventType, timestamp, raw, (r) => sink.reject(r, 1));
+    if (beat !== undefined) sink.event(beat);
     return;
   }
   reject(sink, 'unknown_event_type', `event type ${JSON.stringify(clip(type))} is not known`);
