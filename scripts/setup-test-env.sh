@@ -5,6 +5,9 @@
 #   - Redis on 127.0.0.1:6379 (broker for the Redis tests, result backend for chords),
 #   - RabbitMQ on 127.0.0.1:5672 with the default guest/guest user,
 #   - Debian's docker-compose (v1) and python3-yaml, to validate the compose and collector files.
+#   - Debian's prometheus (the server and promtool), for the alert rules' promtool tests and the
+#     integration test that runs a real Prometheus against the bridge (its own port and data dir;
+#     the package's own service is not started here: there is no systemd).
 # Idempotent: it only acts on what is missing, and says what it did. It does not run npm.
 set -euo pipefail
 
@@ -48,6 +51,19 @@ else
   "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y docker-compose python3-yaml
   command -v docker-compose >/dev/null 2>&1 || die "docker-compose installed but not on PATH"
   log "docker-compose: installed ($(docker-compose version --short 2>/dev/null || echo '?'))"
+fi
+
+# --- Prometheus + promtool: alert rule tests and the real-Prometheus integration test ------------
+# test/unit/alertRules.test.ts runs `promtool test rules`; test/integration/prometheus.test.ts
+# starts /usr/bin/prometheus itself.
+if command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1; then
+  log "prometheus: already installed ($(prometheus --version 2>&1 | head -n 1))"
+else
+  log "prometheus: missing; installing Debian's prometheus (server + promtool)"
+  "${SUDO[@]}" apt-get update
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y prometheus
+  command -v promtool >/dev/null 2>&1 || die "prometheus installed but promtool is not on PATH"
+  log "prometheus: installed ($(prometheus --version 2>&1 | head -n 1))"
 fi
 
 # --- Redis ---------------------------------------------------------------------------------------
