@@ -28,6 +28,11 @@ export const MAX_BEAT_APPS = 100;
 export const MAX_PENDING_RUNS_PER_ENTRY = 1000;
 /** Runs waiting, all entries together, at most. */
 export const MAX_PENDING_RUNS = 100_000;
+/**
+ * Task outcomes kept for runs whose `beat-run` has not arrived yet, at most: a worker's events
+ * travel on another connection than beat's and can overtake them (seen in the captured fixture).
+ */
+export const MAX_EARLY_TASKS = 10_000;
 /** Missed slots counted per entry per check; a long outage is caught up over several checks. */
 const MAX_SLOTS_PER_CHECK = 1000;
 /** Celery's worker liveness rule, applied to beat: gone after twice its heartbeat interval. */
@@ -107,6 +112,13 @@ export class BeatTracker {
     run_limit: 0,
   };
   private readonly byTaskId = new Map<string, Run>();
+  /** Started / final times of tasks of scheduled task names not (yet) known as runs. */
+  private readonly early = new Map<
+    string,
+    { startedAt?: number; final?: [TaskFinalState, number] }
+  >();
+  /** Task names of the tracked entries: only their tasks' early events are kept. */
+  private scheduledTasks = new Set<string>();
   private entryCount = 0;
   private warnedLimit = false;
 
@@ -138,6 +150,7 @@ export class BeatTracker {
       const entry = this.entry(app, spec.name, now);
       if (entry === undefined) continue;
       entry.task = spec.task;
+      this.scheduledTasks.add(spec.task);
       const key = JSON.stringify(spec.schedule);
       if (key !== entry.scheduleKey || entry.nextDue === undefined) {
         entry.schedule = spec.schedule;
@@ -151,8 +164,18 @@ export class BeatTracker {
       }
     }
     if (!event.truncated) {
+      let removed = false;
       for (const [name, entry] of app.entries) {
-        if (!listed.has(name)) this.remove(entry);
+        if (listed.has(name)) continue;
+        this.remove(entry);
+        removed = true;
+      }
+      if (removed) {
+        this.scheduledTasks = new Set(
+          [...this.apps.values()].flatMap((each) =>
+            [...each.entries.values()].flatMap((e) => (e.task === undefined ? [] : [e.task])),
+          ),
+        );
       }
     }
   }
@@ -173,7 +196,10 @@ export class BeatTracker {
     if (app === undefined) return;
     const entry = this.entry(app, event.entry, now);
     if (entry === undefined) return;
-    if (event.task !== undefined) entry.task = event.task;
+    if (event.task !== undefined) {
+      entry.task = event.task;
+      this.scheduledTasks.add(event.task);
+    }
     const scheduledAt = Math.min(event.scheduledAt ?? event.timestamp, event.timestamp);
     const next =
       event.nextRunAt ??
@@ -209,17 +235,27 @@ export class BeatTracker {
       this.giveUpOldest(entry);
     entry.pending.set(run.taskId, run);
     this.byTaskId.set(run.taskId, run);
-    // The worker's events may have come first (they travel on another connection).
+    // The worker's events may have come first (they travel on another connection): still in
+    // the task pipeline, or already exported and kept here.
     const known = this.peekTask(run.taskId);
-    const started = known?.attempts.find((attempt) => attempt.startedAt !== undefined)?.startedAt;
+    const early = this.early.get(run.taskId);
+    this.early.delete(run.taskId);
+    const started =
+      known?.attempts.find((attempt) => attempt.startedAt !== undefined)?.startedAt ??
+      early?.startedAt;
     if (started !== undefined) this.started(run, started);
-    if (known?.final !== undefined) this.finished(run, known.final.state, known.final.at);
+    const final = known?.final !== undefined ? known.final : undefined;
+    if (final !== undefined) this.finished(run, final.state, final.at);
+    else if (early?.final !== undefined) this.finished(run, early.final[0], early.final[1]);
   }
 
   /** Every task event: only those of runs beat sent are looked at (one map lookup otherwise). */
   onTaskEvent(event: TaskEvent): void {
     const run = this.byTaskId.get(event.uuid);
-    if (run === undefined) return;
+    if (run === undefined) {
+      this.maybeEarly(event);
+      return;
+    }
     switch (event.type) {
       case 'task-started':
         this.started(run, event.timestamp);
@@ -285,6 +321,27 @@ export class BeatTracker {
         }
       }
     }
+  }
+
+  /** Keeps the start and outcome of a task beat may not have announced yet (bounded). */
+  private maybeEarly(event: TaskEvent): void {
+    if (this.scheduledTasks.size === 0) return;
+    const state = FINAL_STATE[event.type];
+    if (event.type !== 'task-started' && state === undefined) return;
+    if (event.type === 'task-rejected' && event.requeue === true) return;
+    const name = event.name ?? this.peekTask(event.uuid)?.name;
+    if (name === undefined || !this.scheduledTasks.has(name)) return;
+    let early = this.early.get(event.uuid);
+    if (early === undefined) {
+      if (this.early.size >= MAX_EARLY_TASKS) {
+        const oldest = this.early.keys().next().value;
+        if (oldest !== undefined) this.early.delete(oldest);
+      }
+      early = {};
+      this.early.set(event.uuid, early);
+    }
+    if (event.type === 'task-started') early.startedAt ??= event.timestamp;
+    else if (state !== undefined) early.final = [state, event.timestamp];
   }
 
   private started(run: Run, at: number): void {
@@ -427,6 +484,13 @@ export class BeatTracker {
     );
   }
 }
+
+const FINAL_STATE: Partial<Record<TaskEvent['type'], TaskFinalState>> = {
+  'task-succeeded': 'SUCCESS',
+  'task-failed': 'FAILURE',
+  'task-revoked': 'REVOKED',
+  'task-rejected': 'REJECTED',
+};
 
 function recordLateness(entry: Entry, seconds: number): void {
   const series = (entry.lateness ??= {
