@@ -8,6 +8,7 @@ import { type CeleryBeat, celeryControl, startCeleryBeat } from '../support/cele
 import {
   AMQP_URL,
   type CeleryWorker,
+  REDIS_URL,
   deleteTestQueue,
   randomName,
   requireBroker,
@@ -19,7 +20,7 @@ import { until } from '../support/testUtils.js';
 
 /**
  * A real `celery beat` (Celery 5.2.6, beat companion loaded), a real prefork worker, the bridge as
- * its CLI and a real OTLP receiver, on the shared RabbitMQ. The app name (the companion's `app`),
+ * its CLI and a real OTLP receiver, on the shared RabbitMQ and Redis. The app name (the companion's `app`),
  * entry names and the queue are random, and every assertion filters by them: other engineers'
  * events may be on the exchange.
  *
@@ -30,7 +31,12 @@ const TOLERANCE_MS = 8000;
 const LATE_AFTER_MS = 3000;
 const HEARTBEAT_S = 1;
 
-describe('celery beat runs as OpenTelemetry signals (RabbitMQ)', () => {
+const cases = [
+  { broker: 'amqp' as const, url: AMQP_URL },
+  { broker: 'redis' as const, url: REDIS_URL },
+];
+
+describe.each(cases)('celery beat runs as OpenTelemetry signals on $broker', ({ broker, url }) => {
   const queue = randomName('beat');
   const bridgeQueue = randomName('bridge-beat');
   const app = randomName('beatapp');
@@ -62,10 +68,10 @@ describe('celery beat runs as OpenTelemetry signals (RabbitMQ)', () => {
     );
 
   beforeAll(async () => {
-    await requireBroker('amqp');
+    await requireBroker(broker);
     receiver = await OtlpReceiver.start();
     bridge = await startBridgeWithHttp([], {
-      CELERY_BROKER_URL: AMQP_URL,
+      CELERY_BROKER_URL: url,
       OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
       OTEL_BSP_SCHEDULE_DELAY: '200',
       OTEL_METRICS_EXPORTER: 'prometheus',
@@ -74,10 +80,10 @@ describe('celery beat runs as OpenTelemetry signals (RabbitMQ)', () => {
       CELERY_OTEL_BRIDGE_BEAT_LATE_AFTER_MS: String(LATE_AFTER_MS),
       CELERY_OTEL_BRIDGE_BEAT_RUN_TIMEOUT_MS: '60000',
     });
-    await bridge.waitForLog(/"msg":"consuming/);
-    worker = await startCeleryWorker({ brokerUrl: AMQP_URL, queue, concurrency: 2 });
+    await bridge.waitForLog(/"msg":"(consuming|subscribed)/);
+    worker = await startCeleryWorker({ brokerUrl: url, queue, concurrency: 2 });
     beat = await startCeleryBeat({
-      brokerUrl: AMQP_URL,
+      brokerUrl: url,
       queue,
       appName: app,
       heartbeatS: HEARTBEAT_S,
@@ -93,8 +99,8 @@ describe('celery beat runs as OpenTelemetry signals (RabbitMQ)', () => {
     await worker?.stop();
     await bridge?.stop();
     await receiver?.close();
-    await deleteTestQueue(AMQP_URL, queue).catch(() => undefined);
-    await deleteBridgeQueue(AMQP_URL, bridgeQueue);
+    await deleteTestQueue(url, queue).catch(() => undefined);
+    await deleteBridgeQueue(url, bridgeQueue);
   });
 
   it('counts on-time runs and failed ones, with the schedule, beat up and the next run', async () => {
@@ -158,19 +164,19 @@ describe('celery beat runs as OpenTelemetry signals (RabbitMQ)', () => {
 
   it('a worker queue stopped makes runs late, then missed', async () => {
     // Stop consuming the queue briefly: the runs sent meanwhile wait, start late.
-    await celeryControl(AMQP_URL, queue, worker.hostname, 'cancel_consumer', [queue]);
+    await celeryControl(url, queue, worker.hostname, 'cancel_consumer', [queue]);
     await new Promise((resolve) => setTimeout(resolve, 5000));
-    await celeryControl(AMQP_URL, queue, worker.hostname, 'add_consumer', [queue]);
+    await celeryControl(url, queue, worker.hostname, 'add_consumer', [queue]);
     await until('a late run', async () => runs(await scrape(), ok, 'late') >= 1, 60_000);
     // Stop it for longer than the tolerance: runs sent meanwhile never start in time.
     const missedBefore = runs(await scrape(), ok, 'missed');
-    await celeryControl(AMQP_URL, queue, worker.hostname, 'cancel_consumer', [queue]);
+    await celeryControl(url, queue, worker.hostname, 'cancel_consumer', [queue]);
     await until(
       'a missed run',
       async () => runs(await scrape(), ok, 'missed') > missedBefore,
       60_000,
     );
-    await celeryControl(AMQP_URL, queue, worker.hostname, 'add_consumer', [queue]);
+    await celeryControl(url, queue, worker.hostname, 'add_consumer', [queue]);
     const missed = await receiver.waitForSpans(
       () => runSpans(ok).some((s) => s.attributes['celery.beat.missed_reason'] === 'not_started'),
       30_000,
