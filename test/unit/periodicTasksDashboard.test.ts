@@ -46,6 +46,7 @@ const UNIT_SUFFIXED = [
   ['celery_beat_since_last_success', '_seconds'],
   ['celery_beat_next_run', '_seconds'],
   ['celery_beat_up', '_ratio'],
+  ['celery_task_runtime', '_seconds'],
 ] as const;
 
 describe('Periodic tasks dashboard (deploy/grafana/dashboards/periodic-tasks.json)', () => {
@@ -84,16 +85,19 @@ describe('Periodic tasks dashboard (deploy/grafana/dashboards/periodic-tasks.jso
     }
   });
 
-  it('shows every beat metric, filtered by the app and entry variables', () => {
+  it('shows every beat metric, filtered by the app, entry and task variables', () => {
     for (const name of ['celery_beat_runs_total', ...UNIT_SUFFIXED.map(([n]) => n)])
       expect(
         exprs.some((e) => e.includes(name)),
         name,
       ).toBe(true);
-    for (const expr of exprs) expect(expr).toContain('celery_beat_app=~"$app"');
-    expect(exprs.filter((e) => !e.includes('celery_beat_up'))).toSatisfy((rest: string[]) =>
-      rest.every((e) => e.includes('celery_beat_entry=~"$entry"')),
-    );
+    const beat = exprs.filter((e) => e.includes('celery_beat_'));
+    for (const expr of beat) expect(expr).toContain('celery_beat_app=~"$app"');
+    for (const expr of beat.filter((e) => !e.includes('celery_beat_up')))
+      expect(expr).toContain('celery_beat_entry=~"$entry", celery_task_name=~"$task"');
+    // The tasks' own panels follow the task, worker and queue variables, as the other dashboards.
+    expect(exprs.some((e) => e.includes('celery_worker_hostname=~"$worker"'))).toBe(true);
+    expect(exprs.some((e) => e.includes('messaging_destination_name=~"$queue"'))).toBe(true);
   });
 
   it('accepts both the bridge and the Collector spellings of unit metrics', () => {
