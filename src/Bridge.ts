@@ -2,7 +2,11 @@ import { type Resource, resourceFromAttributes } from '@opentelemetry/resources'
 import { AbandonedTaskSweeper } from './assemble/AbandonedTaskSweeper.js';
 import { TaskAssembler } from './assemble/TaskAssembler.js';
 import type { FinishedTask } from './assemble/TaskRecord.js';
+import { BeatTracker } from './beat/BeatTracker.js';
+import { beatMetricData } from './beat/beatMetricData.js';
+import { beatRunSpan } from './beat/beatRunSpan.js';
 import type { BridgeOptions } from './config/BridgeOptions.js';
+import { isBeatEvent } from './decode/BeatEvent.js';
 import {
   type CeleryEvent,
   isTaskContextEvent,
@@ -43,6 +47,8 @@ const TICK_MS = 250;
 /** The final metrics push on stop gets this long. */
 const SHUTDOWN_METRICS_MS = 2000;
 const SUMMARY_INTERVAL_MS = 60_000;
+/** How often beat runs are checked for being missed and beat for being gone. */
+const BEAT_CHECK_MS = 1000;
 /** Workers tracked for liveness at most (a flood of hostnames cannot grow memory). */
 const MAX_WORKERS = 10_000;
 /**
@@ -80,6 +86,8 @@ export class Bridge {
   private readonly savedTasks: SavedTasks | undefined;
   private readonly sweeper: AbandonedTaskSweeper;
   private readonly liveness: WorkerLiveness;
+  /** Periodic tasks, from the beat companion's events (src/beat/). */
+  private readonly beat: BeatTracker;
   /** `--enable-events`: broadcasts Celery's enable_events command while the bridge runs. */
   private broadcaster: EnableEventsBroadcaster | undefined;
   private connected = false;
@@ -210,7 +218,16 @@ export class Bridge {
       metricsOptions.queueLengthIntervalMs,
       logger,
     );
-    const producer = new BridgeMetricProducer((now) => this.metrics.collect(now), scope);
+    this.beat = new BeatTracker(
+      options.beat,
+      (run) => this.exportQueue.add([beatRunSpan(run, this.spanOptions)]),
+      logger,
+      (taskId) => this.assembler.peek(taskId),
+    );
+    const producer = new BridgeMetricProducer(
+      (now) => [...this.metrics.collect(now), ...beatMetricData(this.beat, Date.now() / 1000, now)],
+      scope,
+    );
     this.meters = createMeterProvider(metricsOptions, resource, [producer]);
     this.metrics = new BridgeMetrics(this.meters.provider.getMeter(scope.name, scope.version), {
       stats: this.stats,
@@ -274,6 +291,12 @@ export class Bridge {
       setInterval(
         guarded('summary', report, () => this.stats.logSummary()),
         SUMMARY_INTERVAL_MS,
+      ).unref(),
+    );
+    this.timers.push(
+      setInterval(
+        guarded('beat', report, () => this.beat.check(Date.now() / 1000)),
+        BEAT_CHECK_MS,
       ).unref(),
     );
     this.sweeper.start();
@@ -426,12 +449,18 @@ export class Bridge {
       // Metrics first: they read what the task looked like before this event.
       this.metrics.onTaskEvent(event, this.assembler.peek(event.uuid), Date.now);
       if (event.type === 'task-sent' && event.queue) this.queueLengths.noteQueue(event.queue);
+      this.beat.onTaskEvent(event);
       this.assembler.handle(event);
     } else if (isTaskContextEvent(event)) {
       // The worker companion's trace context / group / chord ids (README: upstream traces).
       this.assembler.handleContext(event);
     } else if (isWorkerEvent(event)) {
       this.metrics.onWorkerEvent(event);
+    } else if (isBeatEvent(event)) {
+      const now = Date.now() / 1000;
+      if (event.type === 'beat-schedule') this.beat.onSchedule(event, now);
+      else if (event.type === 'beat-heartbeat') this.beat.onHeartbeat(event, now);
+      else this.beat.onRun(event, now);
     }
   }
 

@@ -166,3 +166,8 @@ def uninstall():
 
 
 install()
+
+# The beat side (beat_init signal): schedule, heartbeat and runs, see beat.py. Same one line.
+from . import beat as _beat  # noqa: E402
+
+_beat.install()

@@ -1,4 +1,5 @@
 import type { TaskAssemblerOptions } from '../assemble/TaskAssembler.js';
+import type { BeatTrackerOptions } from '../beat/BeatTracker.js';
 import type { SpanExportQueueOptions } from '../export/SpanExportQueue.js';
 import type { LogLevel } from '../log/Logger.js';
 import type { BrokerEndpoint } from './brokerUrl.js';
@@ -14,6 +15,8 @@ export interface BridgeOptions {
   readonly metrics: MetricsOptions;
   readonly exportQueue: SpanExportQueueOptions;
   readonly assembler: TaskAssemblerOptions;
+  /** Periodic tasks (beat companion events): docs/periodic-tasks.md. */
+  readonly beat: BeatTrackerOptions;
   /** Longest string attribute value; longer ones keep head and tail. */
   readonly maxAttributeLength: number;
   /** Longest args / kwargs / result value when captured. */

@@ -128,6 +128,12 @@ export function parseConfig(argv: readonly string[], env: Env): ParsedCommand {
         maxExportBatchSize: envInteger(env, ['OTEL_BSP_MAX_EXPORT_BATCH_SIZE'], 512, 1),
         maxConcurrentExports: integer('export-concurrency'),
       },
+      beat: {
+        toleranceMs: integer('beat-tolerance-ms'),
+        lateAfterMs: integer('beat-late-after-ms'),
+        runTimeoutMs: integer('beat-run-timeout-ms'),
+        maxEntries: integer('beat-max-entries'),
+      },
       assembler: {
         maxInFlightTasks: integer('max-in-flight-tasks'),
         maxInFlightBytes: integer('max-in-flight-bytes'),

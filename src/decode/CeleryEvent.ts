@@ -1,3 +1,5 @@
+import type { BeatEvent } from './BeatEvent.js';
+
 /**
  * The Celery events the bridge understands, as Celery 5 sends them.
  *
@@ -102,7 +104,8 @@ export interface TaskContextEvent {
   readonly chord?: string;
 }
 
-export type CeleryEvent = TaskEvent | TaskContextEvent | WorkerEvent;
+/** The beat companion's events (schedule, heartbeat, runs): see BeatEvent.ts. */
+export type CeleryEvent = TaskEvent | TaskContextEvent | WorkerEvent | BeatEvent;
 
 export const TASK_EVENT_TYPES: ReadonlySet<string> = new Set<TaskEventType>([
   'task-sent',

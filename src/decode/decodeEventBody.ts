@@ -26,6 +26,8 @@ import {
   MAX_SIGNUM_LENGTH,
   MAX_TIME_TEXT_LENGTH,
 } from './fieldBounds.js';
+import { BEAT_EVENT_TYPES, type BeatEventType } from './BeatEvent.js';
+import { decodeBeatEvent } from './decodeBeatEvent.js';
 import { upstreamContext } from './traceContext.js';
 
 export interface DecodeOptions {
@@ -181,6 +183,12 @@ function decodeOne(
       processed: count(raw['processed']),
     };
     sink.event(event);
+    return;
+  }
+  if (BEAT_EVENT_TYPES.has(type)) {
+    // The beat companion's events (src/decode/decodeBeatEvent.ts).
+    const beat = decodeBeatEvent(type as BeatEventType, timestamp, raw, (r) => sink.reject(r, 1));
+    if (beat !== undefined) sink.event(beat);
     return;
   }
   reject(sink, 'unknown_event_type', `event type ${JSON.stringify(clip(type))} is not known`);

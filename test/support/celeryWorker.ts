@@ -33,7 +33,7 @@ const PYTHON = '/usr/bin/python3';
  * MainProcess: celery/concurrency/prefork.py `process_initializer` ->
  * platforms.set_pdeathsig('SIGKILL').
  */
-const LAUNCHER = [
+export const LAUNCHER = [
   'import ctypes, os, signal, sys',
   'ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG',
   "parent = os.environ.pop('CELERY_HARNESS_PARENT_PID', None)",
@@ -164,7 +164,7 @@ export async function requireBroker(kind: 'amqp' | 'redis'): Promise<void> {
 }
 
 /** Environment for the worker and produce.py: broker, queue, result backend, clean PYTHONPATH. */
-function celeryEnv(
+export function celeryEnv(
   brokerUrl: string,
   queue: string,
   extraEnv: Record<string, string> | undefined,

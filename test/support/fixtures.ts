@@ -51,3 +51,17 @@ export function redisFixturePayloads(): { channel: string; payload: Buffer }[] {
     payload: Buffer.from(line.payload, 'utf8'),
   }));
 }
+
+/**
+ * A RabbitMQ stream captured from a real `celery beat` running the beat companion (app `fixture`,
+ * time zone Europe/Berlin: entries `every-2s` proj.add, `failing` proj.fail, `nightly` crontab
+ * 30 2 * * *) and the worker `w1@vm` running its tasks; in one case the worker's events arrive
+ * before beat's `beat-run` for the same task.
+ */
+export function amqpBeatFixtureMessages(): RawEventMessage[] {
+  return lines<AmqpLine>('amqp-beat-companion-celery-5.2.6.jsonl').map((line) => ({
+    routingKey: line.routing_key,
+    contentType: line.content_type,
+    body: Buffer.from(line.body, 'utf8'),
+  }));
+}
