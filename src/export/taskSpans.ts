@@ -94,7 +94,11 @@ export function taskSpans(task: FinishedTask, options: TaskSpanOptions): Readabl
     status = { code: SpanStatusCode.ERROR, message: UNFINISHED_MESSAGE[task.completeness] };
   }
 
-  const taskContext = spanContext(traceId, spanId, remoteParent?.traceState);
+  // Every span of the tree carries the upstream `tracestate` and random-trace-id flag, as an SDK
+  // gives a child its parent's (https://www.w3.org/TR/trace-context/#tracestate-header,
+  // https://www.w3.org/TR/trace-context-2/#random-trace-id-flag): the trace id is the upstream one.
+  const upstream = task.trace?.upstream ?? remoteParent;
+  const taskContext = spanContext(traceId, spanId, upstream?.traceState, upstream?.traceFlags);
   const spans: ReadableSpan[] = [
     readableSpan({
       name,
@@ -102,7 +106,7 @@ export function taskSpans(task: FinishedTask, options: TaskSpanOptions): Readabl
       context: taskContext,
       parent:
         parentId !== undefined
-          ? spanContext(traceId, spanIdFor(parentId))
+          ? spanContext(traceId, spanIdFor(parentId), upstream?.traceState, upstream?.traceFlags)
           : remoteParent !== undefined
             ? upstreamSpanContext(remoteParent)
             : undefined,
@@ -154,7 +158,7 @@ function attemptSpan(
   return readableSpan({
     name: `run/${taskName}`,
     kind: SpanKind.INTERNAL,
-    context: spanContext(taskContext.traceId, attemptSpanIdFor(record.id, index)),
+    context: { ...taskContext, spanId: attemptSpanIdFor(record.id, index) },
     parent: taskContext,
     start,
     end: Math.max(start, end),
@@ -351,8 +355,21 @@ function readableSpan(parts: SpanParts): ReadableSpan {
   };
 }
 
-function spanContext(traceId: string, spanId: string, traceState?: string): SpanContext {
-  const context: SpanContext = { traceId, spanId, traceFlags: TraceFlags.SAMPLED };
+/** W3C Trace Context level 2: the trace id's rightmost 7 bytes are random. */
+const RANDOM_TRACE_ID_FLAG = 0x02;
+
+/**
+ * The bridge's own spans are always sampled; the random-trace-id flag is kept from the upstream
+ * context whose trace id they share (`upstreamFlags`).
+ */
+function spanContext(
+  traceId: string,
+  spanId: string,
+  traceState?: string,
+  upstreamFlags = 0,
+): SpanContext {
+  const traceFlags = TraceFlags.SAMPLED | (upstreamFlags & RANDOM_TRACE_ID_FLAG);
+  const context: SpanContext = { traceId, spanId, traceFlags };
   if (traceState !== undefined) context.traceState = new TraceState(traceState);
   return context;
 }

@@ -34,6 +34,10 @@ export interface ReceivedSpan {
   spanId: string;
   /** '' for a root span. */
   parentSpanId: string;
+  /** W3C `tracestate` of the span ('' when none). */
+  traceState: string;
+  /** Span.flags: W3C trace flags in the low 8 bits (0x01 sampled, 0x02 random trace id). */
+  flags: number;
   name: string;
   /** OTLP SpanKind: 0 UNSPECIFIED, 1 INTERNAL, 2 SERVER, 3 CLIENT, 4 PRODUCER, 5 CONSUMER. */
   kind: number;
@@ -226,6 +230,8 @@ function normalise(request: unknown): ReceivedSpan[] {
           traceId: hexId(s.traceId),
           spanId: hexId(s.spanId),
           parentSpanId: hexId(s.parentSpanId),
+          traceState: s.traceState === undefined ? '' : str(s.traceState),
+          flags: s.flags === undefined ? 0 : Number(s.flags),
           name: str(s.name),
           kind: enumValue(s.kind, SpanKind),
           startTimeUnixNano: int64(s.startTimeUnixNano),
