@@ -78,6 +78,7 @@ export function taskSpans(task: FinishedTask, options: TaskSpanOptions): Readabl
       code: SpanStatusCode.ERROR,
       message: String(exception.attributes?.['exception.message'] ?? ''),
     };
+    setErrorType(attributes, exception, options.maxAttributeLength);
   } else if (final?.state === 'REVOKED') {
     events.push({
       name: 'task-revoked',
@@ -92,6 +93,8 @@ export function taskSpans(task: FinishedTask, options: TaskSpanOptions): Readabl
     events.push({ name: 'task-rejected', time: hrTime(final.at) });
   } else if (final === undefined) {
     status = { code: SpanStatusCode.ERROR, message: UNFINISHED_MESSAGE[task.completeness] };
+    // No exception to name: why the bridge gave up (docs/span-model.md).
+    attributes['error.type'] = task.completeness;
   }
 
   // Every span of the tree carries the upstream `tracestate` and random-trace-id flag, as an SDK
@@ -145,6 +148,7 @@ function attemptSpan(
   const outcome = attempt.outcome ?? 'LOST';
   const events: TimedEvent[] = [];
   let status: ReadableSpan['status'] = { code: SpanStatusCode.UNSET };
+  const attributes = attemptAttributes(record, attempt, index, outcome, options.maxAttributeLength);
   if (outcome === 'FAILURE' || outcome === 'RETRY') {
     const exception = exceptionEvent(end, attempt.exception, attempt.traceback, options);
     events.push(exception);
@@ -152,8 +156,10 @@ function attemptSpan(
       code: SpanStatusCode.ERROR,
       message: String(exception.attributes?.['exception.message'] ?? ''),
     };
+    setErrorType(attributes, exception, options.maxAttributeLength);
   } else if (outcome === 'LOST') {
     status = { code: SpanStatusCode.ERROR, message: 'the outcome of this attempt never arrived' };
+    attributes['error.type'] = 'lost';
   }
   return readableSpan({
     name: `run/${taskName}`,
@@ -162,7 +168,7 @@ function attemptSpan(
     parent: taskContext,
     start,
     end: Math.max(start, end),
-    attributes: attemptAttributes(record, attempt, index, outcome, options.maxAttributeLength),
+    attributes,
     events,
     status,
     options,
@@ -220,6 +226,7 @@ function taskAttributes(
   put(out, 'celery.task.result', record.result, captured);
   out['messaging.system'] = options.messagingSystem;
   out['messaging.operation.type'] = 'process';
+  out['messaging.operation.name'] = 'process';
   put(out, 'messaging.destination.name', record.queue, max);
   if (options.messagingSystem === 'rabbitmq' && record.routingKey) {
     put(out, 'messaging.rabbitmq.destination.routing_key', record.routingKey, max);
@@ -293,6 +300,16 @@ function taskStart(record: TaskRecord, attempts: Attempt[]): number {
 
 function byStart(a: Attempt, b: Attempt): number {
   return (a.startedAt ?? a.endedAt ?? 0) - (b.startedAt ?? b.endedAt ?? 0);
+}
+
+/**
+ * `error.type` on a span that ended in error: the Python exception class, as on its `exception`
+ * event (https://opentelemetry.io/docs/specs/semconv/registry/attributes/error/: the exception's
+ * fully-qualified class name when the error is an exception).
+ */
+function setErrorType(out: Attributes, exception: TimedEvent, maxLength: number): void {
+  const type = exception.attributes?.['exception.type'];
+  if (typeof type === 'string') put(out, 'error.type', type, maxLength);
 }
 
 function exceptionEvent(
