@@ -93,6 +93,12 @@ export interface RedisChannelOptions {
    */
   readonly fanoutPrefix: string;
   /**
+   * `sentinel://` with the default fanout prefix: kombu before 5.4 never fills in `{db}` there
+   * and publishes under the literal `/{db}.`; this second prefix is subscribed (and broadcast)
+   * too. See redisFanoutPrefixes.
+   */
+  readonly unformattedFanoutPrefix?: string;
+  /**
    * Messages read from the subscription but not yet processed, at most (bytes of payload). Redis
    * keeps nothing for a subscriber: reading fast into this buffer is what keeps a burst from
    * passing Redis's pub/sub output-buffer limit, which would disconnect the bridge.

@@ -15,6 +15,7 @@ import type {
 import { brokerTlsSettings } from './brokerTlsSettings.js';
 import { defaultStateDirectory } from './defaultStateDirectory.js';
 import { type BrokerEndpoint, parseBrokerUrl } from './brokerUrl.js';
+import { withSentinelOptions } from './parseKombuOnlyUrl.js';
 import { OPTION_SPECS, optionLabel, specFor } from './optionSpecs.js';
 
 export type ParsedCommand =
@@ -55,8 +56,11 @@ export function parseConfig(argv: readonly string[], env: Env): ParsedCommand {
     servername: raw('broker-tls-servername'),
     insecure: boolean('broker-tls-insecure'),
   });
-  const broker: BrokerEndpoint =
-    tlsSettings === undefined ? brokerUrl : { ...brokerUrl, tlsSettings };
+  const broker: BrokerEndpoint = withSentinelOptions(
+    tlsSettings === undefined ? brokerUrl : { ...brokerUrl, tlsSettings },
+    raw('redis-sentinel-master'),
+    raw('redis-sentinel-password'),
+  );
   const logLevel = raw('log-level');
   if (!['debug', 'info', 'warn', 'error'].includes(logLevel)) {
     throw new ConfigError(
@@ -81,6 +85,9 @@ export function parseConfig(argv: readonly string[], env: Env): ParsedCommand {
       redis: {
         globalKeyPrefix: raw('redis-global-keyprefix'),
         fanoutPrefix: fanoutPrefix(raw('redis-fanout-prefix'), broker.db),
+        ...(broker.sentinel !== undefined && raw('redis-fanout-prefix') === 'true'
+          ? { unformattedFanoutPrefix: '/{db}.' }
+          : {}),
         maxBufferedBytes: integer('redis-max-buffered-bytes'),
       },
       otlp: {
