@@ -18,6 +18,7 @@ import type { DecodeRejection } from './decode/DecodeRejection.js';
 import { createTraceExporter } from './export/createTraceExporter.js';
 import { DEFAULT_MAX_SPAN_BYTES } from './export/ProtobufSpanSerializer.js';
 import { SpanExportQueue } from './export/SpanExportQueue.js';
+import { TaskResources } from './export/TaskResources.js';
 import { taskSpans, type TaskSpanOptions } from './export/taskSpans.js';
 import { HttpServer } from './http/HttpServer.js';
 import { prometheusTextHandler } from './http/prometheusTextHandler.js';
@@ -120,6 +121,11 @@ export class Bridge {
     const scope = { name: 'celery-otel-bridge', version: VERSION };
     this.spanOptions = {
       resource,
+      resources: new TaskResources(
+        resource.attributes,
+        options.otlp.serviceName,
+        options.otlp.serviceNameRules,
+      ),
       scope,
       messagingSystem: options.broker.kind === 'amqp' ? 'rabbitmq' : 'redis',
       maxAttributeLength: options.maxAttributeLength,

@@ -121,6 +121,15 @@ export interface OtlpSignalOptions {
 export interface OtlpTraceOptions extends OtlpSignalOptions {
   readonly serviceName: string;
   readonly resourceAttributes: Record<string, string>;
+  /** `--service-name-map`: task spans' service names by queue or task-name prefix, in order. */
+  readonly serviceNameRules: readonly ServiceNameRule[];
+}
+
+/** `queue:<name>=<service>` (exact queue) or `task:<prefix>=<service>` (task-name prefix). */
+export interface ServiceNameRule {
+  readonly kind: 'queue' | 'task';
+  readonly match: string;
+  readonly service: string;
 }
 
 export interface WorkerAttributeOptions {

@@ -101,6 +101,13 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
     help: 'service.name of the exported spans',
   },
   {
+    flag: 'service-name-map',
+    env: 'CELERY_OTEL_BRIDGE_SERVICE_NAME_MAP',
+    kind: 'string',
+    default: '',
+    help: 'service.name by queue or task-name prefix, first match wins: queue:billing=billing,task:reports.=reports',
+  },
+  {
     flag: 'events-exchange',
     env: 'CELERY_EVENT_EXCHANGE',
     kind: 'string',

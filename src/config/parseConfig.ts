@@ -16,6 +16,7 @@ import { brokerTlsSettings } from './brokerTlsSettings.js';
 import { defaultStateDirectory } from './defaultStateDirectory.js';
 import { type BrokerEndpoint, parseBrokerUrl } from './brokerUrl.js';
 import { withSentinelOptions } from './parseKombuOnlyUrl.js';
+import { parseServiceNameRules } from './parseServiceNameRules.js';
 import { OPTION_SPECS, optionLabel, specFor } from './optionSpecs.js';
 
 export type ParsedCommand =
@@ -93,6 +94,7 @@ export function parseConfig(argv: readonly string[], env: Env): ParsedCommand {
       otlp: {
         ...tracesExport,
         serviceName: nonEmpty('service-name', raw('service-name')),
+        serviceNameRules: parseServiceNameRules(raw('service-name-map')),
         resourceAttributes: parseKeyValueList(
           'OTEL_RESOURCE_ATTRIBUTES',
           env['OTEL_RESOURCE_ATTRIBUTES'],

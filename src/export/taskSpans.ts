@@ -15,10 +15,13 @@ import { parsePythonException } from '../assemble/parsePythonException.js';
 import type { Attempt, FinishedTask, TaskRecord, TaskSpanLink } from '../assemble/TaskRecord.js';
 import type { UpstreamContext } from '../decode/CeleryEvent.js';
 import { cutName } from '../decode/fieldBounds.js';
+import type { TaskResources } from './TaskResources.js';
 import { truncateMiddle } from './truncate.js';
 
 export interface TaskSpanOptions {
+  /** Of every span, unless `resources` gives each worker and service its own. */
   readonly resource: Resource;
+  readonly resources?: TaskResources;
   readonly scope: InstrumentationScope;
   /** `messaging.system`: `rabbitmq` or `redis`. */
   readonly messagingSystem: string;
@@ -102,6 +105,11 @@ export function taskSpans(task: FinishedTask, options: TaskSpanOptions): Readabl
   // https://www.w3.org/TR/trace-context-2/#random-trace-id-flag): the trace id is the upstream one.
   const upstream = task.trace?.upstream ?? remoteParent;
   const taskContext = spanContext(traceId, spanId, upstream?.traceState, upstream?.traceFlags);
+  const service = options.resources?.serviceFor(record.name, record.queue);
+  const resourceOf = (worker: string | undefined): Resource =>
+    service === undefined
+      ? options.resource
+      : (options.resources?.resourceFor(service, worker) ?? options.resource);
   const spans: ReadableSpan[] = [
     readableSpan({
       name,
@@ -120,10 +128,14 @@ export function taskSpans(task: FinishedTask, options: TaskSpanOptions): Readabl
       events,
       status,
       options,
+      resource: resourceOf(record.workerHostname),
     }),
   ];
   attempts.forEach((attempt, index) => {
-    spans.push(attemptSpan(record, attempt, index, attempts, taskContext, end, name, options));
+    const resource = resourceOf(attempt.hostname ?? record.workerHostname);
+    spans.push(
+      attemptSpan(record, attempt, index, attempts, taskContext, end, name, options, resource),
+    );
   });
   return spans;
 }
@@ -137,6 +149,7 @@ function attemptSpan(
   taskEnd: number,
   taskName: string,
   options: TaskSpanOptions,
+  resource: Resource,
 ): ReadableSpan {
   // A missing start or end (lost events) is bounded by what is known, and said so.
   const end = attempt.endedAt ?? attempts[index + 1]?.startedAt ?? taskEnd;
@@ -172,6 +185,7 @@ function attemptSpan(
     events,
     status,
     options,
+    resource,
   });
 }
 
@@ -343,6 +357,7 @@ interface SpanParts {
   readonly events: TimedEvent[];
   readonly status: ReadableSpan['status'];
   readonly options: TaskSpanOptions;
+  readonly resource: Resource;
   readonly links?: Link[];
 }
 
@@ -364,7 +379,7 @@ function readableSpan(parts: SpanParts): ReadableSpan {
     links: parts.links ?? [],
     events: parts.events,
     ended: true,
-    resource: parts.options.resource,
+    resource: parts.resource,
     instrumentationScope: parts.options.scope,
     droppedAttributesCount: 0,
     droppedEventsCount: 0,

@@ -1,6 +1,7 @@
 // redis+socket:// end to end: a private redis-server listening only on a Unix socket (no TCP
 // port), a real Celery 5.2.6 worker and producer on `redis+socket://<path>?virtual_host=2`, and
-// the bridge as its CLI on the same URL: the tasks arrive as spans.
+// the bridge as its CLI on the same URL: the tasks arrive as spans, on their worker's resource
+// with the service name --service-name-map gives them.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -61,7 +62,7 @@ describe('Redis over a Unix socket (redis+socket://)', () => {
     );
     url = `redis+socket://${socket}?virtual_host=2`;
     receiver = await OtlpReceiver.start();
-    bridge = startBridge(['--broker', url], {
+    bridge = startBridge(['--broker', url, '--service-name-map', 'task:proj.ad=adder-app'], {
       OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
       OTEL_BSP_SCHEDULE_DELAY: '200',
     });
@@ -95,5 +96,11 @@ describe('Redis over a Unix socket (redis+socket://)', () => {
       });
     const [span] = taskSpansOf(receiver.spans, ids[0] as string);
     expect(span?.attributes['celery.worker.hostname']).toBe(worker?.hostname);
+    // The worker's resource, and the service the task-name rule gives it.
+    expect(span?.resource).toMatchObject({
+      'service.name': 'adder-app',
+      'service.instance.id': worker?.hostname,
+      'host.name': worker?.hostname.split('@')[1],
+    });
   }, 90_000);
 });

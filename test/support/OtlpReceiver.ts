@@ -257,6 +257,15 @@ function normalise(request: unknown): ReceivedSpan[] {
   return spans;
 }
 
+/** An OTLP/protobuf trace request's spans, and how many ResourceSpans groups it has. */
+export function decodeTraceRequest(body: Uint8Array): { groups: number; spans: ReceivedSpan[] } {
+  const message = ExportTraceServiceRequest.toObject(ExportTraceServiceRequest.decode(body), {
+    longs: String,
+    enums: Number,
+  });
+  return { groups: list(obj(message).resourceSpans).length, spans: normalise(message) };
+}
+
 function decode(body: Buffer, contentType: string): ReceivedSpan[] {
   if (contentType === JSON_TYPE) return normalise(JSON.parse(body.toString('utf8')));
   const message = ExportTraceServiceRequest.decode(body);

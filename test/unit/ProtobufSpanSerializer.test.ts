@@ -478,6 +478,7 @@ describe('the http/protobuf exporter with ProtobufSpanSerializer', () => {
         timeoutMs: 10_000,
         serviceName: 'celery',
         resourceAttributes: {},
+        serviceNameRules: [],
       });
       const result = await new Promise<number>((resolve) =>
         exporter.export(spans, (r) => resolve(r.code)),
