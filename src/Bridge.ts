@@ -26,6 +26,7 @@ import type { Logger } from './log/Logger.js';
 import { redactUrl } from './log/redact.js';
 import { BridgeMetrics } from './metrics/BridgeMetrics.js';
 import { createMeterProvider, type MeterSetup } from './metrics/createMeterProvider.js';
+import { detectBridgeResource } from './metrics/detectBridgeResource.js';
 import { MetricLabels } from './metrics/MetricLabels.js';
 import { registerIntakeMetrics } from './metrics/IntakeMetrics.js';
 import { QueueLengthPoller } from './metrics/QueueLengthPoller.js';
@@ -79,6 +80,8 @@ export class Bridge {
   private readonly decodeOptions: DecodeOptions;
   private readonly decodeSink: DecodeSink;
   private readonly meters: MeterSetup;
+  /** The resource of the bridge's own health metrics (detectBridgeResource). */
+  private readonly bridgeResource: Resource;
   private readonly metrics: BridgeMetrics;
   private readonly queueLengths: QueueLengthPoller;
   private readonly httpServer: HttpServer | undefined;
@@ -234,7 +237,8 @@ export class Bridge {
       (now) => [...this.metrics.collect(now), ...beatMetricData(this.beat, Date.now() / 1000, now)],
       scope,
     );
-    this.meters = createMeterProvider(metricsOptions, resource, [producer]);
+    this.bridgeResource = detectBridgeResource(metricsOptions.resourceDetectors, VERSION);
+    this.meters = createMeterProvider(metricsOptions, this.bridgeResource, [producer], resource);
     this.metrics = new BridgeMetrics(this.meters.provider.getMeter(scope.name, scope.version), {
       stats: this.stats,
       labels,
@@ -308,6 +312,8 @@ export class Bridge {
     this.sweeper.start();
     // The state file is loaded when the source activates (before its first message): at start on
     // Redis, on the first delivery on RabbitMQ, where a standby bridge may wait long for it.
+    // The host detector's machine id comes asynchronously; /metrics and the push need it first.
+    await this.bridgeResource.waitForAsyncAttributes?.();
     if (this.httpServer !== undefined) {
       // Started before the broker so /healthz answers (and /readyz says why not) while connecting.
       this.httpPort = await this.httpServer.start();

@@ -145,6 +145,8 @@ export interface MetricsOptions {
   readonly otlpEnabled: boolean;
   readonly exportIntervalMs: number;
   readonly exportTimeoutMs: number;
+  /** OTEL_NODE_RESOURCE_DETECTORS: how the bridge's own resource is detected (default `all`). */
+  readonly resourceDetectors: readonly string[];
   /** The HTTP listener for /metrics, /healthz, /readyz; port 0 turns it off. */
   readonly httpHost: string;
   readonly httpPort: number;

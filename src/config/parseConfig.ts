@@ -17,6 +17,7 @@ import { defaultStateDirectory } from './defaultStateDirectory.js';
 import { type BrokerEndpoint, parseBrokerUrl } from './brokerUrl.js';
 import { withSentinelOptions } from './parseKombuOnlyUrl.js';
 import { parseServiceNameRules } from './parseServiceNameRules.js';
+import { resourceDetectors } from './resourceDetectors.js';
 import { OPTION_SPECS, optionLabel, specFor } from './optionSpecs.js';
 
 export type ParsedCommand =
@@ -106,6 +107,7 @@ export function parseConfig(argv: readonly string[], env: Env): ParsedCommand {
         // https://opentelemetry.io/docs/specs/otel/configuration/sdk-environment-variables/#periodic-exporting-metricreader
         exportIntervalMs: envInteger(env, ['OTEL_METRIC_EXPORT_INTERVAL'], 60_000, 1),
         exportTimeoutMs: envInteger(env, ['OTEL_METRIC_EXPORT_TIMEOUT'], 30_000, 1),
+        resourceDetectors: resourceDetectors(env['OTEL_NODE_RESOURCE_DETECTORS']),
         httpHost: nonEmpty('http-host', raw('http-host')),
         httpPort: integer('http-port'),
         workerAttribute: workerAttribute(raw('metrics-worker'), raw('metrics-worker-strip')),

@@ -111,6 +111,7 @@ export interface ReceivedExemplar {
 
 interface MetricsMessage {
   resourceMetrics?: Array<{
+    resource?: { attributes?: unknown };
     scopeMetrics?: Array<{
       metrics?: Array<{
         name?: string;
@@ -123,17 +124,41 @@ interface MetricsMessage {
   }>;
 }
 
-/** Names, units and kinds of the metrics in an OTLP metrics request, protobuf or JSON. */
-function decodeMetrics(body: Buffer, contentType: string): ReceivedMetric[] {
-  const message: MetricsMessage =
-    contentType === JSON_TYPE
-      ? (JSON.parse(body.toString('utf8')) as MetricsMessage)
-      : ExportMetricsServiceRequest.toObject(ExportMetricsServiceRequest.decode(body), {
-          defaults: false,
-          longs: String,
-        });
-  const out: ReceivedMetric[] = [];
+function metricsMessage(body: Buffer, contentType: string): MetricsMessage {
+  return contentType === JSON_TYPE
+    ? (JSON.parse(body.toString('utf8')) as MetricsMessage)
+    : ExportMetricsServiceRequest.toObject(ExportMetricsServiceRequest.decode(body), {
+        defaults: false,
+        longs: String,
+      });
+}
+
+function serviceNameOf(resource: ReceivedAttributes): string {
+  const name = resource['service.name'];
+  return typeof name === 'string' ? name : '';
+}
+
+/** The resource attributes of each `service.name` in an OTLP metrics request. */
+function metricResourcesOf(body: Buffer, contentType: string): Map<string, ReceivedAttributes> {
+  const out = new Map<string, ReceivedAttributes>();
+  for (const resource of metricsMessage(body, contentType).resourceMetrics ?? []) {
+    const attrs = attributes(resource.resource?.attributes);
+    out.set(serviceNameOf(attrs), attrs);
+  }
+  return out;
+}
+
+/**
+ * Names, units and kinds of the metrics in an OTLP metrics request, protobuf or JSON, by the
+ * `service.name` of their resource.
+ */
+function decodeMetrics(body: Buffer, contentType: string): Map<string, ReceivedMetric[]> {
+  const message = metricsMessage(body, contentType);
+  const byService = new Map<string, ReceivedMetric[]>();
   for (const resource of message.resourceMetrics ?? []) {
+    const service = serviceNameOf(attributes(resource.resource?.attributes));
+    const out = byService.get(service) ?? [];
+    byService.set(service, out);
     for (const scope of resource.scopeMetrics ?? []) {
       for (const metric of scope.metrics ?? []) {
         const kind =
@@ -158,7 +183,7 @@ function decodeMetrics(body: Buffer, contentType: string): ReceivedMetric[] {
       }
     }
   }
-  return out;
+  return byService;
 }
 const SpanKind = root.lookupEnum('otlp.Span.SpanKind');
 const StatusCode = root.lookupEnum('otlp.Status.StatusCode');
@@ -326,8 +351,18 @@ export class OtlpReceiver {
     return `${this.url}${TRACES}`;
   }
 
-  /** The metrics of the latest OTLP metrics request (cumulative: the latest has them all). */
-  metrics: ReceivedMetric[] = [];
+  /**
+   * The metrics of the latest OTLP metrics request of each resource (cumulative: the latest has
+   * them all), by the resource's `service.name`. The bridge pushes its own health metrics and
+   * the Celery metrics under different resources, in separate requests.
+   */
+  readonly metricsByService = new Map<string, ReceivedMetric[]>();
+  /** Every resource's latest metrics together. */
+  get metrics(): ReceivedMetric[] {
+    return [...this.metricsByService.values()].flat();
+  }
+  /** Resource attributes of the latest metrics request of each `service.name`. */
+  readonly metricResources = new Map<string, ReceivedAttributes>();
 
   get metricsRequests(): number {
     return this.requests.filter((r) => r.path === '/v1/metrics').length;
@@ -436,7 +471,12 @@ export class OtlpReceiver {
         for (const span of spans) this.spans.push(span); // no spread: huge batches overflow args
       } else if (path === '/v1/metrics') {
         try {
-          this.metrics = decodeMetrics(body, contentType);
+          for (const [service, metrics] of decodeMetrics(body, contentType)) {
+            this.metricsByService.set(service, metrics);
+          }
+          for (const [service, resource] of metricResourcesOf(body, contentType)) {
+            this.metricResources.set(service, resource);
+          }
         } catch (err) {
           throw new HttpError(400, `cannot decode ${contentType} metrics body: ${String(err)}`);
         }
