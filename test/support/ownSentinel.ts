@@ -61,7 +61,20 @@ export async function startOwnSentinelGroup(masterName: string): Promise<OwnSent
   const server = (port: number, extra: string[]): void => {
     const child = spawn(
       'redis-server',
-      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...extra],
+      // --dir: a replica saves the master's full sync to disk; it goes in the temporary directory.
+      [
+        '--port',
+        String(port),
+        '--bind',
+        '127.0.0.1',
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        '--dir',
+        dir,
+        ...extra,
+      ],
       { stdio: 'ignore' },
     );
     children.set(port, child);
