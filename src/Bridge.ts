@@ -15,6 +15,7 @@ import {
 } from './decode/CeleryEvent.js';
 import { decodeEventBody, type DecodeOptions, type DecodeSink } from './decode/decodeEventBody.js';
 import type { DecodeRejection } from './decode/DecodeRejection.js';
+import { EventStreamDiagnosis } from './diagnose/EventStreamDiagnosis.js';
 import { createTraceExporter } from './export/createTraceExporter.js';
 import { DEFAULT_MAX_SPAN_BYTES } from './export/ProtobufSpanSerializer.js';
 import { SpanExportQueue } from './export/SpanExportQueue.js';
@@ -80,6 +81,8 @@ export class Bridge {
   private readonly decodeOptions: DecodeOptions;
   private readonly decodeSink: DecodeSink;
   private readonly meters: MeterSetup;
+  /** What the event stream shows is wrong with the Celery setup (logged once, a gauge). */
+  private readonly diagnosis: EventStreamDiagnosis;
   /** The resource of the bridge's own health metrics (detectBridgeResource). */
   private readonly bridgeResource: Resource;
   private readonly metrics: BridgeMetrics;
@@ -237,8 +240,15 @@ export class Bridge {
       (now) => [...this.metrics.collect(now), ...beatMetricData(this.beat, Date.now() / 1000, now)],
       scope,
     );
+    this.diagnosis = new EventStreamDiagnosis(logger);
+    const diagnosis = new BridgeMetricProducer((now) => this.diagnosis.metrics(now), scope);
     this.bridgeResource = detectBridgeResource(metricsOptions.resourceDetectors, VERSION);
-    this.meters = createMeterProvider(metricsOptions, this.bridgeResource, [producer], resource);
+    this.meters = createMeterProvider(
+      metricsOptions,
+      this.bridgeResource,
+      [producer, diagnosis],
+      resource,
+    );
     this.metrics = new BridgeMetrics(this.meters.provider.getMeter(scope.name, scope.version), {
       stats: this.stats,
       labels,
@@ -457,6 +467,7 @@ export class Bridge {
 
   private onEvent(event: CeleryEvent): void {
     this.stats.event(event.type);
+    this.diagnosis.onEvent(event);
     if (isTaskEvent(event)) {
       // Metrics first: they read what the task looked like before this event.
       this.metrics.onTaskEvent(event, this.assembler.peek(event.uuid), Date.now);
