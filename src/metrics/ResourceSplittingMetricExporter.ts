@@ -8,14 +8,19 @@ import {
   type ScopeMetrics,
 } from '@opentelemetry/sdk-metrics';
 
-/** The bridge's own health metrics: everything else describes Celery. */
-export const BRIDGE_METRIC_PREFIX = 'celery_otel_bridge.';
+/**
+ * The bridge's own health metrics: `celery_otel_bridge.*` and the process's own (`process.*`,
+ * e.g. `process.memory.usage`); everything else describes Celery.
+ */
+export function isBridgeMetric(name: string): boolean {
+  return name.startsWith('celery_otel_bridge.') || name.startsWith('process.');
+}
 
 /**
  * One MeterProvider collects every metric under the bridge's own resource (its service name,
  * host, process, instance id: what `/metrics` shows as its one target's `target_info`). On the
- * OTLP push this exporter hands the Celery metrics (`celery.*`, anything not named
- * `celery_otel_bridge.*`) over with the Celery resource instead (`--service-name`,
+ * OTLP push this exporter hands the Celery metrics (`celery.*`: anything {@link isBridgeMetric}
+ * does not claim) over with the Celery resource instead (`--service-name`,
  * `OTEL_RESOURCE_ATTRIBUTES`), as a separate export: the bridge's health and the Celery
  * cluster's state are two different things to a backend. Each export's outcome is the worse of
  * the two.
@@ -30,8 +35,8 @@ export class ResourceSplittingMetricExporter implements PushMetricExporter {
     const celery: ScopeMetrics[] = [];
     const bridge: ScopeMetrics[] = [];
     for (const scope of metrics.scopeMetrics) {
-      const own = scope.metrics.filter((m) => m.descriptor.name.startsWith(BRIDGE_METRIC_PREFIX));
-      const rest = scope.metrics.filter((m) => !m.descriptor.name.startsWith(BRIDGE_METRIC_PREFIX));
+      const own = scope.metrics.filter((m) => isBridgeMetric(m.descriptor.name));
+      const rest = scope.metrics.filter((m) => !isBridgeMetric(m.descriptor.name));
       if (own.length > 0) bridge.push({ scope: scope.scope, metrics: own });
       if (rest.length > 0) celery.push({ scope: scope.scope, metrics: rest });
     }

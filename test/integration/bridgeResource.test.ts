@@ -64,8 +64,10 @@ describe("the bridge's own resource for its health metrics", () => {
     );
     const own = receiver.metricsByService.get('celery-otel-bridge') ?? [];
     const celery = receiver.metricsByService.get('celery-app') ?? [];
-    expect(own.every((m) => m.name.startsWith('celery_otel_bridge.'))).toBe(true);
-    expect(celery.some((m) => m.name.startsWith('celery_otel_bridge.'))).toBe(false);
+    const bridgeOwn = (name: string): boolean =>
+      name.startsWith('celery_otel_bridge.') || name.startsWith('process.');
+    expect(own.every((m) => bridgeOwn(m.name))).toBe(true);
+    expect(celery.some((m) => bridgeOwn(m.name))).toBe(false);
     expect([...receiver.metricsByService.keys()].sort()).toEqual([
       'celery-app',
       'celery-otel-bridge',

@@ -79,6 +79,7 @@ describe('ResourceSplittingMetricExporter', () => {
                 metric('celery.tasks'),
                 metric('celery_otel_bridge.events.received'),
                 metric('celery.worker.up'),
+                metric('process.memory.usage'),
               ],
             },
           ],
@@ -90,7 +91,7 @@ describe('ResourceSplittingMetricExporter', () => {
       exported.map((r) => [r.resource, r.scopeMetrics[0]?.metrics.map((m) => m.descriptor.name)]),
     ).toEqual([
       [celery, ['celery.tasks', 'celery.worker.up']],
-      [bridge, ['celery_otel_bridge.events.received']],
+      [bridge, ['celery_otel_bridge.events.received', 'process.memory.usage']],
     ]);
     // One part failed: the export did (the reader logs it); the other part was still sent.
     expect(result.code).toBe(ExportResultCode.FAILED);
