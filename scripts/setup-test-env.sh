@@ -8,6 +8,7 @@
 #   - Debian's prometheus (the server and promtool), for the alert rules' promtool tests and the
 #     integration test that runs a real Prometheus against the bridge (its own port and data dir;
 #     the package's own service is not started here: there is no systemd).
+#   - Debian's redis-sentinel (the binary only: the Sentinel test starts private instances).
 # Idempotent: it only acts on what is missing, and says what it did. It does not run npm.
 set -euo pipefail
 
@@ -64,6 +65,20 @@ else
   "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y prometheus
   command -v promtool >/dev/null 2>&1 || die "prometheus installed but promtool is not on PATH"
   log "prometheus: installed ($(prometheus --version 2>&1 | head -n 1))"
+fi
+
+# --- Redis Sentinel: the sentinel:// broker test runs private sentinels (never a service) --------
+# test/integration/redisSentinel.test.ts starts its own redis-server and redis-sentinel processes
+# on free ports; only the binary is needed. Installing the package does not start its service here
+# (no systemd; invoke-rc.d's policy decides), and nothing below starts it.
+if command -v redis-sentinel >/dev/null 2>&1; then
+  log "redis-sentinel: already installed"
+else
+  log "redis-sentinel: missing; installing Debian's redis-sentinel"
+  "${SUDO[@]}" apt-get update
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y redis-sentinel
+  command -v redis-sentinel >/dev/null 2>&1 || die "redis-sentinel installed but not on PATH"
+  log "redis-sentinel: installed"
 fi
 
 # --- Redis ---------------------------------------------------------------------------------------

@@ -15,9 +15,11 @@ import {
 } from './decode/CeleryEvent.js';
 import { decodeEventBody, type DecodeOptions, type DecodeSink } from './decode/decodeEventBody.js';
 import type { DecodeRejection } from './decode/DecodeRejection.js';
+import { EventStreamDiagnosis } from './diagnose/EventStreamDiagnosis.js';
 import { createTraceExporter } from './export/createTraceExporter.js';
 import { DEFAULT_MAX_SPAN_BYTES } from './export/ProtobufSpanSerializer.js';
 import { SpanExportQueue } from './export/SpanExportQueue.js';
+import { TaskResources } from './export/TaskResources.js';
 import { taskSpans, type TaskSpanOptions } from './export/taskSpans.js';
 import { HttpServer } from './http/HttpServer.js';
 import { prometheusTextHandler } from './http/prometheusTextHandler.js';
@@ -25,6 +27,7 @@ import type { Logger } from './log/Logger.js';
 import { redactUrl } from './log/redact.js';
 import { BridgeMetrics } from './metrics/BridgeMetrics.js';
 import { createMeterProvider, type MeterSetup } from './metrics/createMeterProvider.js';
+import { detectBridgeResource } from './metrics/detectBridgeResource.js';
 import { MetricLabels } from './metrics/MetricLabels.js';
 import { registerIntakeMetrics } from './metrics/IntakeMetrics.js';
 import { QueueLengthPoller } from './metrics/QueueLengthPoller.js';
@@ -78,6 +81,10 @@ export class Bridge {
   private readonly decodeOptions: DecodeOptions;
   private readonly decodeSink: DecodeSink;
   private readonly meters: MeterSetup;
+  /** What the event stream shows is wrong with the Celery setup (logged once, a gauge). */
+  private readonly diagnosis: EventStreamDiagnosis;
+  /** The resource of the bridge's own health metrics (detectBridgeResource). */
+  private readonly bridgeResource: Resource;
   private readonly metrics: BridgeMetrics;
   private readonly queueLengths: QueueLengthPoller;
   private readonly httpServer: HttpServer | undefined;
@@ -120,6 +127,11 @@ export class Bridge {
     const scope = { name: 'celery-otel-bridge', version: VERSION };
     this.spanOptions = {
       resource,
+      resources: new TaskResources(
+        resource.attributes,
+        options.otlp.serviceName,
+        options.otlp.serviceNameRules,
+      ),
       scope,
       messagingSystem: options.broker.kind === 'amqp' ? 'rabbitmq' : 'redis',
       maxAttributeLength: options.maxAttributeLength,
@@ -228,7 +240,15 @@ export class Bridge {
       (now) => [...this.metrics.collect(now), ...beatMetricData(this.beat, Date.now() / 1000, now)],
       scope,
     );
-    this.meters = createMeterProvider(metricsOptions, resource, [producer]);
+    this.diagnosis = new EventStreamDiagnosis(logger);
+    const diagnosis = new BridgeMetricProducer((now) => this.diagnosis.metrics(now), scope);
+    this.bridgeResource = detectBridgeResource(metricsOptions.resourceDetectors, VERSION);
+    this.meters = createMeterProvider(
+      metricsOptions,
+      this.bridgeResource,
+      [producer, diagnosis],
+      resource,
+    );
     this.metrics = new BridgeMetrics(this.meters.provider.getMeter(scope.name, scope.version), {
       stats: this.stats,
       labels,
@@ -302,6 +322,8 @@ export class Bridge {
     this.sweeper.start();
     // The state file is loaded when the source activates (before its first message): at start on
     // Redis, on the first delivery on RabbitMQ, where a standby bridge may wait long for it.
+    // The host detector's machine id comes asynchronously; /metrics and the push need it first.
+    await this.bridgeResource.waitForAsyncAttributes?.();
     if (this.httpServer !== undefined) {
       // Started before the broker so /healthz answers (and /readyz says why not) while connecting.
       this.httpPort = await this.httpServer.start();
@@ -445,6 +467,7 @@ export class Bridge {
 
   private onEvent(event: CeleryEvent): void {
     this.stats.event(event.type);
+    this.diagnosis.onEvent(event);
     if (isTaskEvent(event)) {
       // Metrics first: they read what the task looked like before this event.
       this.metrics.onTaskEvent(event, this.assembler.peek(event.uuid), Date.now);

@@ -753,6 +753,7 @@ export class TaskAssembler {
     return {
       traceId: tree.decided.traceId,
       remoteParent: isRoot ? upstream : undefined,
+      upstream,
       links,
     };
   }

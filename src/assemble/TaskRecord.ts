@@ -110,6 +110,11 @@ export interface TraceAssignment {
   readonly traceId: string;
   /** Only on the tree's root task: the producer's span, from the message's traceparent. */
   readonly remoteParent?: UpstreamContext;
+  /**
+   * The upstream context of the tree's trace, on every task of the tree: its `tracestate` and
+   * trace flags are carried to every span, as an SDK carries a parent's to each child.
+   */
+  readonly upstream?: UpstreamContext;
   readonly links: readonly TaskSpanLink[];
 }
 

@@ -93,6 +93,12 @@ export interface RedisChannelOptions {
    */
   readonly fanoutPrefix: string;
   /**
+   * `sentinel://` with the default fanout prefix: kombu before 5.4 never fills in `{db}` there
+   * and publishes under the literal `/{db}.`; this second prefix is subscribed (and broadcast)
+   * too. See redisFanoutPrefixes.
+   */
+  readonly unformattedFanoutPrefix?: string;
+  /**
    * Messages read from the subscription but not yet processed, at most (bytes of payload). Redis
    * keeps nothing for a subscriber: reading fast into this buffer is what keeps a burst from
    * passing Redis's pub/sub output-buffer limit, which would disconnect the bridge.
@@ -115,6 +121,15 @@ export interface OtlpSignalOptions {
 export interface OtlpTraceOptions extends OtlpSignalOptions {
   readonly serviceName: string;
   readonly resourceAttributes: Record<string, string>;
+  /** `--service-name-map`: task spans' service names by queue or task-name prefix, in order. */
+  readonly serviceNameRules: readonly ServiceNameRule[];
+}
+
+/** `queue:<name>=<service>` (exact queue) or `task:<prefix>=<service>` (task-name prefix). */
+export interface ServiceNameRule {
+  readonly kind: 'queue' | 'task';
+  readonly match: string;
+  readonly service: string;
 }
 
 export interface WorkerAttributeOptions {
@@ -130,6 +145,8 @@ export interface MetricsOptions {
   readonly otlpEnabled: boolean;
   readonly exportIntervalMs: number;
   readonly exportTimeoutMs: number;
+  /** OTEL_NODE_RESOURCE_DETECTORS: how the bridge's own resource is detected (default `all`). */
+  readonly resourceDetectors: readonly string[];
   /** The HTTP listener for /metrics, /healthz, /readyz; port 0 turns it off. */
   readonly httpHost: string;
   readonly httpPort: number;

@@ -1,6 +1,7 @@
 import { ConfigError } from '../errors.js';
 import { hasUnencodedCredentials, redactUrl } from '../log/redact.js';
 import type { BrokerTlsSettings } from './BridgeOptions.js';
+import { parseKombuOnlyUrl } from './parseKombuOnlyUrl.js';
 
 export type BrokerKind = 'amqp' | 'redis';
 
@@ -20,6 +21,18 @@ export interface BrokerEndpoint {
   readonly redactedUrl: string;
   /** `--broker-tls-*` (only with `tls`); absent: Node's defaults (system CAs, full checks). */
   readonly tlsSettings?: BrokerTlsSettings;
+  /** `sentinel://` (kombu's Redis Sentinel transport): ask these sentinels for the master. */
+  readonly sentinel?: SentinelSettings;
+  /** `redis+socket://`: the Redis server's Unix socket, instead of `hostname` and `port`. */
+  readonly socketPath?: string;
+}
+
+export interface SentinelSettings {
+  readonly sentinels: readonly { readonly host: string; readonly port: number }[];
+  /** The monitored master's name (kombu's `master_name` transport option). */
+  readonly masterName: string;
+  /** Secret: the sentinels' own password (kombu's `sentinel_kwargs`), not the master's. */
+  readonly password?: string;
 }
 
 /** Celery accepts these spellings for its own transports (kombu/transport/__init__.py). */
@@ -33,6 +46,8 @@ const SCHEMES: Record<string, { kind: BrokerKind; tls: boolean; defaultPort: num
 
 /** Parses a Celery broker URL; throws ConfigError (with the password redacted) when it is not one. */
 export function parseBrokerUrl(text: string): BrokerEndpoint {
+  const other = parseKombuOnlyUrl(text);
+  if (other !== undefined) return other;
   if (hasUnencodedCredentials(text)) {
     // kombu (kombu/utils/url.py url_to_parts) splits such a URL inside the password as well.
     throw new ConfigError(
@@ -53,7 +68,7 @@ export function parseBrokerUrl(text: string): BrokerEndpoint {
   if (scheme === undefined) {
     throw new ConfigError(
       `the broker URL scheme ${JSON.stringify(url.protocol.slice(0, -1))} is not supported: use ` +
-        'amqp://, amqps://, redis:// or rediss:// (--broker / CELERY_BROKER_URL)',
+        'amqp://, amqps://, redis://, rediss://, redis+socket:// or sentinel:// (--broker / CELERY_BROKER_URL)',
     );
   }
   const redactedUrl = redactUrl(url.href);

@@ -19,7 +19,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
     env: 'CELERY_BROKER_URL',
     kind: 'string',
     default: 'amqp://guest:guest@localhost:5672//',
-    help: "Celery broker URL: amqp://, amqps://, redis://, rediss:// (Celery's default if unset)",
+    help: "Celery broker URL: amqp://, amqps://, redis://, rediss://, redis+socket://, sentinel:// (Celery's default if unset)",
   },
   {
     flag: 'broker-tls-ca-file',
@@ -99,6 +99,13 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
     kind: 'string',
     default: 'celery',
     help: 'service.name of the exported spans',
+  },
+  {
+    flag: 'service-name-map',
+    env: 'CELERY_OTEL_BRIDGE_SERVICE_NAME_MAP',
+    kind: 'string',
+    default: '',
+    help: 'service.name by queue or task-name prefix, first match wins: queue:billing=billing,task:reports.=reports',
   },
   {
     flag: 'events-exchange',
@@ -181,6 +188,20 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
     kind: 'string',
     default: 'true',
     help: "Redis: kombu's fanout_prefix transport option: true (/{db}.), false, or a string",
+  },
+  {
+    flag: 'redis-sentinel-master',
+    env: 'CELERY_OTEL_BRIDGE_REDIS_SENTINEL_MASTER',
+    kind: 'string',
+    default: '',
+    help: "sentinel://: the master's name (Celery's broker_transport_options master_name); required with sentinel://",
+  },
+  {
+    flag: 'redis-sentinel-password',
+    env: 'CELERY_OTEL_BRIDGE_REDIS_SENTINEL_PASSWORD',
+    kind: 'string',
+    default: '',
+    help: "sentinel://: the sentinels' own password (broker_transport_options sentinel_kwargs); the URL's is the master's",
   },
   {
     flag: 'redis-max-buffered-bytes',

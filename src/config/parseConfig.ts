@@ -15,6 +15,9 @@ import type {
 import { brokerTlsSettings } from './brokerTlsSettings.js';
 import { defaultStateDirectory } from './defaultStateDirectory.js';
 import { type BrokerEndpoint, parseBrokerUrl } from './brokerUrl.js';
+import { withSentinelOptions } from './parseKombuOnlyUrl.js';
+import { parseServiceNameRules } from './parseServiceNameRules.js';
+import { resourceDetectors } from './resourceDetectors.js';
 import { OPTION_SPECS, optionLabel, specFor } from './optionSpecs.js';
 
 export type ParsedCommand =
@@ -55,8 +58,11 @@ export function parseConfig(argv: readonly string[], env: Env): ParsedCommand {
     servername: raw('broker-tls-servername'),
     insecure: boolean('broker-tls-insecure'),
   });
-  const broker: BrokerEndpoint =
-    tlsSettings === undefined ? brokerUrl : { ...brokerUrl, tlsSettings };
+  const broker: BrokerEndpoint = withSentinelOptions(
+    tlsSettings === undefined ? brokerUrl : { ...brokerUrl, tlsSettings },
+    raw('redis-sentinel-master'),
+    raw('redis-sentinel-password'),
+  );
   const logLevel = raw('log-level');
   if (!['debug', 'info', 'warn', 'error'].includes(logLevel)) {
     throw new ConfigError(
@@ -81,11 +87,15 @@ export function parseConfig(argv: readonly string[], env: Env): ParsedCommand {
       redis: {
         globalKeyPrefix: raw('redis-global-keyprefix'),
         fanoutPrefix: fanoutPrefix(raw('redis-fanout-prefix'), broker.db),
+        ...(broker.sentinel !== undefined && raw('redis-fanout-prefix') === 'true'
+          ? { unformattedFanoutPrefix: '/{db}.' }
+          : {}),
         maxBufferedBytes: integer('redis-max-buffered-bytes'),
       },
       otlp: {
         ...tracesExport,
         serviceName: nonEmpty('service-name', raw('service-name')),
+        serviceNameRules: parseServiceNameRules(raw('service-name-map')),
         resourceAttributes: parseKeyValueList(
           'OTEL_RESOURCE_ATTRIBUTES',
           env['OTEL_RESOURCE_ATTRIBUTES'],
@@ -97,6 +107,7 @@ export function parseConfig(argv: readonly string[], env: Env): ParsedCommand {
         // https://opentelemetry.io/docs/specs/otel/configuration/sdk-environment-variables/#periodic-exporting-metricreader
         exportIntervalMs: envInteger(env, ['OTEL_METRIC_EXPORT_INTERVAL'], 60_000, 1),
         exportTimeoutMs: envInteger(env, ['OTEL_METRIC_EXPORT_TIMEOUT'], 30_000, 1),
+        resourceDetectors: resourceDetectors(env['OTEL_NODE_RESOURCE_DETECTORS']),
         httpHost: nonEmpty('http-host', raw('http-host')),
         httpPort: integer('http-port'),
         workerAttribute: workerAttribute(raw('metrics-worker'), raw('metrics-worker-strip')),

@@ -61,6 +61,8 @@ export interface WorkerEvent {
   readonly freq?: number;
   readonly active?: number;
   readonly processed?: number;
+  /** `sw_ver`: the worker's Celery version (celery/worker/heartbeat.py), e.g. `5.2.6`. */
+  readonly swVersion?: string;
 }
 
 /**

@@ -181,6 +181,7 @@ function decodeOne(
       freq: boundedNumber(raw['freq'], undefined, Number.MIN_VALUE, MAX_HEARTBEAT_FREQ_S, sink),
       active: count(raw['active']),
       processed: count(raw['processed']),
+      swVersion: shortString(raw['sw_ver']),
     };
     sink.event(event);
     return;
@@ -307,4 +308,9 @@ function bool(value: unknown): boolean | undefined {
 
 function clip(text: string): string {
   return text.length > 64 ? `${text.slice(0, 64)}…` : text;
+}
+
+/** A short identifier (a version number): at most 32 printable ASCII characters, else dropped. */
+function shortString(value: unknown): string | undefined {
+  return typeof value === 'string' && /^[\x21-\x7e]{1,32}$/.test(value) ? value : undefined;
 }

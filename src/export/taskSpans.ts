@@ -15,10 +15,13 @@ import { parsePythonException } from '../assemble/parsePythonException.js';
 import type { Attempt, FinishedTask, TaskRecord, TaskSpanLink } from '../assemble/TaskRecord.js';
 import type { UpstreamContext } from '../decode/CeleryEvent.js';
 import { cutName } from '../decode/fieldBounds.js';
+import type { TaskResources } from './TaskResources.js';
 import { truncateMiddle } from './truncate.js';
 
 export interface TaskSpanOptions {
+  /** Of every span, unless `resources` gives each worker and service its own. */
   readonly resource: Resource;
+  readonly resources?: TaskResources;
   readonly scope: InstrumentationScope;
   /** `messaging.system`: `rabbitmq` or `redis`. */
   readonly messagingSystem: string;
@@ -78,6 +81,7 @@ export function taskSpans(task: FinishedTask, options: TaskSpanOptions): Readabl
       code: SpanStatusCode.ERROR,
       message: String(exception.attributes?.['exception.message'] ?? ''),
     };
+    setErrorType(attributes, exception, options.maxAttributeLength);
   } else if (final?.state === 'REVOKED') {
     events.push({
       name: 'task-revoked',
@@ -92,9 +96,20 @@ export function taskSpans(task: FinishedTask, options: TaskSpanOptions): Readabl
     events.push({ name: 'task-rejected', time: hrTime(final.at) });
   } else if (final === undefined) {
     status = { code: SpanStatusCode.ERROR, message: UNFINISHED_MESSAGE[task.completeness] };
+    // No exception to name: why the bridge gave up (docs/span-model.md).
+    attributes['error.type'] = task.completeness;
   }
 
-  const taskContext = spanContext(traceId, spanId, remoteParent?.traceState);
+  // Every span of the tree carries the upstream `tracestate` and random-trace-id flag, as an SDK
+  // gives a child its parent's (https://www.w3.org/TR/trace-context/#tracestate-header,
+  // https://www.w3.org/TR/trace-context-2/#random-trace-id-flag): the trace id is the upstream one.
+  const upstream = task.trace?.upstream ?? remoteParent;
+  const taskContext = spanContext(traceId, spanId, upstream?.traceState, upstream?.traceFlags);
+  const service = options.resources?.serviceFor(record.name, record.queue);
+  const resourceOf = (worker: string | undefined): Resource =>
+    service === undefined
+      ? options.resource
+      : (options.resources?.resourceFor(service, worker) ?? options.resource);
   const spans: ReadableSpan[] = [
     readableSpan({
       name,
@@ -102,7 +117,7 @@ export function taskSpans(task: FinishedTask, options: TaskSpanOptions): Readabl
       context: taskContext,
       parent:
         parentId !== undefined
-          ? spanContext(traceId, spanIdFor(parentId))
+          ? spanContext(traceId, spanIdFor(parentId), upstream?.traceState, upstream?.traceFlags)
           : remoteParent !== undefined
             ? upstreamSpanContext(remoteParent)
             : undefined,
@@ -113,10 +128,14 @@ export function taskSpans(task: FinishedTask, options: TaskSpanOptions): Readabl
       events,
       status,
       options,
+      resource: resourceOf(record.workerHostname),
     }),
   ];
   attempts.forEach((attempt, index) => {
-    spans.push(attemptSpan(record, attempt, index, attempts, taskContext, end, name, options));
+    const resource = resourceOf(attempt.hostname ?? record.workerHostname);
+    spans.push(
+      attemptSpan(record, attempt, index, attempts, taskContext, end, name, options, resource),
+    );
   });
   return spans;
 }
@@ -130,6 +149,7 @@ function attemptSpan(
   taskEnd: number,
   taskName: string,
   options: TaskSpanOptions,
+  resource: Resource,
 ): ReadableSpan {
   // A missing start or end (lost events) is bounded by what is known, and said so.
   const end = attempt.endedAt ?? attempts[index + 1]?.startedAt ?? taskEnd;
@@ -141,6 +161,7 @@ function attemptSpan(
   const outcome = attempt.outcome ?? 'LOST';
   const events: TimedEvent[] = [];
   let status: ReadableSpan['status'] = { code: SpanStatusCode.UNSET };
+  const attributes = attemptAttributes(record, attempt, index, outcome, options.maxAttributeLength);
   if (outcome === 'FAILURE' || outcome === 'RETRY') {
     const exception = exceptionEvent(end, attempt.exception, attempt.traceback, options);
     events.push(exception);
@@ -148,20 +169,23 @@ function attemptSpan(
       code: SpanStatusCode.ERROR,
       message: String(exception.attributes?.['exception.message'] ?? ''),
     };
+    setErrorType(attributes, exception, options.maxAttributeLength);
   } else if (outcome === 'LOST') {
     status = { code: SpanStatusCode.ERROR, message: 'the outcome of this attempt never arrived' };
+    attributes['error.type'] = 'lost';
   }
   return readableSpan({
     name: `run/${taskName}`,
     kind: SpanKind.INTERNAL,
-    context: spanContext(taskContext.traceId, attemptSpanIdFor(record.id, index)),
+    context: { ...taskContext, spanId: attemptSpanIdFor(record.id, index) },
     parent: taskContext,
     start,
     end: Math.max(start, end),
-    attributes: attemptAttributes(record, attempt, index, outcome, options.maxAttributeLength),
+    attributes,
     events,
     status,
     options,
+    resource,
   });
 }
 
@@ -216,6 +240,7 @@ function taskAttributes(
   put(out, 'celery.task.result', record.result, captured);
   out['messaging.system'] = options.messagingSystem;
   out['messaging.operation.type'] = 'process';
+  out['messaging.operation.name'] = 'process';
   put(out, 'messaging.destination.name', record.queue, max);
   if (options.messagingSystem === 'rabbitmq' && record.routingKey) {
     put(out, 'messaging.rabbitmq.destination.routing_key', record.routingKey, max);
@@ -291,6 +316,16 @@ function byStart(a: Attempt, b: Attempt): number {
   return (a.startedAt ?? a.endedAt ?? 0) - (b.startedAt ?? b.endedAt ?? 0);
 }
 
+/**
+ * `error.type` on a span that ended in error: the Python exception class, as on its `exception`
+ * event (https://opentelemetry.io/docs/specs/semconv/registry/attributes/error/: the exception's
+ * fully-qualified class name when the error is an exception).
+ */
+function setErrorType(out: Attributes, exception: TimedEvent, maxLength: number): void {
+  const type = exception.attributes?.['exception.type'];
+  if (typeof type === 'string') put(out, 'error.type', type, maxLength);
+}
+
 function exceptionEvent(
   at: number,
   repr: string | undefined,
@@ -322,6 +357,7 @@ interface SpanParts {
   readonly events: TimedEvent[];
   readonly status: ReadableSpan['status'];
   readonly options: TaskSpanOptions;
+  readonly resource: Resource;
   readonly links?: Link[];
 }
 
@@ -343,7 +379,7 @@ function readableSpan(parts: SpanParts): ReadableSpan {
     links: parts.links ?? [],
     events: parts.events,
     ended: true,
-    resource: parts.options.resource,
+    resource: parts.resource,
     instrumentationScope: parts.options.scope,
     droppedAttributesCount: 0,
     droppedEventsCount: 0,
@@ -351,8 +387,21 @@ function readableSpan(parts: SpanParts): ReadableSpan {
   };
 }
 
-function spanContext(traceId: string, spanId: string, traceState?: string): SpanContext {
-  const context: SpanContext = { traceId, spanId, traceFlags: TraceFlags.SAMPLED };
+/** W3C Trace Context level 2: the trace id's rightmost 7 bytes are random. */
+const RANDOM_TRACE_ID_FLAG = 0x02;
+
+/**
+ * The bridge's own spans are always sampled; the random-trace-id flag is kept from the upstream
+ * context whose trace id they share (`upstreamFlags`).
+ */
+function spanContext(
+  traceId: string,
+  spanId: string,
+  traceState?: string,
+  upstreamFlags = 0,
+): SpanContext {
+  const traceFlags = TraceFlags.SAMPLED | (upstreamFlags & RANDOM_TRACE_ID_FLAG);
+  const context: SpanContext = { traceId, spanId, traceFlags };
   if (traceState !== undefined) context.traceState = new TraceState(traceState);
   return context;
 }

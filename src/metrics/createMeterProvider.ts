@@ -10,6 +10,7 @@ import {
 } from '@opentelemetry/sdk-metrics';
 import type { MetricsOptions } from '../config/BridgeOptions.js';
 import { createExemplarMetricExporter } from './exemplarMetricExporter.js';
+import { ResourceSplittingMetricExporter } from './ResourceSplittingMetricExporter.js';
 
 /**
  * Series per instrument at most: past it the SDK folds new ones into one `otel.metric.overflow`
@@ -25,7 +26,9 @@ export interface MeterSetup {
 }
 
 /**
- * One MeterProvider, two readers: periodic OTLP push to the same collector as the traces
+ * One MeterProvider, under `resource` (the bridge's own when it differs from `celeryResource`:
+ * then the OTLP push gives the Celery metrics `celeryResource`, see
+ * ResourceSplittingMetricExporter), two readers: periodic OTLP push to the same collector as the traces
  * (OTEL_EXPORTER_OTLP_METRICS_*, OTEL_METRIC_EXPORT_INTERVAL) and a pull reader for `/metrics`.
  * Cumulative temporality, as Prometheus and most backends expect.
  */
@@ -33,6 +36,7 @@ export function createMeterProvider(
   options: MetricsOptions,
   resource: Resource,
   producers: MetricProducer[],
+  celeryResource: Resource = resource,
 ): MeterSetup {
   const prometheus = new PrometheusExporter({
     preventServerStart: true,
@@ -52,7 +56,10 @@ export function createMeterProvider(
     const exporter = createExemplarMetricExporter(options.otlp.protocol, config);
     readers.push(
       new PeriodicExportingMetricReader({
-        exporter,
+        exporter:
+          celeryResource === resource
+            ? exporter
+            : new ResourceSplittingMetricExporter(exporter, celeryResource),
         exportIntervalMillis: options.exportIntervalMs,
         exportTimeoutMillis: Math.min(options.exportTimeoutMs, options.exportIntervalMs),
         cardinalityLimits: { default: CARDINALITY_LIMIT },

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import amqp from 'amqplib';
 import { Redis } from 'ioredis';
-import { redisFanoutChannel } from './redisChannels.js';
+import { redisFanoutChannel, redisFanoutPrefixes } from './redisChannels.js';
 import { redisConnectionOptions } from './redisConnectionOptions.js';
 import type { RedisChannelOptions } from '../config/BridgeOptions.js';
 import type { BrokerEndpoint } from '../config/brokerUrl.js';
@@ -17,7 +17,10 @@ export interface EnableEventsBroadcasterOptions {
   readonly intervalMs: number;
   /** Redis only: the same key and channel prefixes kombu uses for the event channels. */
   // Only the channel naming: the broadcaster publishes, it reads nothing.
-  readonly redis: Pick<RedisChannelOptions, 'globalKeyPrefix' | 'fanoutPrefix'>;
+  readonly redis: Pick<
+    RedisChannelOptions,
+    'globalKeyPrefix' | 'fanoutPrefix' | 'unformattedFanoutPrefix'
+  >;
 }
 
 /** The body of Celery's `app.control.enable_events()` (kombu/pidbox.py `Mailbox._publish`). */
@@ -257,7 +260,11 @@ export class EnableEventsBroadcaster {
       headers,
       randomUUID(),
     );
-    return client.publish(this.redisChannel, envelope);
+    let receivers = 0;
+    for (const prefixes of redisFanoutPrefixes(this.options.redis)) {
+      receivers += await client.publish(redisFanoutChannel(prefixes, this.exchange), envelope);
+    }
+    return receivers;
   }
 
   private async closeConnections(): Promise<void> {

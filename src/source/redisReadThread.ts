@@ -16,7 +16,7 @@ import { decodeKombuEnvelope, isDecodeRejection } from '../decode/decodeKombuEnv
 import type { RawEventMessage } from './RawEventMessage.js';
 import { describeBrokerError } from './brokerTlsOptions.js';
 import { connectWithRetry } from './connectWithRetry.js';
-import { redisEventChannels } from './redisChannels.js';
+import { redisEventChannels, redisFanoutPrefixes } from './redisChannels.js';
 import { redisConnectionOptions } from './redisConnectionOptions.js';
 import { backoffDelayMs } from './EventSource.js';
 import type {
@@ -57,7 +57,13 @@ const client = new Redis({
   retryStrategy: (times) => (stopping ? null : backoffDelayMs(times - 1)),
 });
 
-const { plain, pattern } = redisEventChannels(options.channels, options.exchange);
+const channelSets = redisFanoutPrefixes(options.channels).map((prefixes) =>
+  redisEventChannels(prefixes, options.exchange),
+);
+const patterns = channelSets.map((set) => set.pattern);
+const plains = channelSets.map((set) => set.plain);
+const pattern = patterns.join(' and ');
+const plain = plains.join(' and ');
 
 client.on('pmessageBuffer', (_pattern: Buffer, channel: Buffer, payload: Buffer) =>
   read(channel, payload),
@@ -210,8 +216,8 @@ async function connect(): Promise<void> {
     send({ type: 'failed', message: (error as Error).message });
     return;
   }
-  await client.psubscribe(pattern);
-  await client.subscribe(plain);
+  await client.psubscribe(...patterns);
+  await client.subscribe(...plains);
   everReady = true;
   send({
     type: 'started',

@@ -26,8 +26,12 @@ import {
 const UP_CHAIN = { traceId: '4bf92f3577b34da6a3ce929d0e0e4736', spanId: '00f067aa0ba902b7' };
 const UP_SPAWN = { traceId: '5bf92f3577b34da6a3ce929d0e0e4736', spanId: '10f067aa0ba902b7' };
 const UP_FLAKY = { traceId: '6bf92f3577b34da6a3ce929d0e0e4736', spanId: '20f067aa0ba902b7' };
-const tp = (up: { traceId: string; spanId: string }): string => `00-${up.traceId}-${up.spanId}-01`;
+// The chain's traceparent has the W3C level-2 random-trace-id flag (-03), the spawn's does not.
+const UP_TRACESTATE = 'vendor=abc,congo=t61rcWkgMzE';
+const tp = (up: { traceId: string; spanId: string }, flags = '01'): string =>
+  `00-${up.traceId}-${up.spanId}-${flags}`;
 const hex = (id: string): string => id.replace(/-/g, '');
+const taskIdOf = (span: ReceivedSpan): string => String(span.attributes['celery.task.id']);
 
 interface Sent {
   chain: string[];
@@ -40,9 +44,14 @@ interface Sent {
 }
 
 async function produceAll(url: string, queue: string, traced: boolean): Promise<Sent> {
-  const opts = (up: { traceId: string; spanId: string }): string[] =>
-    traced ? ['--traceparent', tp(up), '--trace-scenario'] : ['--traceparent', tp(up)];
-  const chain = await produce(url, queue, 'chain', opts(UP_CHAIN));
+  const opts = (up: { traceId: string; spanId: string }, flags?: string): string[] => [
+    '--traceparent',
+    tp(up, flags),
+    '--tracestate',
+    UP_TRACESTATE,
+    ...(traced ? ['--trace-scenario'] : []),
+  ];
+  const chain = await produce(url, queue, 'chain', opts(UP_CHAIN, '03'));
   const spawn = await produce(url, queue, 'spawn', opts(UP_SPAWN));
   const flaky = await produce(url, queue, 'flaky', opts(UP_FLAKY));
   const group = await produce(url, queue, 'group');
@@ -154,6 +163,26 @@ describe.each([
       expect(extra.parentSpanId).toBe(UP_CHAIN.spanId);
       const attempts = spans.filter((s) => s.attributes['celery.task.id'] === traced.chain[2]);
       for (const attempt of attempts) expect(attempt.traceId).toBe(UP_CHAIN.traceId);
+    });
+
+    it("carries the upstream tracestate and trace flags to every span of the tree, descendants' too", () => {
+      const tree = (ids: string[]): ReceivedSpan[] =>
+        spans.filter((s) => ids.includes(String(s.attributes['celery.task.id'])));
+      const chainSpans = tree(traced.chain);
+      const spawnSpans = tree([traced.spawn, ...childrenOf(traced.spawn).map(taskIdOf)]);
+      // Task and attempt spans of the root and of every descendant (chain steps 2 and 3, the
+      // two spawned tasks), not only the root task span.
+      expect(chainSpans.length).toBe(6);
+      expect(spawnSpans.length).toBe(6);
+      for (const span of [...chainSpans, ...spawnSpans]) {
+        expect(span.traceState, span.name).toBe(UP_TRACESTATE);
+      }
+      // Sampled, and the random-trace-id flag kept where the upstream set it (-03), the trace id
+      // being the upstream one; HAS_IS_REMOTE (0x100) is always written.
+      for (const span of chainSpans) expect(span.flags & 0xff, span.name).toBe(0x03);
+      for (const span of spawnSpans) expect(span.flags & 0xff, span.name).toBe(0x01);
+      // Without the companion nothing is known of the upstream context.
+      for (const span of tree(plain.chain)) expect(span.traceState).toBe('');
     });
 
     it('puts a task that spawns tasks, and its children, under the upstream span', () => {

@@ -34,6 +34,10 @@ export interface ReceivedSpan {
   spanId: string;
   /** '' for a root span. */
   parentSpanId: string;
+  /** W3C `tracestate` of the span ('' when none). */
+  traceState: string;
+  /** Span.flags: W3C trace flags in the low 8 bits (0x01 sampled, 0x02 random trace id). */
+  flags: number;
   name: string;
   /** OTLP SpanKind: 0 UNSPECIFIED, 1 INTERNAL, 2 SERVER, 3 CLIENT, 4 PRODUCER, 5 CONSUMER. */
   kind: number;
@@ -107,6 +111,7 @@ export interface ReceivedExemplar {
 
 interface MetricsMessage {
   resourceMetrics?: Array<{
+    resource?: { attributes?: unknown };
     scopeMetrics?: Array<{
       metrics?: Array<{
         name?: string;
@@ -119,17 +124,41 @@ interface MetricsMessage {
   }>;
 }
 
-/** Names, units and kinds of the metrics in an OTLP metrics request, protobuf or JSON. */
-function decodeMetrics(body: Buffer, contentType: string): ReceivedMetric[] {
-  const message: MetricsMessage =
-    contentType === JSON_TYPE
-      ? (JSON.parse(body.toString('utf8')) as MetricsMessage)
-      : ExportMetricsServiceRequest.toObject(ExportMetricsServiceRequest.decode(body), {
-          defaults: false,
-          longs: String,
-        });
-  const out: ReceivedMetric[] = [];
+function metricsMessage(body: Buffer, contentType: string): MetricsMessage {
+  return contentType === JSON_TYPE
+    ? (JSON.parse(body.toString('utf8')) as MetricsMessage)
+    : ExportMetricsServiceRequest.toObject(ExportMetricsServiceRequest.decode(body), {
+        defaults: false,
+        longs: String,
+      });
+}
+
+function serviceNameOf(resource: ReceivedAttributes): string {
+  const name = resource['service.name'];
+  return typeof name === 'string' ? name : '';
+}
+
+/** The resource attributes of each `service.name` in an OTLP metrics request. */
+function metricResourcesOf(body: Buffer, contentType: string): Map<string, ReceivedAttributes> {
+  const out = new Map<string, ReceivedAttributes>();
+  for (const resource of metricsMessage(body, contentType).resourceMetrics ?? []) {
+    const attrs = attributes(resource.resource?.attributes);
+    out.set(serviceNameOf(attrs), attrs);
+  }
+  return out;
+}
+
+/**
+ * Names, units and kinds of the metrics in an OTLP metrics request, protobuf or JSON, by the
+ * `service.name` of their resource.
+ */
+function decodeMetrics(body: Buffer, contentType: string): Map<string, ReceivedMetric[]> {
+  const message = metricsMessage(body, contentType);
+  const byService = new Map<string, ReceivedMetric[]>();
   for (const resource of message.resourceMetrics ?? []) {
+    const service = serviceNameOf(attributes(resource.resource?.attributes));
+    const out = byService.get(service) ?? [];
+    byService.set(service, out);
     for (const scope of resource.scopeMetrics ?? []) {
       for (const metric of scope.metrics ?? []) {
         const kind =
@@ -154,7 +183,7 @@ function decodeMetrics(body: Buffer, contentType: string): ReceivedMetric[] {
       }
     }
   }
-  return out;
+  return byService;
 }
 const SpanKind = root.lookupEnum('otlp.Span.SpanKind');
 const StatusCode = root.lookupEnum('otlp.Status.StatusCode');
@@ -226,6 +255,8 @@ function normalise(request: unknown): ReceivedSpan[] {
           traceId: hexId(s.traceId),
           spanId: hexId(s.spanId),
           parentSpanId: hexId(s.parentSpanId),
+          traceState: s.traceState === undefined ? '' : str(s.traceState),
+          flags: s.flags === undefined ? 0 : Number(s.flags),
           name: str(s.name),
           kind: enumValue(s.kind, SpanKind),
           startTimeUnixNano: int64(s.startTimeUnixNano),
@@ -249,6 +280,15 @@ function normalise(request: unknown): ReceivedSpan[] {
     }
   }
   return spans;
+}
+
+/** An OTLP/protobuf trace request's spans, and how many ResourceSpans groups it has. */
+export function decodeTraceRequest(body: Uint8Array): { groups: number; spans: ReceivedSpan[] } {
+  const message = ExportTraceServiceRequest.toObject(ExportTraceServiceRequest.decode(body), {
+    longs: String,
+    enums: Number,
+  });
+  return { groups: list(obj(message).resourceSpans).length, spans: normalise(message) };
 }
 
 function decode(body: Buffer, contentType: string): ReceivedSpan[] {
@@ -311,8 +351,18 @@ export class OtlpReceiver {
     return `${this.url}${TRACES}`;
   }
 
-  /** The metrics of the latest OTLP metrics request (cumulative: the latest has them all). */
-  metrics: ReceivedMetric[] = [];
+  /**
+   * The metrics of the latest OTLP metrics request of each resource (cumulative: the latest has
+   * them all), by the resource's `service.name`. The bridge pushes its own health metrics and
+   * the Celery metrics under different resources, in separate requests.
+   */
+  readonly metricsByService = new Map<string, ReceivedMetric[]>();
+  /** Every resource's latest metrics together. */
+  get metrics(): ReceivedMetric[] {
+    return [...this.metricsByService.values()].flat();
+  }
+  /** Resource attributes of the latest metrics request of each `service.name`. */
+  readonly metricResources = new Map<string, ReceivedAttributes>();
 
   get metricsRequests(): number {
     return this.requests.filter((r) => r.path === '/v1/metrics').length;
@@ -421,7 +471,12 @@ export class OtlpReceiver {
         for (const span of spans) this.spans.push(span); // no spread: huge batches overflow args
       } else if (path === '/v1/metrics') {
         try {
-          this.metrics = decodeMetrics(body, contentType);
+          for (const [service, metrics] of decodeMetrics(body, contentType)) {
+            this.metricsByService.set(service, metrics);
+          }
+          for (const [service, resource] of metricResourcesOf(body, contentType)) {
+            this.metricResources.set(service, resource);
+          }
         } catch (err) {
           throw new HttpError(400, `cannot decode ${contentType} metrics body: ${String(err)}`);
         }

@@ -478,6 +478,7 @@ describe('the http/protobuf exporter with ProtobufSpanSerializer', () => {
         timeoutMs: 10_000,
         serviceName: 'celery',
         resourceAttributes: {},
+        serviceNameRules: [],
       });
       const result = await new Promise<number>((resolve) =>
         exporter.export(spans, (r) => resolve(r.code)),
@@ -498,6 +499,9 @@ describe('the http/protobuf exporter with ProtobufSpanSerializer', () => {
           traceId: s.spanContext().traceId,
           spanId: s.spanContext().spanId,
           parentSpanId: s.parentSpanContext?.spanId ?? '',
+          traceState: s.spanContext().traceState?.serialize() ?? '',
+          // W3C flags, HAS_IS_REMOTE, and IS_REMOTE for a remote parent.
+          flags: s.spanContext().traceFlags | 0x100 | (s.parentSpanContext?.isRemote ? 0x200 : 0),
           name: s.name,
           kind: s.kind + 1,
           startTimeUnixNano: nanos(s.startTime),

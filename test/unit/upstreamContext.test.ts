@@ -226,6 +226,44 @@ describe('upstream trace context from the worker companion', () => {
     });
   });
 
+  it("carries the root's tracestate and trace flags to every descendant's and attempt's span", () => {
+    // The chain's root message carried `-01` and `tracestate: vendor=abc`; the same capture with
+    // the W3C level-2 random-trace-id flag set (`-03`) must be accepted and keep the flag.
+    const random = assemble(
+      assemblerEventsOf(
+        decodeAll(
+          amqpCompanionFixtureMessages().map((m) => ({
+            ...m,
+            body: Buffer.from(
+              m.body
+                .toString('utf8')
+                .replaceAll(`${upstream.chain.spanId}-01`, `${upstream.chain.spanId}-03`),
+            ),
+          })),
+        ).events,
+      ),
+    );
+    for (const [spans, flags] of [
+      [run.spans, 0x01],
+      [random.spans, 0x03],
+    ] as const) {
+      const tree = spans.filter((s) => ids.chain.includes(String(s.attributes['celery.task.id'])));
+      // Three chain steps, each a task span and an attempt span.
+      expect(tree).toHaveLength(6);
+      for (const span of tree) {
+        expect(span.spanContext().traceState?.serialize(), span.name).toBe('vendor=abc');
+        expect(span.spanContext().traceFlags, span.name).toBe(flags);
+      }
+      // A tree without upstream context carries none.
+      const plain = spans.filter((s) => s.attributes['celery.task.id'] === ids.plain);
+      expect(plain).toHaveLength(2);
+      for (const span of plain) {
+        expect(span.spanContext().traceState).toBeUndefined();
+        expect(span.spanContext().traceFlags).toBe(0x01);
+      }
+    }
+  });
+
   it('changes nothing for plain tasks and for an invalid traceparent', () => {
     for (const id of [ids.plain, ids.badTraceparent]) {
       const span = taskSpan(run.spans, id);
