@@ -38,6 +38,7 @@ const STATE_OF_EVENT: Record<TaskEvent['type'], string> = {
   'task-retried': 'retried',
   'task-revoked': 'revoked',
   'task-rejected': 'rejected',
+  'task-cancelled': 'cancelled',
 };
 
 const TERMINAL: ReadonlySet<string> = new Set([
