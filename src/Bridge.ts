@@ -255,6 +255,8 @@ export class Bridge {
       labels,
       liveness: this.liveness,
       forEachInFlight: (visit) => this.assembler.forEachInFlight(visit),
+      forEachInFlightSince: (visit) => this.assembler.forEachInFlightSince(visit),
+      maxExceptionTypes: metricsOptions.maxTaskNames,
       inFlightCount: () => this.assembler.inFlightCount,
       inFlightBytes: () => this.assembler.inFlightBytes,
       queueLengths: () => this.queueLengths.latest,
@@ -474,7 +476,12 @@ export class Bridge {
       this.assembler.handleCustom(event);
     } else if (isTaskEvent(event)) {
       // Metrics first: they read what the task looked like before this event.
-      this.metrics.onTaskEvent(event, this.assembler.peek(event.uuid), Date.now);
+      this.metrics.onTaskEvent(
+        event,
+        this.assembler.peek(event.uuid),
+        Date.now,
+        this.assembler.isTerminalEcho(event),
+      );
       if (event.type === 'task-sent' && event.queue) this.queueLengths.noteQueue(event.queue);
       this.beat.onTaskEvent(event);
       this.assembler.handle(event);

@@ -22,6 +22,7 @@ import {
   type TaskSpanLink,
   type TraceAssignment,
 } from './TaskRecord.js';
+import { stateSince } from './stateSince.js';
 import { StringInterner } from './StringInterner.js';
 
 const always = (): boolean => true;
@@ -216,6 +217,32 @@ export class TaskAssembler {
         return;
       }
       visit(entry.name, stateOf(entry));
+    });
+  }
+
+  /**
+   * Like `forEachInFlight`, with when the task's state began (stateSince.ts; NaN when unknown)
+   * and the worker holding it: for the oldest-age and prefetched gauges, once per collection.
+   */
+  forEachInFlightSince(
+    visit: (
+      name: string | undefined,
+      state: InFlightState,
+      since: number,
+      worker: string | undefined,
+    ) => void,
+  ): void {
+    this.inFlight.forEach((entry, id) => {
+      if (typeof entry !== 'number') {
+        visit(entry.name, stateOf(entry), stateSince(entry), entry.workerHostname);
+      } else if (!this.compact.isReceived(entry)) {
+        visit(this.compact.nameOf(entry), 'sent', Number.NaN, undefined);
+      } else {
+        // The reused view: no object per compact task.
+        const view = this.peekView;
+        this.compact.fillView(entry, id, view, this.peekReceived);
+        visit(view.name, 'waiting', view.receivedAt ?? Number.NaN, view.workerHostname);
+      }
     });
   }
 
