@@ -458,3 +458,33 @@ describe('issue 14 metrics: exceptions by type, oldest ages, prefetched, loadavg
     expect(sumOf(families, 'celery_tasks_total', { celery_task_state: 'cancelled' })).toBe(1);
   });
 });
+
+describe('README metrics table', () => {
+  it('documents every Celery metric the endpoint serves', async () => {
+    const { readFile } = await import('node:fs/promises');
+    const readme = await readFile(new URL('../../README.md', import.meta.url), 'utf8');
+    const table = readme.slice(
+      readme.indexOf('**Instruments.**'),
+      readme.indexOf('**Worker liveness.**'),
+    );
+    const h = await harness({ epochMs: () => 1796_000_000_000 });
+    h.feed([
+      ...fixture,
+      { type: 'worker-heartbeat', hostname: 'w1@vm', timestamp: 1, freq: 2, loadavg: [1, 2, 3] },
+      { type: 'task-received', uuid: 'waiting', timestamp: 1, hostname: 'w1@vm', name: 'proj.a' },
+    ]);
+    const names = (await h.scrape())
+      .map((family) => family.name)
+      .filter((name) => name.startsWith('celery_') && !name.startsWith('celery_otel_bridge_'));
+    for (const name of [
+      'celery_task_exceptions_total',
+      'celery_tasks_oldest_age',
+      'celery_worker_tasks_prefetched',
+      'celery_worker_tasks_processed',
+      'celery_worker_loadavg',
+    ]) {
+      expect(names).toContain(name);
+    }
+    for (const name of names) expect(table, `README row for ${name}`).toContain(`\`${name}`);
+  });
+});
