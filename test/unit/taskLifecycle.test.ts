@@ -399,11 +399,18 @@ describe('kombu >= 5.3 typed JSON and empty batches', () => {
     expect(r.spans).toEqual([]);
   });
 
-  it('every captured 5.6.3 event decodes with no rejection', () => {
+  it('the captured 5.6.3 stream decodes with no rejection; its task cancelled at shutdown ends cancelled', () => {
     const r = run();
     r.feed(amqpFixtureFile('amqp-celery-5.6.3.jsonl'));
     expect(r.rejections).toEqual([]);
     r.advance(ASSEMBLER_OPTIONS.finishGraceMs);
+    // The worker stopped (cold) while proj.sleepy ran: its task-cancelled, after worker-offline.
+    const notComplete = r.finished.filter((t) => t.completeness !== 'complete');
+    expect(notComplete.map((t) => [t.record.name, t.completeness])).toEqual([
+      ['proj.sleepy', 'cancelled'],
+    ]);
+    expect(notComplete[0]?.record.attempts.map((a) => a.outcome)).toEqual(['CANCELLED']);
+    expect(r.counters).toEqual({ late: 0, duplicate: 0, customDropped: 0 });
     expect(r.finished.length).toBeGreaterThan(10);
   });
 });
