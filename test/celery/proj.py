@@ -152,6 +152,16 @@ def reject_me():
     raise Reject('not for me', requeue=False)
 
 
+@app.task(bind=True)
+def progress(self, steps=3):
+    # Custom task events from user code: Task.send_event publishes them at once through the app's
+    # default dispatcher, with uuid = this task's id (celery/app/task.py `send_event`).
+    for step in range(1, steps + 1):
+        self.send_event('task-progress', current=step, total=steps, stage=f'step {step}')
+        time.sleep(0.05)
+    return steps
+
+
 @app.task(acks_late=True)
 def slow_late(seconds=8):
     # acks_late: the message is acknowledged only after the run, so a worker killed (or one that
