@@ -18,6 +18,7 @@ import {
   taskSpansOf,
 } from '../support/OtlpReceiver.js';
 import { startOwnRedis } from '../support/ownRedis.js';
+import { tapAmqpEvents, tapRedisEvents } from '../support/eventTap.js';
 import { freePort, sleep } from '../support/testUtils.js';
 
 /**
@@ -83,10 +84,18 @@ describe('redelivery and cancellation with a real worker', () => {
       });
       workers.push(doomed);
       await sleep(2500); // a heartbeat or two, so the bridge knows the worker
-      const { slow_late: id } = (await produce(AMQP_URL, queue, 'slow_late')) as {
-        slow_late: string;
-      };
-      await sleep(2000); // received and started, 6 s to go
+      const tap = await tapAmqpEvents(AMQP_URL);
+      let id: string;
+      try {
+        ({ slow_late: id } = (await produce(AMQP_URL, queue, 'slow_late')) as {
+          slow_late: string;
+        });
+        // Killed while it runs (a task only received is not lost: it simply runs elsewhere).
+        await tap.waitFor((e) => e['type'] === 'task-started' && e['uuid'] === id, 30_000);
+      } finally {
+        await tap.close();
+      }
+      await sleep(500);
       doomed.kill9();
       // RabbitMQ puts the unacknowledged message back when the dead worker's connection closes.
       await withLog(
@@ -156,10 +165,17 @@ describe('redelivery and cancellation with a real worker', () => {
       });
       workers.push(worker);
       await sleep(2500);
-      const { slow_late: id } = (await produce(brokerUrl, queue, 'slow_late')) as {
-        slow_late: string;
-      };
-      await sleep(2000); // running
+      const tap = await tapRedisEvents(brokerUrl);
+      let id: string;
+      try {
+        ({ slow_late: id } = (await produce(brokerUrl, queue, 'slow_late')) as {
+          slow_late: string;
+        });
+        await tap.waitFor((e) => e['type'] === 'task-started' && e['uuid'] === id, 30_000);
+      } finally {
+        await tap.close();
+      }
+      await sleep(500);
       // The worker's broker connections (not the bridge's subscription, a pub/sub client) drop:
       // its consumer sees a connection error and cancels the acks_late task.
       execFileSync('redis-cli', ['-p', String(port), 'CLIENT', 'KILL', 'TYPE', 'normal']);
@@ -167,8 +183,9 @@ describe('redelivery and cancellation with a real worker', () => {
       // reaches the wire (checked with a PSUBSCRIBE tap): it waits in the task group buffer of
       // the event dispatcher, and the reconnect's new dispatcher takes over only the outbound
       // buffer (celery/worker/consumer/events.py `Events.start` -> `extend_buffer`). The worker
-      // also sends worker-offline and worker-online at once, so it never looks down. What the
-      // bridge can show: the redelivered rerun is the next attempt of the same span.
+      // also sends worker-offline and worker-online at once, so it never looks down to the
+      // heartbeat check. What the bridge can show: the redelivered rerun is the next attempt of
+      // the same span.
       await withLog(
         running,
         receiver.waitForSpans((all) => taskSpansOf(all, id).length > 0, 60_000),
@@ -182,12 +199,16 @@ describe('redelivery and cancellation with a real worker', () => {
         'celery.task.attempts': 2,
       });
       const attempts = attemptsOf(receiver.spans, id);
-      // The cancelled run's outcome never arrived: LOST, ending where the rerun starts.
+      // The cancelled run's outcome never arrived: LOST, ending where the rerun starts, and the
+      // span waited for it in vain (held_too_long). The worker's worker-offline is not taken as
+      // the end of its runs: a worker reconnecting after a broker restart sends it too, and its
+      // tasks keep running.
       expect(attempts.map((a) => a.attributes['celery.attempt.outcome'])).toEqual([
         'LOST',
         'SUCCESS',
       ]);
       expect(attempts[0]?.endTimeUnixNano).toBe(attempts[1]?.startTimeUnixNano);
+      expect(spans[0]?.attributes['celery.task.incomplete']).toBe('held_too_long');
       expect(await running.stop()).toBe(0);
     } finally {
       redis?.kill('SIGKILL');
