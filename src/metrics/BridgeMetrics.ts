@@ -436,7 +436,7 @@ export class BridgeMetrics {
         if (count !== undefined) prefetched.set(worker, count + 1);
       }
       if (Number.isNaN(since)) return;
-      const name = labels.taskName(taskName);
+      const name = labels.currentTaskName(taskName);
       let entry = oldest.get(name);
       if (entry === undefined) {
         entry = { waiting: Number.POSITIVE_INFINITY, running: Number.POSITIVE_INFINITY };
@@ -503,6 +503,7 @@ export class BridgeMetrics {
       this.lag.toMetricData(now),
     ];
     this.sources.labels.collected();
+    this.exceptionTypes.collected();
     return data;
   }
 
