@@ -71,7 +71,7 @@ describe('bridge queue on RabbitMQ', () => {
           { type: 'task-started' },
           42,
           // Not a task-* type (those are custom task events): unknown, counted quietly.
-          { type: 'bogus', uuid: 'x', timestamp: 1 },
+          { type: 'bogus', uuid: 'x', timestamp: Date.now() / 1000 },
         ]),
       ),
       'application/json',
