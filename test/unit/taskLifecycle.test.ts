@@ -136,6 +136,8 @@ describe('task-cancelled (Celery 5.5+ cold shutdown, 5.1+ connection loss)', () 
     expect(span?.status.code).toBe(SpanStatusCode.ERROR);
     const attempts = attemptsOf(r.spans, id);
     expect(attempts.map((a) => a.attributes['celery.attempt.outcome'])).toEqual(['CANCELLED']);
+    expect(attempts[0]?.attributes['error.type']).toBe('cancelled');
+    expect(span?.attributes['error.type']).toBe('cancelled');
     // The worker's own time of the cancel, not the bridge's guess at worker-offline.
     expect(seconds(attempts[0]?.endTime ?? [0, 0])).toBeCloseTo(1796109148.8117065, 5);
     expect(r.rejections).toEqual([]);
