@@ -10,6 +10,7 @@ import { isBeatEvent } from './decode/BeatEvent.js';
 import {
   type CeleryEvent,
   isTaskContextEvent,
+  isTaskCustomEvent,
   isTaskEvent,
   isWorkerEvent,
 } from './decode/CeleryEvent.js';
@@ -254,6 +255,8 @@ export class Bridge {
       labels,
       liveness: this.liveness,
       forEachInFlight: (visit) => this.assembler.forEachInFlight(visit),
+      forEachInFlightSince: (visit) => this.assembler.forEachInFlightSince(visit),
+      maxExceptionTypes: metricsOptions.maxTaskNames,
       inFlightCount: () => this.assembler.inFlightCount,
       inFlightBytes: () => this.assembler.inFlightBytes,
       queueLengths: () => this.queueLengths.latest,
@@ -466,11 +469,19 @@ export class Bridge {
   }
 
   private onEvent(event: CeleryEvent): void {
-    this.stats.event(event.type);
+    // Custom types are the user's: one series for all of them (no unbounded label values).
+    this.stats.event(isTaskCustomEvent(event) ? 'task-custom' : event.type);
     this.diagnosis.onEvent(event);
-    if (isTaskEvent(event)) {
+    if (isTaskCustomEvent(event)) {
+      this.assembler.handleCustom(event);
+    } else if (isTaskEvent(event)) {
       // Metrics first: they read what the task looked like before this event.
-      this.metrics.onTaskEvent(event, this.assembler.peek(event.uuid), Date.now);
+      this.metrics.onTaskEvent(
+        event,
+        this.assembler.peek(event.uuid),
+        Date.now,
+        this.assembler.isTerminalEcho(event),
+      );
       if (event.type === 'task-sent' && event.queue) this.queueLengths.noteQueue(event.queue);
       this.beat.onTaskEvent(event);
       this.assembler.handle(event);

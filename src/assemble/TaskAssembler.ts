@@ -1,8 +1,16 @@
 import type { TaskContextEvent, TaskEvent, UpstreamContext } from '../decode/CeleryEvent.js';
+import type { TaskCustomEvent } from '../decode/TaskCustomEvent.js';
 import { appendAttempt } from './appendAttempt.js';
 import { BoundedLru } from './BoundedLru.js';
 import { CompactTaskTable } from './CompactTaskTable.js';
+import { addCustomEvent } from './customSpanEvents.js';
 import { InFlightBytes } from './InFlightBytes.js';
+import {
+  InterruptedTasks,
+  interruptedCompleteness,
+  lostAttemptFor,
+  MAX_INTERRUPTED_TASKS,
+} from './InterruptedTasks.js';
 import { spanIdFor, traceIdFor } from './deterministicIds.js';
 import {
   type Attempt,
@@ -14,6 +22,7 @@ import {
   type TaskSpanLink,
   type TraceAssignment,
 } from './TaskRecord.js';
+import { stateSince } from './stateSince.js';
 import { StringInterner } from './StringInterner.js';
 
 const always = (): boolean => true;
@@ -68,6 +77,8 @@ export interface AssemblerCounters {
   lateTraceContext?(): void;
   /** An attempt past the attempts kept per task (appendAttempt.ts) was left out. */
   tooManyAttempts?(): void;
+  /** Custom task events not kept: the task already holds MAX_CUSTOM_EVENTS_PER_TASK. */
+  customEventsDropped?(count: number): void;
 }
 
 /** Distinct task names, hostnames and queues shared at most; more are kept per task. */
@@ -144,6 +155,14 @@ export class TaskAssembler {
   private readonly waitingRoot = new Map<string, string>();
   /** The estimated heap of the tasks in `inFlight`. */
   private readonly bytes = new InFlightBytes();
+  /** Tasks exported as lost or cancelled, whose next run continues them (InterruptedTasks). */
+  private readonly interrupted = new InterruptedTasks();
+  /**
+   * Recently exported FAILURE tasks: a second terminal event of the same run (Celery main's
+   * `Reject(requeue=False)` sends `task-failed` then `task-rejected`; a hard time limit sends
+   * `task-failed` twice) is a duplicate, not a late event.
+   */
+  private readonly failedIds = new BoundedLru<string, true>(MAX_INTERRUPTED_TASKS);
 
   constructor(
     private readonly options: TaskAssemblerOptions,
@@ -202,6 +221,32 @@ export class TaskAssembler {
   }
 
   /**
+   * Like `forEachInFlight`, with when the task's state began (stateSince.ts; NaN when unknown)
+   * and the worker holding it: for the oldest-age and prefetched gauges, once per collection.
+   */
+  forEachInFlightSince(
+    visit: (
+      name: string | undefined,
+      state: InFlightState,
+      since: number,
+      worker: string | undefined,
+    ) => void,
+  ): void {
+    this.inFlight.forEach((entry, id) => {
+      if (typeof entry !== 'number') {
+        visit(entry.name, stateOf(entry), stateSince(entry), entry.workerHostname);
+      } else if (!this.compact.isReceived(entry)) {
+        visit(this.compact.nameOf(entry), 'sent', Number.NaN, undefined);
+      } else {
+        // The reused view: no object per compact task.
+        const view = this.peekView;
+        this.compact.fillView(entry, id, view, this.peekReceived);
+        visit(view.name, 'waiting', view.receivedAt ?? Number.NaN, view.workerHostname);
+      }
+    });
+  }
+
+  /**
    * What a restarted bridge needs to continue: the unfinished tasks and the ids already exported
    * (so a late event makes no second span). Held tasks are saved as they are and held again on
    * restore. See state/StateFile.ts.
@@ -250,7 +295,9 @@ export class TaskAssembler {
       open.outcome = 'LOST';
       lost.push(record);
     }
-    for (const record of lost) this.finish(record, 'lost');
+    // Held for the finish grace period: its real outcome, `task-cancelled` or a redelivery may
+    // still come (InterruptedTasks); then exported as `lost` (finishHeld).
+    for (const record of lost) this.hold(record);
     return lost.length;
   }
 
@@ -322,8 +369,9 @@ export class TaskAssembler {
   }
 
   handle(event: TaskEvent): void {
-    if (this.finishedIds.has(event.uuid)) {
-      this.counters.lateEvent();
+    if (this.finishedIds.has(event.uuid) && !this.continueInterrupted(event)) {
+      if (this.isTerminalEcho(event)) this.counters.duplicateEvent();
+      else this.counters.lateEvent();
       return;
     }
     if (!this.handlePending(event)) {
@@ -336,6 +384,46 @@ export class TaskAssembler {
     // A root's context event comes before its task-received (same batch, same order): once that
     // is in, tasks of its tree waiting for the context know there is none.
     if (event.type === 'task-received') this.release(event.uuid);
+  }
+
+  /**
+   * A custom task event (`self.send_event('task-progress', ...)`): a span event on the task's
+   * span. It may come before the task's own events (it is published at once, they are buffered).
+   */
+  handleCustom(event: TaskCustomEvent): void {
+    if (this.finishedIds.has(event.uuid)) {
+      this.counters.lateEvent();
+      return;
+    }
+    const record = this.recordFor(event.uuid, event.timestamp);
+    if (!addCustomEvent(record, event)) this.counters.customEventsDropped?.(1);
+  }
+
+  /** Puts the continuation of a task exported as lost or cancelled in flight (InterruptedTasks). */
+  private continueInterrupted(event: TaskEvent): boolean {
+    const record = this.interrupted.continuation(event);
+    if (record === undefined) return false;
+    this.finishedIds.delete(record.id);
+    this.inFlight.set(record.id, record);
+    if (this.inFlight.size > this.options.maxInFlightTasks) this.evictOldest();
+    return true;
+  }
+
+  /**
+   * A second terminal event of an exported FAILURE (see `failedIds`): a duplicate, and for the
+   * metrics not a second failure.
+   */
+  isTerminalEcho(event: TaskEvent): boolean {
+    const terminal =
+      event.type === 'task-failed' || (event.type === 'task-rejected' && event.requeue !== true);
+    return terminal && this.failedIds.has(event.uuid);
+  }
+
+  /** Holds an interrupted task for the grace period (finishHeld then exports it). */
+  private hold(record: TaskRecord): void {
+    if (!this.held.has(record.id)) {
+      this.held.set(record.id, this.nowMs() + this.options.finishGraceMs);
+    }
   }
 
   /**
@@ -464,6 +552,12 @@ export class TaskAssembler {
   private finishHeld(id: string): void {
     const record = this.recordIfInFlight(id);
     if (record === undefined) return;
+    if (record.final === undefined) {
+      // Held as interrupted (lost / cancelled); if a redelivery came meanwhile, it stays.
+      const interrupted = interruptedCompleteness(record);
+      if (interrupted !== undefined) this.finish(record, interrupted);
+      return;
+    }
     // Only waiting for its root's context, which never came: complete in itself.
     const onlyRoot = this.waitingRoot.has(id) && this.isComplete(record);
     this.finish(record, onlyRoot ? 'complete' : 'held_too_long');
@@ -503,6 +597,15 @@ export class TaskAssembler {
         record.final ??= { state: 'SUCCESS', at: event.timestamp };
         return;
       case 'task-failed':
+        // A second task-failed of the same run (a hard time limit: TimeLimitExceeded from
+        // celery/worker/request.py `on_timeout`, then WorkerLostError from `on_failure`).
+        if (
+          record.final?.state === 'FAILURE' &&
+          !record.attempts.some((a) => a.endedAt === undefined)
+        ) {
+          this.counters.duplicateEvent();
+          return;
+        }
         this.endAttempt(record, event, 'FAILURE');
         record.final ??= {
           state: 'FAILURE',
@@ -536,6 +639,11 @@ export class TaskAssembler {
         }
         // A rejected message with requeue=True goes back to the queue and runs again.
         if (event.requeue !== true) record.final ??= { state: 'REJECTED', at: event.timestamp };
+        return;
+      case 'task-cancelled':
+        // The worker killed the run; the message may run again (InterruptedTasks).
+        this.endAttempt(record, event, 'CANCELLED');
+        if (record.final === undefined) this.hold(record);
         return;
     }
   }
@@ -616,8 +724,10 @@ export class TaskAssembler {
       if (attempt.startedAt > at || !sameHost(attempt.hostname, host)) continue;
       if (best?.startedAt === undefined || attempt.startedAt > best.startedAt) best = attempt;
     }
-    const target = best ?? { hostname: this.strings.intern(host) };
-    if (best === undefined && !appendAttempt(record, target)) {
+    // The bridge's own LOST (its worker went offline) gives way to the real outcome.
+    const lost = best === undefined ? lostAttemptFor(record, at, host) : undefined;
+    const target = best ?? lost ?? { hostname: this.strings.intern(host) };
+    if (best === undefined && lost === undefined && !appendAttempt(record, target)) {
       this.counters.tooManyAttempts?.();
       return;
     }
@@ -786,7 +896,9 @@ export class TaskAssembler {
   private isComplete(record: TaskRecord): boolean {
     if (record.name === undefined) return false;
     // Clients that send `task-sent` are expected to for this task too (task_send_sent_event).
-    const sentExpected = this.nowMs() - this.lastSentEventMs < SENT_EVENTS_MEMORY_MS;
+    // (A continuation's task-sent is in the first span.)
+    const sentExpected =
+      record.delivery === undefined && this.nowMs() - this.lastSentEventMs < SENT_EVENTS_MEMORY_MS;
     if (sentExpected && record.sentAt === undefined) return false;
     for (const attempt of record.attempts) {
       if (attempt.startedAt === undefined || attempt.endedAt === undefined) return false;
@@ -804,6 +916,12 @@ export class TaskAssembler {
       const oldest = this.finishedIds.values().next().value;
       if (oldest !== undefined) this.finishedIds.delete(oldest);
     }
+    if (completeness === 'lost' || completeness === 'cancelled') {
+      this.interrupted.exportedInterrupted(record);
+    } else if (record.delivery !== undefined) {
+      this.interrupted.exportedOtherwise(record.id);
+    }
+    if (record.final?.state === 'FAILURE') this.failedIds.set(record.id, true);
     const trace = this.assignTrace(record);
     this.emit(trace === undefined ? { record, completeness } : { record, completeness, trace });
     // The tree's trace is fixed now: its other tasks need not wait any longer.

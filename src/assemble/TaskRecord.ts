@@ -5,9 +5,11 @@ export type TaskFinalState = 'SUCCESS' | 'FAILURE' | 'REVOKED' | 'REJECTED';
 
 /**
  * How one execution attempt ended. RETRY: `self.retry()` re-queued the task; LOST: the attempt
- * started but its outcome never arrived before the task ended or was given up on.
+ * started but its outcome never arrived before the task ended or was given up on; CANCELLED: the
+ * worker killed it (`task-cancelled`: lost broker connection or cold shutdown).
  */
-export type AttemptOutcome = 'SUCCESS' | 'FAILURE' | 'RETRY' | 'REVOKED' | 'REJECTED' | 'LOST';
+export type AttemptOutcome =
+  'SUCCESS' | 'FAILURE' | 'RETRY' | 'REVOKED' | 'REJECTED' | 'LOST' | 'CANCELLED';
 
 /** One execution of the task body on a worker: `task-started` to its outcome. */
 export interface Attempt {
@@ -70,6 +72,23 @@ export interface TaskRecord {
   groupIndex?: number;
   groupSize?: number;
   chordCallbackId?: string;
+  /**
+   * A continuation (see InterruptedTasks): the task was exported as `lost` or `cancelled` and
+   * ran again; this is its `delivery`-th span (the first is 0, never set), and its attempts are
+   * numbered from `attemptOffset`.
+   */
+  delivery?: number;
+  attemptOffset?: number;
+  /** Custom task events (`task-progress`...) for span events, bounded (customSpanEvents.ts). */
+  customEvents?: CustomSpanEvent[];
+}
+
+/** One custom task event, as it becomes a span event. */
+export interface CustomSpanEvent {
+  readonly type: string;
+  readonly at: number;
+  readonly fields: Readonly<Record<string, string | number | boolean>>;
+  readonly droppedFields: number;
 }
 
 /**
@@ -97,7 +116,8 @@ export interface FinishedTask {
    * seen, but something (an attempt's start or end, the name) never arrived within the grace
    * period; `evicted`: never finished and pushed out of the bounded in-flight table.
    */
-  readonly completeness: 'complete' | 'held_too_long' | 'evicted' | 'expired' | 'lost' | 'outage';
+  readonly completeness:
+    'complete' | 'held_too_long' | 'evicted' | 'expired' | 'lost' | 'outage' | 'cancelled';
   /**
    * Where the task's span goes when the worker companion is in use; undefined means the default
    * (trace id from the root task id, parent from `parent_id`), exactly as without the companion.

@@ -25,6 +25,14 @@ export function spanIdFor(taskId: string): string {
   return nonZero(digest(`task:${taskId}`).slice(0, 16));
 }
 
+/**
+ * The span of a task's `delivery`-th run after it was exported as lost or cancelled
+ * (InterruptedTasks): a span id of its own, the same whatever order events arrive in.
+ */
+export function deliverySpanIdFor(taskId: string, delivery: number): string {
+  return nonZero(digest(`delivery:${delivery}:${taskId}`).slice(0, 16));
+}
+
 /** One span per execution attempt, numbered from 0 in the order the attempts started. */
 export function attemptSpanIdFor(taskId: string, attemptIndex: number): string {
   return nonZero(digest(`attempt:${attemptIndex}:${taskId}`).slice(0, 16));

@@ -1,4 +1,5 @@
 import type { BeatEvent } from './BeatEvent.js';
+import type { TaskCustomEvent } from './TaskCustomEvent.js';
 
 /**
  * The Celery events the bridge understands, as Celery 5 sends them.
@@ -17,7 +18,12 @@ export type TaskEventType =
   | 'task-failed'
   | 'task-retried'
   | 'task-revoked'
-  | 'task-rejected';
+  | 'task-rejected'
+  /** Celery >= 5.1 (celery/worker/request.py `Request.cancel` -> `_announce_cancelled`): the
+   * worker killed the running task on a lost broker connection
+   * (`worker_cancel_long_running_tasks_on_connection_loss`) or, since 5.5, a cold shutdown; an
+   * `acks_late` task's message goes back to the queue and runs again. Only `uuid`. */
+  | 'task-cancelled';
 
 export type WorkerEventType = 'worker-online' | 'worker-heartbeat' | 'worker-offline';
 
@@ -63,6 +69,8 @@ export interface WorkerEvent {
   readonly processed?: number;
   /** `sw_ver`: the worker's Celery version (celery/worker/heartbeat.py), e.g. `5.2.6`. */
   readonly swVersion?: string;
+  /** The host's 1, 5 and 15 minute load averages (celery/worker/heartbeat.py `_send`). */
+  readonly loadavg?: readonly [number, number, number];
 }
 
 /**
@@ -107,7 +115,7 @@ export interface TaskContextEvent {
 }
 
 /** The beat companion's events (schedule, heartbeat, runs): see BeatEvent.ts. */
-export type CeleryEvent = TaskEvent | TaskContextEvent | WorkerEvent | BeatEvent;
+export type CeleryEvent = TaskEvent | TaskContextEvent | WorkerEvent | BeatEvent | TaskCustomEvent;
 
 export const TASK_EVENT_TYPES: ReadonlySet<string> = new Set<TaskEventType>([
   'task-sent',
@@ -118,6 +126,7 @@ export const TASK_EVENT_TYPES: ReadonlySet<string> = new Set<TaskEventType>([
   'task-retried',
   'task-revoked',
   'task-rejected',
+  'task-cancelled',
 ]);
 
 export const WORKER_EVENT_TYPES: ReadonlySet<string> = new Set<WorkerEventType>([
@@ -127,7 +136,7 @@ export const WORKER_EVENT_TYPES: ReadonlySet<string> = new Set<WorkerEventType>(
 ]);
 
 export function isTaskEvent(event: CeleryEvent): event is TaskEvent {
-  return TASK_EVENT_TYPES.has(event.type);
+  return TASK_EVENT_TYPES.has(event.type) && !('custom' in event);
 }
 
 export function isTaskContextEvent(event: CeleryEvent): event is TaskContextEvent {
@@ -135,5 +144,9 @@ export function isTaskContextEvent(event: CeleryEvent): event is TaskContextEven
 }
 
 export function isWorkerEvent(event: CeleryEvent): event is WorkerEvent {
-  return WORKER_EVENT_TYPES.has(event.type);
+  return WORKER_EVENT_TYPES.has(event.type) && !('custom' in event);
+}
+
+export function isTaskCustomEvent(event: CeleryEvent): event is TaskCustomEvent {
+  return 'custom' in event;
 }

@@ -17,7 +17,9 @@ export type DecodeRejectionReason =
   /** An event's timestamp is out of range or far from its arrival time (decode/fieldBounds.ts). */
   | 'implausible_timestamp'
   /** A `task-started` past the attempts kept per task (assemble/appendAttempt.ts). */
-  | 'too_many_attempts';
+  | 'too_many_attempts'
+  /** A custom task event past the number one task's span keeps (customSpanEvents.ts). */
+  | 'custom_event_limit';
 
 export interface DecodeRejection {
   readonly reason: DecodeRejectionReason;

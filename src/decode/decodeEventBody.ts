@@ -28,6 +28,8 @@ import {
 } from './fieldBounds.js';
 import { BEAT_EVENT_TYPES, type BeatEventType } from './BeatEvent.js';
 import { decodeBeatEvent } from './decodeBeatEvent.js';
+import { kombuTypedString, unwrapKombuTyped } from './kombuTypedJson.js';
+import { isCustomTaskType, taskCustomEvent } from './TaskCustomEvent.js';
 import { upstreamContext } from './traceContext.js';
 
 export interface DecodeOptions {
@@ -158,8 +160,8 @@ function decodeOne(
     );
   }
   if (TASK_EVENT_TYPES.has(type) || type === TASK_CONTEXT_EVENT_TYPE) {
-    const uuid = raw['uuid'];
-    if (typeof uuid !== 'string' || uuid.length === 0 || uuid.length > MAX_ID_LENGTH) {
+    const uuid = id(raw['uuid']);
+    if (uuid === undefined) {
       return reject(sink, 'invalid_field', `a ${type} event has no valid "uuid"`);
     }
     if (type === TASK_CONTEXT_EVENT_TYPE) {
@@ -182,6 +184,7 @@ function decodeOne(
       active: count(raw['active']),
       processed: count(raw['processed']),
       swVersion: shortString(raw['sw_ver']),
+      loadavg: loadavg(raw['loadavg']),
     };
     sink.event(event);
     return;
@@ -192,6 +195,16 @@ function decodeOne(
     if (beat !== undefined) sink.event(beat);
     return;
   }
+  if (isCustomTaskType(type)) {
+    // User code's `self.send_event('task-progress', ...)`: a span event on the task's span.
+    const uuid = id(raw['uuid']);
+    if (uuid !== undefined) {
+      sink.event(taskCustomEvent(type, uuid, timestamp, raw));
+      return;
+    }
+  }
+  // Counted (BridgeStats keeps this reason out of the problem log: any newer Celery or any
+  // tool on the exchange may send types of its own).
   reject(sink, 'unknown_event_type', `event type ${JSON.stringify(clip(type))} is not known`);
 }
 
@@ -209,11 +222,11 @@ function taskEvent(
     timestamp,
     hostname: boundedName(raw['hostname'], 'hostname', sink),
     name: boundedName(raw['name'], 'name', sink),
-    rootId: boundedToken(raw['root_id'], 'root_id', MAX_ID_LENGTH, sink),
-    parentId: boundedToken(raw['parent_id'], 'parent_id', MAX_ID_LENGTH, sink),
+    rootId: boundedToken(unwrapKombuTyped(raw['root_id']), 'root_id', MAX_ID_LENGTH, sink),
+    parentId: boundedToken(unwrapKombuTyped(raw['parent_id']), 'parent_id', MAX_ID_LENGTH, sink),
     retries: wholeNumber(raw['retries'], 'retries', sink),
-    eta: boundedToken(raw['eta'], 'eta', MAX_TIME_TEXT_LENGTH, sink),
-    expires: boundedToken(raw['expires'], 'expires', MAX_TIME_TEXT_LENGTH, sink),
+    eta: boundedToken(unwrapKombuTyped(raw['eta']), 'eta', MAX_TIME_TEXT_LENGTH, sink),
+    expires: boundedToken(unwrapKombuTyped(raw['expires']), 'expires', MAX_TIME_TEXT_LENGTH, sink),
     queue: boundedName(raw['queue'], 'queue', sink),
     exchange: boundedName(raw['exchange'], 'exchange', sink),
     routingKey: boundedName(raw['routing_key'], 'routing_key', sink),
@@ -263,13 +276,13 @@ function taskContextEvent(
     uuid,
     timestamp,
     hostname: boundedName(raw['hostname'], 'hostname', sink),
-    rootId: boundedToken(raw['root_id'], 'root_id', MAX_ID_LENGTH, sink),
-    parentId: boundedToken(raw['parent_id'], 'parent_id', MAX_ID_LENGTH, sink),
+    rootId: boundedToken(unwrapKombuTyped(raw['root_id']), 'root_id', MAX_ID_LENGTH, sink),
+    parentId: boundedToken(unwrapKombuTyped(raw['parent_id']), 'parent_id', MAX_ID_LENGTH, sink),
     upstream,
-    group: boundedToken(raw['group'], 'group', MAX_ID_LENGTH, sink),
+    group: boundedToken(unwrapKombuTyped(raw['group']), 'group', MAX_ID_LENGTH, sink),
     groupIndex: count(raw['group_index']),
     groupSize: count(raw['group_size']),
-    chord: boundedToken(raw['chord'], 'chord', MAX_ID_LENGTH, sink),
+    chord: boundedToken(unwrapKombuTyped(raw['chord']), 'chord', MAX_ID_LENGTH, sink),
   };
 }
 
@@ -289,8 +302,23 @@ function text(
   return truncateMiddle(value, maxLength);
 }
 
+/** A string, or a kombu >= 5.3 typed value (uuid, datetime...) as the string it stands for. */
 function str(value: unknown): string | undefined {
-  return typeof value === 'string' ? value : undefined;
+  if (typeof value === 'string') return value;
+  return typeof value === 'object' && value !== null ? kombuTypedString(value) : undefined;
+}
+
+function id(value: unknown): string | undefined {
+  const text = str(value);
+  return text !== undefined && text.length > 0 && text.length <= MAX_ID_LENGTH ? text : undefined;
+}
+
+/** `loadavg`: Celery sends a list of three numbers (`os.getloadavg()` rounded). */
+function loadavg(value: unknown): WorkerEvent['loadavg'] {
+  if (!Array.isArray(value) || value.length !== 3) return undefined;
+  const [one, five, fifteen] = value as unknown[];
+  const load = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v) && v >= 0;
+  return load(one) && load(five) && load(fifteen) ? [one, five, fifteen] : undefined;
 }
 
 function count(value: unknown): number | undefined {

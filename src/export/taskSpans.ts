@@ -10,9 +10,20 @@ import {
 import { type InstrumentationScope, TraceState } from '@opentelemetry/core';
 import type { Resource } from '@opentelemetry/resources';
 import type { ReadableSpan, TimedEvent } from '@opentelemetry/sdk-trace-base';
-import { attemptSpanIdFor, spanIdFor, traceIdFor } from '../assemble/deterministicIds.js';
+import {
+  attemptSpanIdFor,
+  deliverySpanIdFor,
+  spanIdFor,
+  traceIdFor,
+} from '../assemble/deterministicIds.js';
 import { parsePythonException } from '../assemble/parsePythonException.js';
-import type { Attempt, FinishedTask, TaskRecord, TaskSpanLink } from '../assemble/TaskRecord.js';
+import type {
+  Attempt,
+  CustomSpanEvent,
+  FinishedTask,
+  TaskRecord,
+  TaskSpanLink,
+} from '../assemble/TaskRecord.js';
 import type { UpstreamContext } from '../decode/CeleryEvent.js';
 import { cutName } from '../decode/fieldBounds.js';
 import type { TaskResources } from './TaskResources.js';
@@ -40,6 +51,8 @@ const UNFINISHED_MESSAGE: Record<FinishedTask['completeness'], string> = {
   expired: 'no event for this task within the task age limit (--max-task-age-ms)',
   lost: 'the worker running this task went offline or stopped heartbeating',
   outage: 'no event for this task after a broker outage (--outage-grace-ms): its events were lost',
+  cancelled:
+    'the worker cancelled this task (lost broker connection or cold shutdown); an acks_late task runs again',
 };
 
 /** Span name used when no event told the task's name (the bridge started mid-flight). */
@@ -60,8 +73,14 @@ export function taskSpans(task: FinishedTask, options: TaskSpanOptions): Readabl
   // With the worker companion the assembler decided the tree's trace (upstream, group); without
   // it, the trace id comes from the root task id.
   const traceId = task.trace?.traceId ?? traceIdFor(record.rootId ?? record.id);
-  const spanId = spanIdFor(record.id);
-  const parentId = parentTaskId(record);
+  // A continuation (the task ran again after it was exported as lost or cancelled) is a child
+  // of the task's first span (docs/task-lifecycle.md).
+  const continuation = record.delivery !== undefined && record.delivery > 0;
+  const spanId = continuation
+    ? deliverySpanIdFor(record.id, record.delivery ?? 0)
+    : spanIdFor(record.id);
+  const parentId = continuation ? record.id : parentTaskId(record);
+  const parentSpanId = parentId === undefined ? undefined : spanIdFor(parentId);
   const remoteParent = parentId === undefined ? task.trace?.remoteParent : undefined;
   // Cut as at intake (decode/fieldBounds.ts), also for a record restored from the state file: a
   // collector refuses a whole request over one oversized span name.
@@ -99,6 +118,8 @@ export function taskSpans(task: FinishedTask, options: TaskSpanOptions): Readabl
     // No exception to name: why the bridge gave up (docs/span-model.md).
     attributes['error.type'] = task.completeness;
   }
+  for (const custom of record.customEvents ?? []) events.push(customSpanEvent(custom));
+  if (record.customEvents !== undefined) events.sort((a, b) => seconds(a.time) - seconds(b.time));
 
   // Every span of the tree carries the upstream `tracestate` and random-trace-id flag, as an SDK
   // gives a child its parent's (https://www.w3.org/TR/trace-context/#tracestate-header,
@@ -116,8 +137,8 @@ export function taskSpans(task: FinishedTask, options: TaskSpanOptions): Readabl
       kind: SpanKind.CONSUMER,
       context: taskContext,
       parent:
-        parentId !== undefined
-          ? spanContext(traceId, spanIdFor(parentId), upstream?.traceState, upstream?.traceFlags)
+        parentSpanId !== undefined
+          ? spanContext(traceId, parentSpanId, upstream?.traceState, upstream?.traceFlags)
           : remoteParent !== undefined
             ? upstreamSpanContext(remoteParent)
             : undefined,
@@ -131,10 +152,22 @@ export function taskSpans(task: FinishedTask, options: TaskSpanOptions): Readabl
       resource: resourceOf(record.workerHostname),
     }),
   ];
+  const offset = record.attemptOffset ?? 0;
   attempts.forEach((attempt, index) => {
     const resource = resourceOf(attempt.hostname ?? record.workerHostname);
     spans.push(
-      attemptSpan(record, attempt, index, attempts, taskContext, end, name, options, resource),
+      attemptSpan(
+        record,
+        attempt,
+        index,
+        offset,
+        attempts,
+        taskContext,
+        end,
+        name,
+        options,
+        resource,
+      ),
     );
   });
   return spans;
@@ -144,6 +177,7 @@ function attemptSpan(
   record: TaskRecord,
   attempt: Attempt,
   index: number,
+  offset: number,
   attempts: Attempt[],
   taskContext: SpanContext,
   taskEnd: number,
@@ -161,7 +195,13 @@ function attemptSpan(
   const outcome = attempt.outcome ?? 'LOST';
   const events: TimedEvent[] = [];
   let status: ReadableSpan['status'] = { code: SpanStatusCode.UNSET };
-  const attributes = attemptAttributes(record, attempt, index, outcome, options.maxAttributeLength);
+  const attributes = attemptAttributes(
+    record,
+    attempt,
+    offset + index,
+    outcome,
+    options.maxAttributeLength,
+  );
   if (outcome === 'FAILURE' || outcome === 'RETRY') {
     const exception = exceptionEvent(end, attempt.exception, attempt.traceback, options);
     events.push(exception);
@@ -173,11 +213,14 @@ function attemptSpan(
   } else if (outcome === 'LOST') {
     status = { code: SpanStatusCode.ERROR, message: 'the outcome of this attempt never arrived' };
     attributes['error.type'] = 'lost';
+  } else if (outcome === 'CANCELLED') {
+    status = { code: SpanStatusCode.ERROR, message: 'the worker cancelled this attempt' };
+    attributes['error.type'] = 'cancelled';
   }
   return readableSpan({
     name: `run/${taskName}`,
     kind: SpanKind.INTERNAL,
-    context: { ...taskContext, spanId: attemptSpanIdFor(record.id, index) },
+    context: { ...taskContext, spanId: attemptSpanIdFor(record.id, offset + index) },
     parent: taskContext,
     start,
     end: Math.max(start, end),
@@ -228,6 +271,9 @@ function taskAttributes(
   put(out, 'celery.group.size', record.groupSize, max);
   put(out, 'celery.chord.callback_id', record.chordCallbackId, max);
   out['celery.task.attempts'] = attemptCount;
+  if (record.delivery !== undefined && record.delivery > 0) {
+    out['celery.task.delivery'] = record.delivery;
+  }
   if (record.receivedTimes.length > 1) {
     out['celery.task.received_count'] = record.receivedTimes.length;
   }
@@ -324,6 +370,21 @@ function byStart(a: Attempt, b: Attempt): number {
 function setErrorType(out: Attributes, exception: TimedEvent, maxLength: number): void {
   const type = exception.attributes?.['exception.type'];
   if (typeof type === 'string') put(out, 'error.type', type, maxLength);
+}
+
+/** A custom task event (`task-progress`...): its fields as the span event's attributes. */
+function customSpanEvent(custom: CustomSpanEvent): TimedEvent {
+  const event: TimedEvent = {
+    name: custom.type,
+    time: hrTime(custom.at),
+    attributes: { ...custom.fields },
+  };
+  if (custom.droppedFields > 0) event.droppedAttributesCount = custom.droppedFields;
+  return event;
+}
+
+function seconds(time: HrTime): number {
+  return time[0] + time[1] / 1e9;
 }
 
 function exceptionEvent(

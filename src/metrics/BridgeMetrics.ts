@@ -1,9 +1,11 @@
 import type { Attributes, HrTime, Meter } from '@opentelemetry/api';
 import type { MetricData } from '@opentelemetry/sdk-metrics';
+import { parsePythonException } from '../assemble/parsePythonException.js';
 import type { TaskRecord } from '../assemble/TaskRecord.js';
 import type { TaskEvent, WorkerEvent } from '../decode/CeleryEvent.js';
 import type { BridgeStats } from '../telemetry/BridgeStats.js';
 import type { MetricLabels } from './MetricLabels.js';
+import { ExceptionTypeLabels } from './ExceptionTypeLabels.js';
 import { SeriesCounter } from './SeriesCounter.js';
 import { gaugeMetricData, type StateGauge } from './BridgeMetricProducer.js';
 import { SeriesHistogram } from './SeriesHistogram.js';
@@ -26,6 +28,22 @@ export interface MetricSources {
   queueLengths(): ReadonlyMap<string, number>;
   /** Connected to the broker and consuming; `celery_otel_bridge.broker.connected` when given. */
   brokerConnected?(): boolean;
+  /**
+   * Each task in flight with when its state began (epoch seconds, NaN unknown) and its worker
+   * (TaskAssembler `forEachInFlightSince`): oldest ages and prefetched counts.
+   */
+  forEachInFlightSince?(
+    visit: (
+      name: string | undefined,
+      state: 'sent' | 'waiting' | 'running' | 'finished',
+      since: number,
+      worker: string | undefined,
+    ) => void,
+  ): void;
+  /** Distinct exception types in `celery.task.exceptions` (as --metrics-max-task-names). */
+  readonly maxExceptionTypes?: number;
+  /** The bridge's clock, epoch ms (tests). */
+  nowMs?(): number;
 }
 
 /** `celery.task.state` values of the task counter, by event type. */
@@ -38,6 +56,7 @@ const STATE_OF_EVENT: Record<TaskEvent['type'], string> = {
   'task-retried': 'retried',
   'task-revoked': 'revoked',
   'task-rejected': 'rejected',
+  'task-cancelled': 'cancelled',
 };
 
 const TERMINAL: ReadonlySet<string> = new Set([
@@ -71,6 +90,8 @@ export class BridgeMetrics {
   private readonly queueWait: SeriesHistogram;
   private readonly lag: SeriesHistogram;
   private readonly exemplars = new TaskExemplars(MAX_EXEMPLAR_TASKS);
+  private readonly exceptions: SeriesCounter;
+  private readonly exceptionTypes: ExceptionTypeLabels;
 
   constructor(
     meter: Meter,
@@ -85,6 +106,14 @@ export class BridgeMetrics {
         'Task events by state: sent, received, started, succeeded, failed, retried, revoked, rejected',
       maxSeries: MAX_TASK_SERIES,
     });
+    this.exceptions = new SeriesCounter({
+      name: 'celery.task.exceptions',
+      unit: '{exception}',
+      description:
+        'Task failures (task-failed) by task name and exception type (error.type: the Python class)',
+      maxSeries: MAX_TASK_SERIES,
+    });
+    this.exceptionTypes = new ExceptionTypeLabels(sources.maxExceptionTypes ?? 1000);
     // Reported through BridgeMetricProducer (see `collect`), not the SDK's instruments.
     this.runtime = new SeriesHistogram({
       name: 'celery.task.runtime',
@@ -228,6 +257,33 @@ export class BridgeMetrics {
       );
     }
     return [
+      ...this.ageAndPrefetchGauges(workers.map((w) => w.hostname)),
+      {
+        name: 'celery.worker.tasks.processed',
+        unit: '{task}',
+        description:
+          "Tasks the worker processed since it started, from its last heartbeat's processed",
+        points: workers.map((w) => ({
+          attributes: { 'celery.worker.hostname': w.hostname },
+          value: w.processed,
+        })),
+      },
+      {
+        name: 'celery.worker.loadavg',
+        unit: '1',
+        description: "The worker host's load average at its last heartbeat (loadavg), by period",
+        points: workers.flatMap((w) =>
+          w.loadavg === undefined
+            ? []
+            : LOADAVG_PERIODS.map((period, i) => ({
+                attributes: {
+                  'celery.worker.hostname': w.hostname,
+                  'celery.worker.loadavg.period': period,
+                },
+                value: w.loadavg?.[i] ?? 0,
+              })),
+        ),
+      },
       {
         name: 'celery.worker.up',
         unit: '1',
@@ -287,6 +343,8 @@ export class BridgeMetrics {
     event: TaskEvent,
     before: Readonly<TaskRecord> | undefined,
     nowMs: () => number,
+    /** A second terminal event of a run already counted (TaskAssembler `isTerminalEcho`). */
+    echo = false,
   ): void {
     const { labels } = this.sources;
     const name = labels.taskName(event.name ?? before?.name);
@@ -325,6 +383,10 @@ export class BridgeMetrics {
         return;
       case 'task-failed':
       case 'task-retried': {
+        // A second task-failed of the same run (hard time limit) is not a second failure.
+        if (event.type === 'task-failed' && !echo && before?.final?.state !== 'FAILURE') {
+          this.recordException(name, event);
+        }
         const started = openAttemptStart(before, event.timestamp);
         if (started !== undefined) {
           const result = event.type === 'task-failed' ? 'failure' : 'retry';
@@ -343,6 +405,75 @@ export class BridgeMetrics {
    */
   onTaskExported(taskId: string, traceId: string, spanId: string): void {
     this.exemplars.resolve(taskId, traceId, spanId);
+  }
+
+  private recordException(name: string, event: TaskEvent): void {
+    const type = this.exceptionTypes.typeOf(
+      parsePythonException(event.exception, event.traceback).type,
+    );
+    this.exceptions.add(`${name}\u0000${type}`, () => ({
+      'celery.task.name': name,
+      'error.type': type,
+    }));
+  }
+
+  /**
+   * `celery.tasks.oldest_age` (by task name, waiting / running) and
+   * `celery.worker.tasks.prefetched` (received, not started, for each worker known from its
+   * heartbeats: a forged hostname in task events makes no series).
+   */
+  private ageAndPrefetchGauges(workers: readonly string[]): StateGauge[] {
+    const sources = this.sources;
+    if (sources.forEachInFlightSince === undefined) return [];
+    const { labels } = this.sources;
+    const nowS = (this.sources.nowMs?.() ?? Date.now()) / 1000;
+    const oldest = new Map<string, { waiting: number; running: number }>();
+    const prefetched = new Map<string, number>(workers.map((w) => [w, 0]));
+    sources.forEachInFlightSince((taskName, state, since, worker) => {
+      if (state !== 'waiting' && state !== 'running') return;
+      if (state === 'waiting' && worker !== undefined) {
+        const count = prefetched.get(worker);
+        if (count !== undefined) prefetched.set(worker, count + 1);
+      }
+      if (Number.isNaN(since)) return;
+      const name = labels.currentTaskName(taskName);
+      let entry = oldest.get(name);
+      if (entry === undefined) {
+        entry = { waiting: Number.POSITIVE_INFINITY, running: Number.POSITIVE_INFINITY };
+        oldest.set(name, entry);
+      }
+      if (since < entry[state]) entry[state] = since;
+    });
+    const agePoints: StateGauge['points'][number][] = [];
+    for (const [name, entry] of oldest) {
+      for (const state of ['waiting', 'running'] as const) {
+        if (entry[state] === Number.POSITIVE_INFINITY) continue;
+        agePoints.push({
+          attributes: { 'celery.task.name': name, 'celery.task.state': state },
+          // Clock skew between a worker and the bridge can make it negative: 0 then.
+          value: Math.max(0, nowS - entry[state]),
+        });
+      }
+    }
+    return [
+      {
+        name: 'celery.tasks.oldest_age',
+        unit: 's',
+        description:
+          'Age of the oldest waiting (received, not started; since runnable) and running (since started) task, by task name',
+        points: agePoints,
+      },
+      {
+        name: 'celery.worker.tasks.prefetched',
+        unit: '{task}',
+        description:
+          'Tasks the worker received and has not started (prefetched or waiting for an ETA)',
+        points: [...prefetched].map(([hostname, value]) => ({
+          attributes: { 'celery.worker.hostname': hostname },
+          value,
+        })),
+      },
+    ];
   }
 
   private recordRuntime(
@@ -366,11 +497,13 @@ export class BridgeMetrics {
     const data = [
       ...this.stateGauges().map((gauge) => gaugeMetricData(gauge, now)),
       this.tasks.toMetricData(now),
+      this.exceptions.toMetricData(now),
       this.runtime.toMetricData(now),
       this.queueWait.toMetricData(now),
       this.lag.toMetricData(now),
     ];
     this.sources.labels.collected();
+    this.exceptionTypes.collected();
     return data;
   }
 
@@ -380,6 +513,9 @@ export class BridgeMetrics {
 }
 
 const NO_ATTRIBUTES = (): Attributes => ({});
+
+/** `celery.worker.loadavg.period` of each of the heartbeat's three `loadavg` values. */
+const LOADAVG_PERIODS = ['1m', '5m', '15m'] as const;
 
 function outcome(name: string, worker: string | undefined): Attributes {
   const attributes: Attributes = { 'celery.task.name': name };

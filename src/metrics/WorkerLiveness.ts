@@ -6,6 +6,8 @@ export interface WorkerStatus {
   /** Tasks the worker was running at its last heartbeat. */
   readonly active: number;
   readonly processed: number;
+  /** 1, 5 and 15 minute load averages of the worker's host at its last heartbeat. */
+  readonly loadavg?: readonly [number, number, number];
 }
 
 interface WorkerEntry {
@@ -16,6 +18,7 @@ interface WorkerEntry {
   offline: boolean;
   active: number;
   processed: number;
+  loadavg?: readonly [number, number, number];
 }
 
 /**
@@ -62,6 +65,7 @@ export class WorkerLiveness {
     if (event.freq !== undefined && event.freq > 0) entry.freqSeconds = event.freq;
     if (event.active !== undefined) entry.active = event.active;
     if (event.processed !== undefined) entry.processed = event.processed;
+    if (event.loadavg !== undefined) entry.loadavg = event.loadavg;
   }
 
   private forgetLeastRecentIfDown(): boolean {
@@ -100,7 +104,13 @@ export class WorkerLiveness {
         continue;
       }
       const up = this.isUp(entry, now);
-      out.push({ hostname, up, active: up ? entry.active : 0, processed: entry.processed });
+      out.push({
+        hostname,
+        up,
+        active: up ? entry.active : 0,
+        processed: entry.processed,
+        loadavg: entry.loadavg,
+      });
     }
     return out;
   }

@@ -1,6 +1,7 @@
 import type { AssemblerSnapshot } from '../assemble/TaskAssembler.js';
 import type {
   Attempt,
+  CustomSpanEvent,
   AttemptOutcome,
   TaskFinal,
   TaskFinalState,
@@ -46,6 +47,7 @@ const ATTEMPT_OUTCOMES: Record<AttemptOutcome, true> = {
   REVOKED: true,
   REJECTED: true,
   LOST: true,
+  CANCELLED: true,
 };
 const FINAL_STATES: Record<TaskFinalState, true> = {
   SUCCESS: true,
@@ -124,6 +126,9 @@ function taskRecord(value: unknown, at: string): TaskRecord {
     copy(out, r, key, at, epoch);
   }
   for (const key of ['retries', 'groupIndex', 'groupSize'] as const) copy(out, r, key, at, count);
+  // A continuation of a task exported as lost or cancelled (assemble/InterruptedTasks.ts).
+  for (const key of ['delivery', 'attemptOffset'] as const) copy(out, r, key, at, count);
+  copy(out, r, 'customEvents', at, customEventsOf);
   copy(out, r, 'final', at, finalOf);
   copy(out, r, 'upstream', at, upstreamOf);
   return record;
@@ -157,7 +162,32 @@ const TASK_KEYS = [
   'groupIndex',
   'groupSize',
   'chordCallbackId',
+  'delivery',
+  'attemptOffset',
+  'customEvents',
 ] as const satisfies readonly (keyof TaskRecord)[];
+
+/** Custom task events kept for span events (assemble/customSpanEvents.ts). */
+function customEventsOf(value: unknown, at: string): CustomSpanEvent[] {
+  return array(value, at).map((item, index) => {
+    const where = `${at}[${index}]`;
+    const e = object(item, where);
+    known(e, ['type', 'at', 'fields', 'droppedFields'], where);
+    const fields: Record<string, string | number | boolean> = {};
+    for (const [key, field] of Object.entries(object(e['fields'], `${where}.fields`))) {
+      if (typeof field !== 'string' && typeof field !== 'boolean' && typeof field !== 'number') {
+        throw new StateSchemaError(`${where}.fields has a value of the wrong type`);
+      }
+      fields[key] = field;
+    }
+    return {
+      type: text(e['type'], `${where}.type`),
+      at: epoch(e['at'], `${where}.at`),
+      fields,
+      droppedFields: count(e['droppedFields'], `${where}.droppedFields`),
+    };
+  });
+}
 
 const ATTEMPT_KEYS = [
   'startedAt',

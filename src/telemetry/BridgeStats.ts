@@ -41,6 +41,8 @@ export class BridgeStats implements AssemblerCounters, SpanExportCounters {
 
   rejected(rejection: DecodeRejection, count: number): void {
     this.add(this.rejectedByReason, rejection.reason, count);
+    // Event types the bridge has no use for (another tool's, a newer Celery's) are no problem.
+    if (rejection.reason === 'unknown_event_type') return;
     this.noteProblem(`rejected:${rejection.reason}`, count);
     // One line per distinct detail kind (e.g. per unsupported content type), not per event.
     const key = `${rejection.reason}:${rejection.detail.slice(0, 120)}`;
@@ -93,6 +95,17 @@ export class BridgeStats implements AssemblerCounters, SpanExportCounters {
     this.once(
       'trace_contexts_evicted',
       'the memory of task trees with an upstream trace context or group is full: the least recently used is forgotten, and tasks of that tree still to come keep the trace of their root task id',
+    );
+  }
+
+  customEventsDropped(count: number): void {
+    this.rejected(
+      {
+        reason: 'custom_event_limit',
+        detail:
+          'a task sent more custom events (task-progress...) than its span keeps: the later ones are counted, not exported',
+      },
+      count,
     );
   }
 

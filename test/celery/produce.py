@@ -17,6 +17,8 @@ Scenarios and the JSON they print (all ids are Celery task ids):
   rejected     {"rejected": id}                     reject_me(): Reject(requeue=False)
   adds [N]     {"adds": [id, ...]}                  N plain add tasks (default 3)
   slow         {"slow": id}                         slow(4): runs for 4 s
+  progress     {"progress": id}                     progress(3): sends 3 task-progress events
+  slow_late    {"slow_late": id}                    slow_late(8): acks_late, runs for 8 s
   terminated   {"terminated": id}                   slow(30) revoked with terminate=True once running
   all          every scenario above once, merged into one object
   --traceparent TP (with or without a scenario) also sends add(1, 2) with a `traceparent` message
@@ -163,7 +165,7 @@ SIMPLE = {
     'spawn': _single('spawn', lambda p: p.spawn.s(2)),
     'rejected': _single('rejected', lambda p: p.reject_me.s()),
 }
-SCENARIOS = [*SIMPLE, 'adds', 'revoked', 'terminated', 'slow', 'all']
+SCENARIOS = [*SIMPLE, 'adds', 'revoked', 'terminated', 'slow', 'slow_late', 'progress', 'all']
 
 
 def main(argv):
@@ -209,6 +211,10 @@ def main(argv):
     elif scenario == 'slow':
         # slow(4): a task that is still running while a test restarts something around it.
         out.update({'slow': proj.slow.delay(4).id})
+    elif scenario == 'progress':
+        out.update({'progress': proj.progress.delay(3).id})
+    elif scenario == 'slow_late':
+        out.update({'slow_late': proj.slow_late.delay(8).id})
     elif scenario == 'all':
         for fn in SIMPLE.values():
             out.update(fn(proj))

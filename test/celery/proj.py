@@ -22,6 +22,11 @@ Environment:
                          the worker needs the same backend to count finished header tasks
                          (celery/backends/redis.py `on_chord_part_return`). Nothing else here reads
                          results (no `.get()` anywhere), so leave it unset when chords aren't used.
+  CELERY_CANCEL_ON_CONNECTION_LOSS
+                         '1' sets worker_cancel_long_running_tasks_on_connection_loss: on a lost broker
+                         connection the worker kills its running acks_late tasks and sends
+                         `task-cancelled` (celery/worker/consumer/consumer.py
+                         `on_connection_error_after_connected` -> celery/worker/request.py `cancel`).
   CELERY_OTEL_COMPANION  '1' loads the bridge's worker companion (companion/ in this repo) the way a
                          user enables it: one `import celery_otel_bridge_companion` line.
 """
@@ -70,6 +75,9 @@ app.conf.update(
     # Remote control commands go to the fanout exchange '<control_exchange>.pidbox'. A test that
     # broadcasts (--enable-events) gives its worker its own, so no other test's worker obeys.
     control_exchange=os.environ.get('CELERY_CONTROL_EXCHANGE') or 'celery',
+    worker_cancel_long_running_tasks_on_connection_loss=(
+        os.environ.get('CELERY_CANCEL_ON_CONNECTION_LOSS') == '1'
+    ),
 )
 
 
@@ -142,6 +150,26 @@ def sleepy(seconds):
 @app.task(acks_late=True)
 def reject_me():
     raise Reject('not for me', requeue=False)
+
+
+@app.task(bind=True)
+def progress(self, steps=3):
+    # Custom task events from user code: Task.send_event publishes them at once through the app's
+    # default dispatcher, with uuid = this task's id (celery/app/task.py `send_event`).
+    for step in range(1, steps + 1):
+        self.send_event('task-progress', current=step, total=steps, stage=f'step {step}')
+        time.sleep(0.05)
+    return steps
+
+
+@app.task(acks_late=True)
+def slow_late(seconds=8):
+    # acks_late: the message is acknowledged only after the run, so a worker killed (or one that
+    # cancels the run on a lost connection) leaves it to the broker, which delivers it again.
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+    return seconds
 
 
 @app.task

@@ -72,7 +72,7 @@ describe('hostile input through RabbitMQ', () => {
     publish('{"type": "task-received", "uuid": ');
     publish(JSON.stringify([{ type: 'task-started', uuid: 42, timestamp: 'soon' }, { type: 7 }]));
     publish(JSON.stringify({ type: 'task-received', timestamp: now, name: 'no.uuid' }));
-    publish(JSON.stringify({ type: 'task-exploded', uuid: 'x', timestamp: now }));
+    publish(JSON.stringify({ type: 'exploded', uuid: 'x', timestamp: now }));
     publish(Buffer.from([0xff, 0xfe, 0x7b, 0x22, 0x80]));
     publish(
       '{"__proto__": {"polluted": 1}, "constructor": {"prototype": {"p": 1}}, "type": "task-received", "uuid": "proto-1", "timestamp": 1, "name": "proto.task"}',

@@ -22,6 +22,15 @@ function lines<T>(file: string): T[] {
     .map((line) => JSON.parse(line) as T);
 }
 
+/** Any AMQP-format fixture file of test/fixtures, as the AMQP source hands messages on. */
+export function amqpFixtureFile(file: string): RawEventMessage[] {
+  return lines<AmqpLine>(file).map((line) => ({
+    routingKey: line.routing_key,
+    contentType: line.content_type,
+    body: Buffer.from(line.body, 'utf8'),
+  }));
+}
+
 /** The captured RabbitMQ stream, as the AMQP source hands messages to the decoder. */
 export function amqpFixtureMessages(): RawEventMessage[] {
   return lines<AmqpLine>('amqp-celery-5.2.6.jsonl').map((line) => ({

@@ -39,7 +39,13 @@ afterEach(async () => {
 
 /** The real metric pipeline: assembler + BridgeMetrics + Prometheus exporter behind HttpServer. */
 async function harness(
-  options: { maxTaskNames?: number; strip?: RegExp; workerMode?: 'hostname' | 'off' } = {},
+  options: {
+    maxTaskNames?: number;
+    strip?: RegExp;
+    workerMode?: 'hostname' | 'off';
+    /** The bridge's wall clock for ages (epoch ms). */
+    epochMs?: () => number;
+  } = {},
 ): Promise<Harness> {
   let now = 1_000_000;
   const stats = new BridgeStats(new Logger('error'));
@@ -68,6 +74,9 @@ async function harness(
     labels,
     liveness,
     forEachInFlight: (visit) => assembler.forEachInFlight(visit),
+    forEachInFlightSince: (visit) => assembler.forEachInFlightSince(visit),
+    maxExceptionTypes: options.maxTaskNames ?? 1000,
+    nowMs: options.epochMs,
     inFlightCount: () => assembler.inFlightCount,
     queueLengths: () => new Map([['celery', 7]]),
   });
@@ -85,7 +94,12 @@ async function harness(
       for (const event of events) {
         stats.event(event.type);
         if (isTaskEvent(event)) {
-          metrics.onTaskEvent(event, assembler.peek(event.uuid), () => event.timestamp * 1000 + 50);
+          metrics.onTaskEvent(
+            event,
+            assembler.peek(event.uuid),
+            () => event.timestamp * 1000 + 50,
+            assembler.isTerminalEcho(event),
+          );
           assembler.handle(event);
         } else if (isWorkerEvent(event)) metrics.onWorkerEvent(event);
       }
@@ -319,5 +333,158 @@ describe('metric label values a flood cannot hold for good', () => {
     }
     const families = await h.scrape();
     expect(sumOf(families, 'celery_tasks_total', { celery_task_name: 'proj.real' })).toBe(5);
+  });
+});
+
+describe('issue 14 metrics: exceptions by type, oldest ages, prefetched, loadavg, processed', () => {
+  const heartbeat = (extra: Partial<WorkerEvent> = {}): WorkerEvent => ({
+    type: 'worker-heartbeat',
+    hostname: 'w1@vm',
+    timestamp: 100,
+    freq: 2,
+    active: 1,
+    processed: 41,
+    loadavg: [0.5, 0.25, 0.125],
+    ...extra,
+  });
+
+  it('counts failures by task name and exception type, __other__ past the cap', async () => {
+    const h = await harness({ maxTaskNames: 2 });
+    const fail = (uuid: string, exception: string) =>
+      ({
+        type: 'task-failed',
+        uuid,
+        timestamp: 10,
+        hostname: 'w1@vm',
+        name: 'proj.fail',
+        exception,
+      }) as const;
+    h.feed([
+      fail('x1', "KeyError('a')"),
+      fail('x2', "KeyError('b')"),
+      fail('x3', "ValueError('c')"),
+      fail('x4', "TypeError('d')"),
+    ]);
+    const families = await h.scrape();
+    expect(sumOf(families, 'celery_task_exceptions_total', { celery_task_name: 'proj.fail' })).toBe(
+      4,
+    );
+    expect(sumOf(families, 'celery_task_exceptions_total', { error_type: 'KeyError' })).toBe(2);
+    expect(sumOf(families, 'celery_task_exceptions_total', { error_type: 'ValueError' })).toBe(1);
+    expect(sumOf(families, 'celery_task_exceptions_total', { error_type: '__other__' })).toBe(1);
+  });
+
+  it("counts the captured stream's failure once, and a second task-failed of the same run not again", async () => {
+    const h = await harness();
+    const failed = fixture.filter((e) => e.type === 'task-failed');
+    expect(failed).toHaveLength(1);
+    h.feed(fixture.filter((e) => e.type !== 'task-failed'));
+    // The first copy completes the task (exported); the second comes after it.
+    h.feed([
+      ...failed,
+      { ...failed[0]!, timestamp: (failed[0] as { timestamp: number }).timestamp + 0.2 },
+    ]);
+    const families = await h.scrape();
+    expect(sumOf(families, 'celery_task_exceptions_total', { celery_task_name: 'proj.fail' })).toBe(
+      1,
+    );
+    expect(sumOf(families, 'celery_task_exceptions_total', { error_type: 'RuntimeError' })).toBe(1);
+  });
+
+  it('reports the oldest waiting and running task per name, and prefetched per worker', async () => {
+    const h = await harness({ epochMs: () => 1000_000 });
+    h.feed([
+      heartbeat(),
+      { type: 'task-received', uuid: 'w-old', timestamp: 900, hostname: 'w1@vm', name: 'proj.a' },
+      { type: 'task-received', uuid: 'w-new', timestamp: 990, hostname: 'w1@vm', name: 'proj.a' },
+      { type: 'task-received', uuid: 'r', timestamp: 500, hostname: 'w1@vm', name: 'proj.a' },
+      { type: 'task-started', uuid: 'r', timestamp: 700, hostname: 'w1@vm' },
+      // Waiting for an ETA in the future: not stuck (age 0).
+      {
+        type: 'task-received',
+        uuid: 'eta',
+        timestamp: 10,
+        hostname: 'w1@vm',
+        name: 'proj.b',
+        eta: new Date(2000_000).toISOString(),
+      },
+      // A worker only task events name (no heartbeat): no prefetched series of its own.
+      {
+        type: 'task-received',
+        uuid: 'ghost',
+        timestamp: 990,
+        hostname: 'forged@vm',
+        name: 'proj.a',
+      },
+    ]);
+    const families = await h.scrape();
+    const age = (name: string, state: string) =>
+      sumOf(families, 'celery_tasks_oldest_age', {
+        celery_task_name: name,
+        celery_task_state: state,
+      });
+    expect(age('proj.a', 'waiting')).toBe(100);
+    expect(age('proj.a', 'running')).toBe(300);
+    expect(age('proj.b', 'waiting')).toBe(0);
+    // w-old, w-new, eta on w1; the running task is not prefetched.
+    expect(
+      sumOf(families, 'celery_worker_tasks_prefetched', { celery_worker_hostname: 'w1@vm' }),
+    ).toBe(3);
+    expect(h.lastText()).not.toMatch(/celery_worker_tasks_prefetched\{[^}]*forged@vm/);
+  });
+
+  it('exports loadavg and processed from heartbeats', async () => {
+    const h = await harness();
+    h.feed([heartbeat()]);
+    const families = await h.scrape();
+    expect(
+      sumOf(families, 'celery_worker_tasks_processed', { celery_worker_hostname: 'w1@vm' }),
+    ).toBe(41);
+    expect(sumOf(families, 'celery_worker_loadavg', { celery_worker_loadavg_period: '1m' })).toBe(
+      0.5,
+    );
+    expect(sumOf(families, 'celery_worker_loadavg', { celery_worker_loadavg_period: '5m' })).toBe(
+      0.25,
+    );
+    expect(sumOf(families, 'celery_worker_loadavg', { celery_worker_loadavg_period: '15m' })).toBe(
+      0.125,
+    );
+  });
+
+  it('counts task-cancelled as state cancelled', async () => {
+    const h = await harness();
+    h.feed([{ type: 'task-cancelled', uuid: 'c', timestamp: 1, hostname: 'w1@vm' }]);
+    const families = await h.scrape();
+    expect(sumOf(families, 'celery_tasks_total', { celery_task_state: 'cancelled' })).toBe(1);
+  });
+});
+
+describe('README metrics table', () => {
+  it('documents every Celery metric the endpoint serves', async () => {
+    const { readFile } = await import('node:fs/promises');
+    const readme = await readFile(new URL('../../README.md', import.meta.url), 'utf8');
+    const table = readme.slice(
+      readme.indexOf('**Instruments.**'),
+      readme.indexOf('**Worker liveness.**'),
+    );
+    const h = await harness({ epochMs: () => 1796_000_000_000 });
+    h.feed([
+      ...fixture,
+      { type: 'worker-heartbeat', hostname: 'w1@vm', timestamp: 1, freq: 2, loadavg: [1, 2, 3] },
+      { type: 'task-received', uuid: 'waiting', timestamp: 1, hostname: 'w1@vm', name: 'proj.a' },
+    ]);
+    const names = (await h.scrape())
+      .map((family) => family.name)
+      .filter((name) => name.startsWith('celery_') && !name.startsWith('celery_otel_bridge_'));
+    for (const name of [
+      'celery_task_exceptions_total',
+      'celery_tasks_oldest_age',
+      'celery_worker_tasks_prefetched',
+      'celery_worker_tasks_processed',
+      'celery_worker_loadavg',
+    ]) {
+      expect(names).toContain(name);
+    }
+    for (const name of names) expect(table, `README row for ${name}`).toContain(`\`${name}`);
   });
 });

@@ -232,6 +232,9 @@ describe('compact pending tasks behave exactly like objects', () => {
     twins.event(received('waiting', 5001));
     twins.event(sent('queued', 5002));
     twins.both((a) => a.workerLost('w1@host', 5010));
+    // A lost task is held for the grace period (InterruptedTasks), then exported.
+    twins.now += ASSEMBLER_OPTIONS.finishGraceMs;
+    twins.both((a) => a.tick());
     const before = twins.both((a) => a.unfinishedLastEvents());
     expect(before.size).toBe(3);
     twins.event(sent('recent', 5003));

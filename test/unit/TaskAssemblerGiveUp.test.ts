@@ -2,7 +2,9 @@ import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import { describe, expect, it } from 'vitest';
 import type { TaskEvent } from '../../src/decode/CeleryEvent.js';
 import { WorkerLiveness } from '../../src/metrics/WorkerLiveness.js';
-import { assemble } from '../support/pipeline.js';
+import { ASSEMBLER_OPTIONS, assemble } from '../support/pipeline.js';
+
+const seconds = (time: [number, number]): number => time[0] + time[1] / 1e9;
 
 const event = (
   type: TaskEvent['type'],
@@ -58,6 +60,9 @@ describe('giving up on tasks that will never finish', () => {
       false,
     );
     expect(run.assembler.workerLost('w1@host', 20)).toBe(1);
+    // Held for the finish grace period: its real outcome or a redelivery may still come.
+    expect(run.spans).toEqual([]);
+    run.advance(ASSEMBLER_OPTIONS.finishGraceMs);
     const span = run.spans.find((s) => s.kind === SpanKind.CONSUMER);
     expect(span?.attributes).toMatchObject({
       'celery.task.id': 'running',
@@ -67,10 +72,23 @@ describe('giving up on tasks that will never finish', () => {
     expect(attempt?.attributes['celery.attempt.outcome']).toBe('LOST');
     expect(run.assembler.peek('waiting')).toBeDefined();
     expect(run.assembler.peek('elsewhere')).toBeDefined();
-    // A late event from the lost task makes no second span.
+    // Its real outcome, even after the export, is not dropped as late: a continuation span
+    // (issue 12: a forged worker-offline must not cost the task its success).
     run.assembler.handle(event('task-succeeded', 'running', 30, { runtime: 19 }));
-    expect(run.spans.filter((s) => s.kind === SpanKind.CONSUMER)).toHaveLength(1);
-    expect(run.counters.late).toBe(1);
+    expect(run.counters.late).toBe(0);
+    const spans = run.spans.filter((s) => s.kind === SpanKind.CONSUMER);
+    expect(spans).toHaveLength(2);
+    expect(spans[1]?.attributes).toMatchObject({
+      'celery.task.state': 'SUCCESS',
+      'celery.task.delivery': 1,
+    });
+    expect(spans[1]?.parentSpanContext?.spanId).toBe(spans[0]?.spanContext().spanId);
+    const rerun = run.spans.filter((s) => s.kind === SpanKind.INTERNAL).at(-1);
+    expect(rerun?.attributes).toMatchObject({
+      'celery.attempt': 1,
+      'celery.attempt.outcome': 'SUCCESS',
+    });
+    expect(rerun && seconds(rerun.startTime)).toBe(11);
   });
 
   it('hands out a worker that stopped heartbeating once, and again after it came back and left', () => {

@@ -212,7 +212,7 @@ describe('decodeEventBody on bad input', () => {
         { type: 'task-started', timestamp: 1 },
         { type: 'task-started', uuid: 42, timestamp: 1 },
         { type: 'task-started', uuid: 'x', timestamp: 'yesterday' },
-        { type: 'task-exploded', uuid: 'x', timestamp: 1 },
+        { type: 'exploded', uuid: 'x', timestamp: 1 },
         { uuid: 'x', timestamp: 1 },
         'a string',
         null,
