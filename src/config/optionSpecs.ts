@@ -171,7 +171,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
     flag: 'amqp-prefetch',
     env: 'CELERY_OTEL_BRIDGE_AMQP_PREFETCH',
     kind: 'integer',
-    default: '500',
+    default: '2000',
     min: 1,
     help: 'RabbitMQ: unacknowledged messages in flight to the bridge',
   },

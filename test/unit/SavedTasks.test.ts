@@ -46,9 +46,10 @@ describe('SavedTasks', () => {
     await vi.advanceTimersByTimeAsync(0);
     expect(pending).toHaveLength(1); // the last save waits for the periodic one
     pending[0]?.();
-    await vi.advanceTimersByTimeAsync(0);
+    // Saves are spaced by what the last one cost (its write took two seconds here).
+    await vi.advanceTimersByTimeAsync(20_000);
     pending[1]?.(); // the queued one, which captured after the first ended
-    await vi.advanceTimersByTimeAsync(0);
+    await vi.advanceTimersByTimeAsync(20_000);
     expect(pending).toHaveLength(3);
     pending[2]?.();
     await stopped;
@@ -95,5 +96,38 @@ describe('SavedTasks', () => {
     await tasks.stop();
     expect(await tasks.checkpoint()).toBe(true);
     expect(pending).toHaveLength(0);
+  });
+});
+
+describe('SavedTasks spacing', () => {
+  it('spaces saves by their own cost, so a large state is not written back to back', async () => {
+    vi.useFakeTimers();
+    const writes: number[] = [];
+    const file = {
+      path: '/state.json',
+      load: () => Promise.resolve(undefined),
+      encode: () => 'x',
+      // Each write takes 100 ms of (fake) time.
+      write: () =>
+        new Promise<void>((resolve) =>
+          setTimeout(() => {
+            writes.push(Date.now());
+            resolve();
+          }, 100),
+        ),
+    } as unknown as StateFile;
+    const assembler = { snapshot: () => ({ tasks: [], finishedIds: [] }), restore: () => 0 };
+    const tasks = new SavedTasks(file, assembler, quiet, 0);
+    await tasks.start();
+    const first = tasks.checkpoint();
+    await vi.advanceTimersByTimeAsync(100);
+    expect(await first).toBe(true);
+    const second = tasks.checkpoint(); // at once: it waits as long as the first took (100 ms)
+    await vi.advanceTimersByTimeAsync(199);
+    expect(writes).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(await second).toBe(true);
+    expect(writes).toHaveLength(2);
+    expect((writes[1] ?? 0) - (writes[0] ?? 0)).toBe(200);
   });
 });
