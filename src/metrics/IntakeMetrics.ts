@@ -35,7 +35,8 @@ export function registerIntakeMetrics(meter: Meter, sources: IntakeMetricSources
   meter
     .createObservableGauge('celery_otel_bridge.broker.backlog', {
       unit: '{message}',
-      description: "Messages waiting in the bridge's own RabbitMQ queue (read every few seconds)",
+      description:
+        "Messages ready in the bridge's own RabbitMQ queue, read every few seconds (up to --amqp-prefetch more are delivered and not yet acknowledged)",
     })
     .addCallback((result) => {
       const backlog = sources.brokerBacklog();

@@ -155,7 +155,11 @@ describe('nothing lost on RabbitMQ', () => {
 
   it('keeps a steady stream in the broker while the collector is down for two minutes', async () => {
     await fresh();
-    const active = await bridge({ OTEL_BSP_MAX_QUEUE_SIZE: '1024' });
+    // A prefetch window smaller than the stream, so the backlog visibly stays in the queue.
+    const active = await bridge({
+      OTEL_BSP_MAX_QUEUE_SIZE: '1024',
+      CELERY_OTEL_BRIDGE_AMQP_PREFETCH: '100',
+    });
     receiver.setStatus(503);
     const tasks = syntheticTasks(6000);
     // 6,000 tasks over the outage, at an even pace; the export queue holds 1,024 spans.
