@@ -68,6 +68,13 @@ export function syntheticTasks(
   return { ids, bodies };
 }
 
+/** With `perSecond`, waits until `sent` messages are due since `startedMs` at that rate. */
+async function pace(startedMs: number, sent: number, perSecond: number | undefined): Promise<void> {
+  if (perSecond === undefined) return;
+  const wait = startedMs + (sent * 1000) / perSecond - Date.now();
+  if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+}
+
 /** Publishes each body as Celery's worker does, on `exchange` (topic), waiting for confirms. */
 export async function publishAmqp(
   url: string,
@@ -88,11 +95,7 @@ export async function publishAmqp(
         deliveryMode: 1,
       });
       if (!ok) await new Promise((resolve) => channel.once('drain', resolve));
-      if (options.perSecond !== undefined) {
-        const due = started + ((i + 1) * 1000) / options.perSecond;
-        const wait = due - Date.now();
-        if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
-      }
+      await pace(started, i + 1, options.perSecond);
     }
     await channel.waitForConfirms();
   } finally {
@@ -128,11 +131,7 @@ export async function publishRedis(
         },
       });
       await client.publish(`/${db}.${exchange}/task.multi`, envelope);
-      if (options.perSecond !== undefined) {
-        const due = started + ((i + 1) * 1000) / options.perSecond;
-        const wait = due - Date.now();
-        if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
-      }
+      await pace(started, i + 1, options.perSecond);
     }
   } finally {
     client.disconnect();
