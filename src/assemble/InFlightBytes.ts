@@ -98,5 +98,11 @@ export function recordBytes(record: TaskRecord): number {
   if (record.upstream !== undefined) {
     bytes += UPSTREAM_BYTES + stringBytes(record.upstream.traceState);
   }
+  for (const event of listOf(record.customEvents ?? [])) {
+    bytes += OBJECT_BYTES + stringBytes(event.type);
+    for (const [key, value] of Object.entries(event.fields)) {
+      bytes += 8 + stringBytes(key) + (typeof value === 'string' ? stringBytes(value) : 8);
+    }
+  }
   return bytes;
 }

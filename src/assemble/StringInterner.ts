@@ -1,3 +1,4 @@
+import { MAX_NAME_LENGTH } from '../decode/fieldBounds.js';
 /**
  * Returns one shared instance for equal strings, up to a bounded number of distinct values.
  *
@@ -15,7 +16,7 @@
  * last pending task leaves), so a flood of random names does not keep real ones out for good.
  */
 /** Longer strings are not shared: the table's memory stays bounded by count times this. */
-export const MAX_INTERNED_LENGTH = 255;
+export const MAX_INTERNED_LENGTH = MAX_NAME_LENGTH;
 
 export class StringInterner {
   private readonly indexes = new Map<string, number>();

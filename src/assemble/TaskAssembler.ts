@@ -397,6 +397,9 @@ export class TaskAssembler {
     }
     const record = this.recordFor(event.uuid, event.timestamp);
     if (!addCustomEvent(record, event)) this.counters.customEventsDropped?.(1);
+    // Custom events make the record bigger: counted in the byte budget as every other event is.
+    if (this.inFlight.get(record.id) === record) this.bytes.update(record);
+    this.keepWithinBytes();
   }
 
   /** Puts the continuation of a task exported as lost or cancelled in flight (InterruptedTasks). */

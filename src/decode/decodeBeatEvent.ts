@@ -5,9 +5,9 @@ import {
   type BeatSchedule,
 } from './BeatEvent.js';
 import type { DecodeRejection } from './DecodeRejection.js';
+import { MAX_NAME_LENGTH } from './fieldBounds.js';
 
 /** Names (app, entry, task, ids, zone) longer than this are not names we keep. */
-const MAX_NAME_LENGTH = 256;
 /** Entries of one `beat-schedule` event used at most (the companion sends at most as many). */
 export const MAX_SCHEDULE_ENTRIES = 10_000;
 /** A heartbeat interval outside this range (seconds) is taken as this bound. */
