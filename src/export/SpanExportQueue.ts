@@ -83,6 +83,8 @@ export class SpanExportQueue {
   private readonly unsettled = new Map<number, number>();
   private epoch = 0;
   private waiters: { epoch: number; resolve: () => void }[] = [];
+  /** The newest epoch a checkpoint waits for. */
+  private maxWaitedEpoch = -1;
   private pressure = false;
   private pressureListener: ((full: boolean) => void) | undefined;
   private readonly maxConcurrent: number;
@@ -170,6 +172,7 @@ export class SpanExportQueue {
     if (this.oldestUnsettled() > epoch) return Promise.resolve();
     return new Promise<void>((resolve) => {
       this.waiters.push({ epoch, resolve });
+      this.maxWaitedEpoch = Math.max(this.maxWaitedEpoch, epoch);
       this.schedule();
     });
   }
@@ -235,10 +238,12 @@ export class SpanExportQueue {
         this.arm(this.retryAtMs - now);
         return;
       }
+      // A checkpoint hurries only the spans it waits for (the queue's head is its oldest span):
+      // spans of the epoch still open fill batches as usual.
+      const waitedFor =
+        this.waiters.length > 0 && (this.queueEpochs[0] ?? Infinity) <= this.maxWaitedEpoch;
       const due =
-        this.queue.length >= this.options.maxExportBatchSize ||
-        this.waiters.length > 0 ||
-        this.flushing > 0;
+        this.queue.length >= this.options.maxExportBatchSize || waitedFor || this.flushing > 0;
       if (!due) {
         this.arm(this.options.scheduleDelayMs);
         return;

@@ -341,3 +341,25 @@ describe('SpanExportQueue with an exporter that answers at once', () => {
     expect(queue.held).toBe(0);
   });
 });
+
+describe('SpanExportQueue batching under checkpoints', () => {
+  it('hurries only the spans a checkpoint waits for; newer ones still fill a batch', async () => {
+    const exporter = new HeldExporter();
+    const queue = new SpanExportQueue(
+      exporter,
+      { ...options, scheduleDelayMs: 60_000, maxConcurrentExports: 2 },
+      counters(),
+    );
+    queue.add(spans(3));
+    const settled = queue.settled(queue.mark());
+    expect(exporter.open.map((r) => r.size)).toEqual([3]);
+    queue.add(spans(2)); // the next epoch: no checkpoint waits for it yet
+    expect(exporter.open.map((r) => r.size)).toEqual([3]);
+    exporter.finish(0);
+    await settled;
+    const next = queue.settled(queue.mark());
+    expect(exporter.open.map((r) => r.size)).toEqual([2]);
+    exporter.finish(0);
+    await next;
+  });
+});
