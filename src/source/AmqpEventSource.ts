@@ -61,10 +61,6 @@ export class AmqpEventSource implements EventSource {
     return this.backlogMessages;
   }
 
-  get pendingMessages(): number {
-    return this.consumer?.waiting.length ?? 0;
-  }
-
   async start(): Promise<void> {
     const { broker, connectTimeoutMs } = this.options;
     warnIfTlsInsecure(broker, this.logger);

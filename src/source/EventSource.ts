@@ -35,8 +35,6 @@ export interface EventSource {
   /** Stop handing messages on (the export queue is full); the broker or a buffer keeps them. */
   pause(): void;
   resume(): void;
-  /** Messages taken from the broker but not handed on yet (while paused). */
-  readonly pendingMessages: number;
 }
 
 /** Exponential backoff with a ceiling, for reconnect loops. */

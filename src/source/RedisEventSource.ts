@@ -79,12 +79,6 @@ export class RedisEventSource implements EventSource {
     return this.bufferedGauge[0] ?? 0;
   }
 
-  get pendingMessages(): number {
-    let count = this.batch === undefined ? 0 : this.batch.routingKeys.length - this.next;
-    for (const batch of this.queued) count += batch.routingKeys.length;
-    return count;
-  }
-
   /**
    * Pub/sub cannot be paused: stop pulling from the read thread instead, whose bounded buffer
    * absorbs the burst (past its bound it drops, counted as `buffer_full`).
