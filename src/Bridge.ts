@@ -15,7 +15,7 @@ import {
   isWorkerEvent,
 } from './decode/CeleryEvent.js';
 import { decodeEventBody, type DecodeOptions, type DecodeSink } from './decode/decodeEventBody.js';
-import type { DecodeRejection } from './decode/DecodeRejection.js';
+import type { DecodeRejection } from './shared/DecodeRejection.js';
 import { EventStreamDiagnosis } from './diagnose/EventStreamDiagnosis.js';
 import { createTraceExporter } from './export/createTraceExporter.js';
 import { DEFAULT_MAX_SPAN_BYTES } from './export/ProtobufSpanSerializer.js';
@@ -32,19 +32,19 @@ import { detectBridgeResource } from './metrics/detectBridgeResource.js';
 import { MetricLabels } from './metrics/MetricLabels.js';
 import { registerIntakeMetrics } from './metrics/IntakeMetrics.js';
 import { QueueLengthPoller } from './metrics/QueueLengthPoller.js';
-import { AmqpQueueLengthReader, RedisQueueLengthReader } from './metrics/QueueLengthReader.js';
+import { AmqpQueueLengthReader, RedisQueueLengthReader } from './brokers/QueueLengthReader.js';
 import { BridgeMetricProducer } from './metrics/BridgeMetricProducer.js';
-import { WorkerLiveness } from './metrics/WorkerLiveness.js';
-import { AmqpEventSource } from './source/AmqpEventSource.js';
-import { describeError } from './source/describeError.js';
-import { EnableEventsBroadcaster } from './source/EnableEventsBroadcaster.js';
-import type { EventSourceHandlers } from './source/EventSource.js';
-import type { RawEventMessage } from './source/RawEventMessage.js';
-import { RedisEventSource } from './source/RedisEventSource.js';
+import { WorkerLiveness } from './assemble/WorkerLiveness.js';
+import { AmqpEventSource } from './brokers/amqp/AmqpEventSource.js';
+import { describeError } from './shared/describeError.js';
+import { EnableEventsBroadcaster } from './brokers/EnableEventsBroadcaster.js';
+import type { EventSourceHandlers } from './brokers/EventSource.js';
+import type { RawEventMessage } from './shared/RawEventMessage.js';
+import { RedisEventSource } from './brokers/redis/RedisEventSource.js';
 import { SavedTasks } from './state/SavedTasks.js';
 import { StateFile } from './state/StateFile.js';
 import { BridgeStats } from './telemetry/BridgeStats.js';
-import { guarded } from './telemetry/guarded.js';
+import { guarded } from './shared/guarded.js';
 import { VERSION } from './version.js';
 
 const TICK_MS = 250;

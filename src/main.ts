@@ -7,10 +7,11 @@ import {
   BrokerUnreachableError,
   ConfigError,
   HttpListenError,
-} from './errors.js';
+} from './shared/errors.js';
 import { installDiagLogger } from './log/installDiagLogger.js';
+import { diagLoggerOptions } from './config/diagLoggerOptions.js';
 import { Logger } from './log/Logger.js';
-import { describeError } from './source/describeError.js';
+import { describeError } from './shared/describeError.js';
 import { VERSION } from './version.js';
 
 /** The command-line edge: environment and flags in, exit codes out. */
@@ -34,7 +35,7 @@ async function main(): Promise<number> {
     return 0;
   }
   const logger = new Logger(parsed.options.logLevel);
-  installDiagLogger(logger, parsed.options);
+  installDiagLogger(logger, diagLoggerOptions(parsed.options));
   const bridge = new Bridge(parsed.options, logger);
 
   let stopping: Promise<void> | undefined;

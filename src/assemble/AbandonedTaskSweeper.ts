@@ -1,7 +1,7 @@
 import type { Logger } from '../log/Logger.js';
-import type { WorkerLiveness } from '../metrics/WorkerLiveness.js';
+import type { WorkerLiveness } from './WorkerLiveness.js';
 import type { BridgeStats } from '../telemetry/BridgeStats.js';
-import { guarded } from '../telemetry/guarded.js';
+import { guarded } from '../shared/guarded.js';
 import type { TaskAssembler } from './TaskAssembler.js';
 
 /** How often workers are checked for lost heartbeats, and tasks for the age limit. */

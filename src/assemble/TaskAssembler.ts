@@ -11,7 +11,7 @@ import {
   lostAttemptFor,
   MAX_INTERRUPTED_TASKS,
 } from './InterruptedTasks.js';
-import { spanIdFor, traceIdFor } from './deterministicIds.js';
+import { spanIdFor, traceIdFor } from '../shared/deterministicIds.js';
 import {
   type Attempt,
   type FinishedTask,

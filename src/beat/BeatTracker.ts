@@ -1,5 +1,5 @@
 import type { TaskFinalState, TaskRecord } from '../assemble/TaskRecord.js';
-import { spanIdFor, traceIdFor } from '../assemble/deterministicIds.js';
+import { spanIdFor, traceIdFor } from '../shared/deterministicIds.js';
 import type {
   BeatHeartbeatEvent,
   BeatRunEvent,

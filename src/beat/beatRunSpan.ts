@@ -8,9 +8,9 @@ import {
 import type { InstrumentationScope } from '@opentelemetry/core';
 import type { Resource } from '@opentelemetry/resources';
 import type { ReadableSpan, TimedEvent } from '@opentelemetry/sdk-trace-base';
-import { spanIdFor, traceIdFor } from '../assemble/deterministicIds.js';
+import { spanIdFor, traceIdFor } from '../shared/deterministicIds.js';
 import { hrTime } from '../export/taskSpans.js';
-import { truncateMiddle } from '../export/truncate.js';
+import { truncateMiddle } from '../shared/truncate.js';
 import type { BeatRun, MissedReason, SpanRef } from './BeatRun.js';
 
 export interface BeatRunSpanOptions {

@@ -1,9 +1,9 @@
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createSecureContext } from 'node:tls';
-import { ConfigError } from '../errors.js';
-import type { BrokerTlsSettings } from './BridgeOptions.js';
-import type { BrokerEndpoint } from './brokerUrl.js';
+import { ConfigError } from '../shared/errors.js';
+import type { BrokerTlsSettings } from '../brokers/BrokerOptions.js';
+import type { BrokerEndpoint } from '../brokers/BrokerOptions.js';
 import { optionLabel } from './optionSpecs.js';
 
 /** The raw `--broker-tls-*` values ('' when unset). */

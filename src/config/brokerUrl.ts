@@ -1,39 +1,7 @@
-import { ConfigError } from '../errors.js';
+import { ConfigError } from '../shared/errors.js';
 import { hasUnencodedCredentials, redactUrl } from '../log/redact.js';
-import type { BrokerTlsSettings } from './BridgeOptions.js';
+import type { BrokerEndpoint, BrokerKind } from '../brokers/BrokerOptions.js';
 import { parseKombuOnlyUrl } from './parseKombuOnlyUrl.js';
-
-export type BrokerKind = 'amqp' | 'redis';
-
-export interface BrokerEndpoint {
-  readonly kind: BrokerKind;
-  readonly tls: boolean;
-  readonly hostname: string;
-  readonly port: number;
-  readonly username?: string;
-  /** Secret: never log it. {@link redactedUrl} is the loggable form. */
-  readonly password?: string;
-  /** RabbitMQ virtual host (`/` by default, as kombu reads `amqp://host//`). */
-  readonly vhost: string;
-  /** Redis database number from the URL path (`redis://host:6379/0`). */
-  readonly db: number;
-  /** The URL as logs show it: credentials `***`, no query string (log/redact.ts redactUrl). */
-  readonly redactedUrl: string;
-  /** `--broker-tls-*` (only with `tls`); absent: Node's defaults (system CAs, full checks). */
-  readonly tlsSettings?: BrokerTlsSettings;
-  /** `sentinel://` (kombu's Redis Sentinel transport): ask these sentinels for the master. */
-  readonly sentinel?: SentinelSettings;
-  /** `redis+socket://`: the Redis server's Unix socket, instead of `hostname` and `port`. */
-  readonly socketPath?: string;
-}
-
-export interface SentinelSettings {
-  readonly sentinels: readonly { readonly host: string; readonly port: number }[];
-  /** The monitored master's name (kombu's `master_name` transport option). */
-  readonly masterName: string;
-  /** Secret: the sentinels' own password (kombu's `sentinel_kwargs`), not the master's. */
-  readonly password?: string;
-}
 
 /** Celery accepts these spellings for its own transports (kombu/transport/__init__.py). */
 const SCHEMES: Record<string, { kind: BrokerKind; tls: boolean; defaultPort: number }> = {

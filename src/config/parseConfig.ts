@@ -2,19 +2,20 @@ import { createHash } from 'node:crypto';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { ConfigError } from '../errors.js';
+import { ConfigError } from '../shared/errors.js';
 import { redactUrl } from '../log/redact.js';
 import type { LogLevel } from '../log/Logger.js';
+import type { BridgeOptions } from './BridgeOptions.js';
+import type { WorkerAttributeOptions } from '../metrics/MetricsOptions.js';
 import type {
-  BridgeOptions,
   OtlpProtocol,
   OtlpSignalOptions,
   TraceExporterKind,
-  WorkerAttributeOptions,
-} from './BridgeOptions.js';
+} from '../export/ExportOptions.js';
 import { brokerTlsSettings } from './brokerTlsSettings.js';
 import { defaultStateDirectory } from './defaultStateDirectory.js';
-import { type BrokerEndpoint, parseBrokerUrl } from './brokerUrl.js';
+import { parseBrokerUrl } from './brokerUrl.js';
+import { type BrokerEndpoint } from '../brokers/BrokerOptions.js';
 import { withSentinelOptions } from './parseKombuOnlyUrl.js';
 import { parseServiceNameRules } from './parseServiceNameRules.js';
 import { resourceDetectors } from './resourceDetectors.js';

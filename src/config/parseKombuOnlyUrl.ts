@@ -1,5 +1,5 @@
-import { ConfigError } from '../errors.js';
-import type { BrokerEndpoint } from './brokerUrl.js';
+import { ConfigError } from '../shared/errors.js';
+import type { BrokerEndpoint } from '../brokers/BrokerOptions.js';
 
 /** kombu/transport/redis.py `SentinelTransport.default_port`. */
 const SENTINEL_PORT = 26379;

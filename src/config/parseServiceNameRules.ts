@@ -1,5 +1,5 @@
-import { ConfigError } from '../errors.js';
-import type { ServiceNameRule } from './BridgeOptions.js';
+import { ConfigError } from '../shared/errors.js';
+import type { ServiceNameRule } from '../export/ExportOptions.js';
 
 const RULE = /^(queue|task):([^=]+)=(.+)$/;
 

@@ -1,4 +1,4 @@
-import { ConfigError } from '../errors.js';
+import { ConfigError } from '../shared/errors.js';
 
 /**
  * OTEL_NODE_RESOURCE_DETECTORS, as @opentelemetry/sdk-node reads it: a comma-separated list of

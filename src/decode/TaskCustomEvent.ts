@@ -1,4 +1,4 @@
-import { truncateMiddle } from '../export/truncate.js';
+import { truncateMiddle } from '../shared/truncate.js';
 import { unwrapKombuTyped } from './kombuTypedJson.js';
 
 /**

@@ -4,7 +4,7 @@ import {
   type BeatEventType,
   type BeatSchedule,
 } from './BeatEvent.js';
-import type { DecodeRejection } from './DecodeRejection.js';
+import type { DecodeRejection } from '../shared/DecodeRejection.js';
 import { MAX_NAME_LENGTH } from './fieldBounds.js';
 
 /** Names (app, entry, task, ids, zone) longer than this are not names we keep. */

@@ -1,5 +1,5 @@
-import { truncateMiddle } from '../export/truncate.js';
-import type { RawEventMessage } from '../source/RawEventMessage.js';
+import { truncateMiddle } from '../shared/truncate.js';
+import type { RawEventMessage } from '../shared/RawEventMessage.js';
 import {
   type CeleryEvent,
   type TaskContextEvent,
@@ -11,7 +11,7 @@ import {
   TASK_EVENT_TYPES,
   WORKER_EVENT_TYPES,
 } from './CeleryEvent.js';
-import type { DecodeRejection, DecodeRejectionReason } from './DecodeRejection.js';
+import type { DecodeRejection, DecodeRejectionReason } from '../shared/DecodeRejection.js';
 import {
   type BoundedField,
   type FieldCutSink,

@@ -1,6 +1,6 @@
 import { type ExportResult, ExportResultCode } from '@opentelemetry/core';
 import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace-base';
-import { guarded, type InternalErrorSink } from '../telemetry/guarded.js';
+import { guarded, type InternalErrorSink } from '../shared/guarded.js';
 import { escapeForTerminal } from './escapeForTerminal.js';
 import {
   isAttempt,

@@ -1,7 +1,7 @@
 import type { Attributes } from '@opentelemetry/api';
 import { type Resource, resourceFromAttributes } from '@opentelemetry/resources';
 import { BoundedLru } from '../assemble/BoundedLru.js';
-import type { ServiceNameRule } from '../config/BridgeOptions.js';
+import type { ServiceNameRule } from './ExportOptions.js';
 
 /** Distinct (service, worker) resources kept at most; past it the least recently used go. */
 const MAX_RESOURCES = 10_000;

@@ -6,7 +6,7 @@ import {
 } from '@opentelemetry/otlp-exporter-base';
 import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace-base';
 import { ProtobufSpanSerializer } from './ProtobufSpanSerializer.js';
-import { workerScriptUrl } from '../workerScriptUrl.js';
+import { workerScriptUrl } from '../shared/workerScriptUrl.js';
 import type { SendReply, SendRequest, SendThreadData } from './sendThreadMessages.js';
 
 /** The component type the SDK's exporter reports in its `otel.sdk.exporter.*` self-metrics. */

@@ -4,8 +4,8 @@ import {
   type OTLPExporterNodeConfigBase,
 } from '@opentelemetry/otlp-exporter-base';
 import type { SpanExporter } from '@opentelemetry/sdk-trace-base';
-import type { OtlpTraceOptions, TraceExporterOptions } from '../config/BridgeOptions.js';
-import type { InternalErrorSink } from '../telemetry/guarded.js';
+import type { OtlpTraceOptions, TraceExporterOptions } from './ExportOptions.js';
+import type { InternalErrorSink } from '../shared/guarded.js';
 import { ConsoleTraceExporter, useColor } from './ConsoleTraceExporter.js';
 import { ProtobufSpanSerializer, type SpanSerializerOptions } from './ProtobufSpanSerializer.js';
 import { ThreadedOtlpExporter } from './ThreadedOtlpExporter.js';

@@ -15,8 +15,8 @@ import {
   deliverySpanIdFor,
   spanIdFor,
   traceIdFor,
-} from '../assemble/deterministicIds.js';
-import { parsePythonException } from '../assemble/parsePythonException.js';
+} from '../shared/deterministicIds.js';
+import { parsePythonException } from '../decode/parsePythonException.js';
 import type {
   Attempt,
   CustomSpanEvent,
@@ -27,7 +27,7 @@ import type {
 import type { UpstreamContext } from '../decode/CeleryEvent.js';
 import { cutName } from '../decode/fieldBounds.js';
 import type { TaskResources } from './TaskResources.js';
-import { truncateMiddle } from './truncate.js';
+import { truncateMiddle } from '../shared/truncate.js';
 
 export interface TaskSpanOptions {
   /** Of every span, unless `resources` gives each worker and service its own. */

@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import { HttpListenError } from '../errors.js';
+import { HttpListenError } from '../shared/errors.js';
 
 export interface HttpServerHandlers {
   /**

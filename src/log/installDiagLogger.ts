@@ -1,6 +1,5 @@
 import { type DiagLogFunction, DiagLogLevel, diag } from '@opentelemetry/api';
-import type { BridgeOptions } from '../config/BridgeOptions.js';
-import type { Logger } from './Logger.js';
+import type { LogLevel, Logger } from './Logger.js';
 import { redactUrl, secretRedactor } from './redact.js';
 
 /** The same message from the SDK is logged at most once per this long. */
@@ -29,8 +28,17 @@ const URL_IN_TEXT = /\b[a-z][a-z0-9+.-]{0,31}:\/\/[^\s"'()]+/gi;
  * (never its stack or the request options hanging off it). Span and metric payloads, which the
  * SDK logs at debug/verbose, are never forwarded; info goes to the bridge's debug level.
  */
-export function installDiagLogger(logger: Logger, options: BridgeOptions): void {
-  const urls = [options.otlp.url, options.metrics.otlp.url];
+export interface DiagLoggerOptions {
+  /** The OTLP endpoints: their credentials and query tokens are redacted. */
+  readonly otlpUrls: readonly string[];
+  /** Every OTLP header set: each value is redacted. */
+  readonly otlpHeaders: readonly Readonly<Record<string, string>>[];
+  readonly brokerPassword: string | undefined;
+  readonly logLevel: LogLevel;
+}
+
+export function installDiagLogger(logger: Logger, options: DiagLoggerOptions): void {
+  const urls = options.otlpUrls;
   const urlPasswords = urls.flatMap((text) => {
     try {
       const url = new URL(text);
@@ -41,12 +49,9 @@ export function installDiagLogger(logger: Logger, options: BridgeOptions): void 
       return [];
     }
   });
-  const headerValues = [
-    ...Object.values(options.otlp.headers),
-    ...Object.values(options.metrics.otlp.headers),
-  ];
+  const headerValues = options.otlpHeaders.flatMap((headers) => Object.values(headers));
   const redact = secretRedactor([
-    options.broker.password,
+    options.brokerPassword,
     ...headerValues,
     // The token of `Bearer <token>` / `Basic <credentials>` on its own, too.
     ...headerValues.flatMap((value) => value.split(/\s+/).filter((part) => part.length >= 8)),

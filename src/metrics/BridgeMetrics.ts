@@ -1,6 +1,6 @@
 import type { Attributes, HrTime, Meter } from '@opentelemetry/api';
 import type { MetricData } from '@opentelemetry/sdk-metrics';
-import { parsePythonException } from '../assemble/parsePythonException.js';
+import { parsePythonException } from '../decode/parsePythonException.js';
 import type { TaskRecord } from '../assemble/TaskRecord.js';
 import type { TaskEvent, WorkerEvent } from '../decode/CeleryEvent.js';
 import type { BridgeStats } from '../telemetry/BridgeStats.js';
@@ -11,7 +11,7 @@ import { gaugeMetricData, type StateGauge } from './BridgeMetricProducer.js';
 import { SeriesHistogram } from './SeriesHistogram.js';
 import { bridgeHealthGauges } from './bridgeHealthGauges.js';
 import { TaskExemplars } from './TaskExemplars.js';
-import type { WorkerLiveness } from './WorkerLiveness.js';
+import type { WorkerLiveness } from '../assemble/WorkerLiveness.js';
 
 /** What the metrics read from the rest of the bridge when they are collected. */
 export interface MetricSources {

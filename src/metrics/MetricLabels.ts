@@ -1,4 +1,4 @@
-import type { WorkerAttributeOptions } from '../config/BridgeOptions.js';
+import type { WorkerAttributeOptions } from './MetricsOptions.js';
 import { RecentLabelValues } from './RecentLabelValues.js';
 
 /** Attribute value that stands for every task name past the cap. */

@@ -1,6 +1,6 @@
 import type { Logger } from '../log/Logger.js';
-import { describeError } from '../source/describeError.js';
-import type { QueueLengthReader } from './QueueLengthReader.js';
+import { describeError } from '../shared/describeError.js';
+import type { QueueLengthReader } from '../brokers/QueueLengthReader.js';
 
 /** Queues learnt from events at most, so a flood of queue names cannot grow memory. */
 const MAX_QUEUES = 256;

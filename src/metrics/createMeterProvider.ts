@@ -8,7 +8,7 @@ import {
   type MetricProducer,
   type MetricReader,
 } from '@opentelemetry/sdk-metrics';
-import type { MetricsOptions } from '../config/BridgeOptions.js';
+import type { MetricsOptions } from './MetricsOptions.js';
 import { createExemplarMetricExporter } from './exemplarMetricExporter.js';
 import { ResourceSplittingMetricExporter } from './ResourceSplittingMetricExporter.js';
 

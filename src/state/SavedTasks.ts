@@ -1,6 +1,6 @@
 import type { AssemblerSnapshot } from '../assemble/TaskAssembler.js';
 import type { Logger } from '../log/Logger.js';
-import { describeError } from '../source/describeError.js';
+import { describeError } from '../shared/describeError.js';
 import type { StateFile } from './StateFile.js';
 
 /**

@@ -3,7 +3,7 @@ import { constants } from 'node:fs';
 import { type FileHandle, mkdir, open, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { AssemblerSnapshot } from '../assemble/TaskAssembler.js';
-import { StateFileError } from '../errors.js';
+import { StateFileError } from '../shared/errors.js';
 import {
   STATE_FORMAT,
   STATE_VERSION,

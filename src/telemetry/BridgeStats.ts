@@ -1,5 +1,5 @@
 import type { AssemblerCounters } from '../assemble/TaskAssembler.js';
-import type { DecodeRejection } from '../decode/DecodeRejection.js';
+import type { DecodeRejection } from '../shared/DecodeRejection.js';
 import type { SerializerDropReason } from '../export/ProtobufSpanSerializer.js';
 import type { SpanExportCounters } from '../export/SpanExportQueue.js';
 import type { Logger } from '../log/Logger.js';

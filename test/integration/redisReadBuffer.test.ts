@@ -4,9 +4,9 @@ import type { Worker } from 'node:worker_threads';
 import { Redis } from 'ioredis';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parseBrokerUrl } from '../../src/config/brokerUrl.js';
-import type { DecodeRejection } from '../../src/decode/DecodeRejection.js';
+import type { DecodeRejection } from '../../src/shared/DecodeRejection.js';
 import { Logger } from '../../src/log/Logger.js';
-import { RedisEventSource } from '../../src/source/RedisEventSource.js';
+import { RedisEventSource } from '../../src/brokers/redis/RedisEventSource.js';
 import { randomName, requireBroker } from '../support/celeryWorker.js';
 import { until } from '../support/testUtils.js';
 

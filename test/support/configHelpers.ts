@@ -1,7 +1,7 @@
 import { expect } from 'vitest';
 import type { BridgeOptions } from '../../src/config/BridgeOptions.js';
 import { parseConfig } from '../../src/config/parseConfig.js';
-import { ConfigError } from '../../src/errors.js';
+import { ConfigError } from '../../src/shared/errors.js';
 
 /** The options parseConfig makes of these flags and environment; fails unless it is a run. */
 export function runOptions(argv: string[], env: Record<string, string> = {}): BridgeOptions {

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import type { RawEventMessage } from '../../src/source/RawEventMessage.js';
+import type { RawEventMessage } from '../../src/shared/RawEventMessage.js';
 
 const dir = fileURLToPath(new URL('../fixtures/', import.meta.url));
 

@@ -10,9 +10,9 @@ import {
   isTaskEvent,
 } from '../../src/decode/CeleryEvent.js';
 import { decodeEventBody } from '../../src/decode/decodeEventBody.js';
-import type { DecodeRejection } from '../../src/decode/DecodeRejection.js';
+import type { DecodeRejection } from '../../src/shared/DecodeRejection.js';
 import { taskSpans, type TaskSpanOptions } from '../../src/export/taskSpans.js';
-import type { RawEventMessage } from '../../src/source/RawEventMessage.js';
+import type { RawEventMessage } from '../../src/shared/RawEventMessage.js';
 
 export const SPAN_OPTIONS: TaskSpanOptions = {
   resource: resourceFromAttributes({ 'service.name': 'celery' }),

@@ -6,7 +6,7 @@ import { TaskAssembler } from '../../src/assemble/TaskAssembler.js';
 import type { FinishedTask } from '../../src/assemble/TaskRecord.js';
 import type { TaskEvent } from '../../src/decode/CeleryEvent.js';
 import { Logger } from '../../src/log/Logger.js';
-import { WorkerLiveness } from '../../src/metrics/WorkerLiveness.js';
+import { WorkerLiveness } from '../../src/assemble/WorkerLiveness.js';
 import { BridgeStats } from '../../src/telemetry/BridgeStats.js';
 import { ASSEMBLER_OPTIONS } from '../support/pipeline.js';
 

@@ -12,7 +12,7 @@ import { HttpServer } from '../../src/http/HttpServer.js';
 import { BridgeMetrics } from '../../src/metrics/BridgeMetrics.js';
 import { MetricLabels } from '../../src/metrics/MetricLabels.js';
 import { BridgeMetricProducer } from '../../src/metrics/BridgeMetricProducer.js';
-import { WorkerLiveness } from '../../src/metrics/WorkerLiveness.js';
+import { WorkerLiveness } from '../../src/assemble/WorkerLiveness.js';
 import { Logger } from '../../src/log/Logger.js';
 import { BridgeStats } from '../../src/telemetry/BridgeStats.js';
 import { amqpFixtureMessages } from '../support/fixtures.js';

@@ -1,7 +1,7 @@
 import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { describe, expect, it } from 'vitest';
-import { spanIdFor, traceIdFor } from '../../src/assemble/deterministicIds.js';
+import { spanIdFor, traceIdFor } from '../../src/shared/deterministicIds.js';
 import type { TaskEvent } from '../../src/decode/CeleryEvent.js';
 import { amqpFixtureMessages } from '../support/fixtures.js';
 import { assemble, decodeAll, spanSummary, taskEventsOf } from '../support/pipeline.js';

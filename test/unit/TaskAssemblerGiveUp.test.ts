@@ -1,7 +1,7 @@
 import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import { describe, expect, it } from 'vitest';
 import type { TaskEvent } from '../../src/decode/CeleryEvent.js';
-import { WorkerLiveness } from '../../src/metrics/WorkerLiveness.js';
+import { WorkerLiveness } from '../../src/assemble/WorkerLiveness.js';
 import { ASSEMBLER_OPTIONS, assemble } from '../support/pipeline.js';
 
 const seconds = (time: [number, number]): number => time[0] + time[1] / 1e9;

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { parseBrokerUrl } from '../../src/config/brokerUrl.js';
-import { BrokerSetupError, BrokerUnreachableError } from '../../src/errors.js';
+import { BrokerSetupError, BrokerUnreachableError } from '../../src/shared/errors.js';
 import type { LogFields } from '../../src/log/Logger.js';
-import { connectWithRetry } from '../../src/source/connectWithRetry.js';
+import { connectWithRetry } from '../../src/brokers/connectWithRetry.js';
 
 const refused = (): Promise<void> => Promise.reject(new Error('connect ECONNREFUSED 127.0.0.1:1'));
 

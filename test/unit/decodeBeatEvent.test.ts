@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { CeleryEvent } from '../../src/decode/CeleryEvent.js';
-import type { DecodeRejection } from '../../src/decode/DecodeRejection.js';
+import type { DecodeRejection } from '../../src/shared/DecodeRejection.js';
 import { decodeEventBody } from '../../src/decode/decodeEventBody.js';
 
 function decode(body: unknown): { events: CeleryEvent[]; rejected: DecodeRejection[] } {

@@ -2,8 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { decodeEventBody } from '../../src/decode/decodeEventBody.js';
 import { decodeKombuEnvelope, isDecodeRejection } from '../../src/decode/decodeKombuEnvelope.js';
 import type { CeleryEvent } from '../../src/decode/CeleryEvent.js';
-import type { DecodeRejection } from '../../src/decode/DecodeRejection.js';
-import type { RawEventMessage } from '../../src/source/RawEventMessage.js';
+import type { DecodeRejection } from '../../src/shared/DecodeRejection.js';
+import type { RawEventMessage } from '../../src/shared/RawEventMessage.js';
 import { amqpFixtureMessages, redisFixturePayloads } from '../support/fixtures.js';
 import { decodeAll } from '../support/pipeline.js';
 

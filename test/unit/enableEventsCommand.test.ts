@@ -7,7 +7,7 @@ import {
   EnableEventsBroadcaster,
   enableEventsCommand,
   redisControlEnvelope,
-} from '../../src/source/EnableEventsBroadcaster.js';
+} from '../../src/brokers/EnableEventsBroadcaster.js';
 
 /**
  * What Celery 5.2.6 / kombu 5.2.4 put on the wire for `app.control.enable_events()`, captured on

@@ -15,7 +15,7 @@ import {
 } from '../../src/metrics/SeriesHistogram.js';
 import { prefersOpenMetrics, serveMetrics } from '../../src/metrics/serveMetrics.js';
 import { TaskExemplars } from '../../src/metrics/TaskExemplars.js';
-import { WorkerLiveness } from '../../src/metrics/WorkerLiveness.js';
+import { WorkerLiveness } from '../../src/assemble/WorkerLiveness.js';
 import { BridgeStats } from '../../src/telemetry/BridgeStats.js';
 import { amqpFixtureMessages } from '../support/fixtures.js';
 import { ASSEMBLER_OPTIONS, SPAN_OPTIONS, decodeAll } from '../support/pipeline.js';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError } from '../../src/errors.js';
+import { ConfigError } from '../../src/shared/errors.js';
 import { runOptions as run } from '../support/configHelpers.js';
 
 // `--exporter` / `--console-quiet-ms` and `--enable-events*`: flags, variables, defaults.

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { type CeleryEvent, type TaskEvent, isTaskEvent } from '../../src/decode/CeleryEvent.js';
 import { decodeEventBody } from '../../src/decode/decodeEventBody.js';
-import type { DecodeRejection } from '../../src/decode/DecodeRejection.js';
+import type { DecodeRejection } from '../../src/shared/DecodeRejection.js';
 import { MAX_NAME_LENGTH, cutName } from '../../src/decode/fieldBounds.js';
 import { amqpFixtureMessages } from '../support/fixtures.js';
 

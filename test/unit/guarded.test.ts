@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { Logger } from '../../src/log/Logger.js';
 import { BridgeStats } from '../../src/telemetry/BridgeStats.js';
-import { guarded } from '../../src/telemetry/guarded.js';
+import { guarded } from '../../src/shared/guarded.js';
 
 describe('guarded timer callbacks', () => {
   it('catch what the callback throws, count each time, log once per place', () => {

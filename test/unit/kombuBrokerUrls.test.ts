@@ -4,8 +4,8 @@
 // bridge makes of them.
 import { describe, expect, it } from 'vitest';
 import { parseBrokerUrl } from '../../src/config/brokerUrl.js';
-import { redisFanoutChannel, redisFanoutPrefixes } from '../../src/source/redisChannels.js';
-import { redisConnectionOptions } from '../../src/source/redisConnectionOptions.js';
+import { redisFanoutChannel, redisFanoutPrefixes } from '../../src/brokers/redis/redisChannels.js';
+import { redisConnectionOptions } from '../../src/brokers/redis/redisConnectionOptions.js';
 import { configError, runOptions } from '../support/configHelpers.js';
 
 describe('sentinel:// broker URLs', () => {

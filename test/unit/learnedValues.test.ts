@@ -4,10 +4,10 @@ import { hrTime } from '@opentelemetry/core';
 import { describe, expect, it } from 'vitest';
 import { Logger } from '../../src/log/Logger.js';
 import { LEARNED_QUEUE_MEMORY_MS, QueueLengthPoller } from '../../src/metrics/QueueLengthPoller.js';
-import type { QueueLengthReader } from '../../src/metrics/QueueLengthReader.js';
+import type { QueueLengthReader } from '../../src/brokers/QueueLengthReader.js';
 import { SeriesCounter } from '../../src/metrics/SeriesCounter.js';
 import { SeriesHistogram } from '../../src/metrics/SeriesHistogram.js';
-import { WorkerLiveness } from '../../src/metrics/WorkerLiveness.js';
+import { WorkerLiveness } from '../../src/assemble/WorkerLiveness.js';
 
 describe('series past the cap', () => {
   it('a counter: an idle series makes room after two collections; overflow while all are in use', () => {

@@ -17,7 +17,7 @@ import { ProtobufSpanSerializer } from '../../src/export/ProtobufSpanSerializer.
 import { taskSpans } from '../../src/export/taskSpans.js';
 import { Logger } from '../../src/log/Logger.js';
 import { MetricLabels } from '../../src/metrics/MetricLabels.js';
-import { WorkerLiveness } from '../../src/metrics/WorkerLiveness.js';
+import { WorkerLiveness } from '../../src/assemble/WorkerLiveness.js';
 import { ASSEMBLER_OPTIONS, SPAN_OPTIONS } from '../support/pipeline.js';
 import { seededRandom } from '../support/seededRandom.js';
 import { BridgeStats } from '../../src/telemetry/BridgeStats.js';

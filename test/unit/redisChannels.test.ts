@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { redisEventChannels, redisFanoutChannel } from '../../src/source/redisChannels.js';
+import { redisEventChannels, redisFanoutChannel } from '../../src/brokers/redis/redisChannels.js';
 
 describe('Redis channel names', () => {
   it("follow kombu's {global_keyprefix}{fanout_prefix}{exchange}", () => {

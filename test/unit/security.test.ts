@@ -2,16 +2,17 @@ import { diag } from '@opentelemetry/api';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parseBrokerUrl } from '../../src/config/brokerUrl.js';
 import { decodeEventBody } from '../../src/decode/decodeEventBody.js';
-import type { DecodeRejection } from '../../src/decode/DecodeRejection.js';
+import type { DecodeRejection } from '../../src/shared/DecodeRejection.js';
 import { decodeKombuEnvelope } from '../../src/decode/decodeKombuEnvelope.js';
 import { installDiagLogger } from '../../src/log/installDiagLogger.js';
+import { diagLoggerOptions } from '../../src/config/diagLoggerOptions.js';
 import { Logger } from '../../src/log/Logger.js';
 import { redactUrl, secretRedactor } from '../../src/log/redact.js';
 import {
   brokerTlsOptions,
   describeBrokerError,
   isTlsFailure,
-} from '../../src/source/brokerTlsOptions.js';
+} from '../../src/brokers/brokerTlsOptions.js';
 import { type TlsMaterial, makeTlsMaterial } from '../support/tlsProxy.js';
 import { configError, runOptions } from '../support/configHelpers.js';
 
@@ -200,7 +201,7 @@ describe('installDiagLogger', () => {
       OTEL_EXPORTER_OTLP_HEADERS: 'authorization=Bearer%20hdr-secret',
       OTEL_EXPORTER_OTLP_ENDPOINT: 'https://user:urlpw@collector:4318',
     });
-    installDiagLogger(new Logger('info', (line) => lines.push(line)), options);
+    installDiagLogger(new Logger('info', (line) => lines.push(line)), diagLoggerOptions(options));
     diag.error(
       JSON.stringify({
         message: 'metrics export failed (Bearer hdr-secret, hdr-secret, brokerpw)',
@@ -230,7 +231,7 @@ describe('installDiagLogger', () => {
     const options = runOptions([], {
       OTEL_EXPORTER_OTLP_ENDPOINT: 'https://collector:4318?api_key=querys3cret',
     });
-    installDiagLogger(new Logger('info', (line) => lines.push(line)), options);
+    installDiagLogger(new Logger('info', (line) => lines.push(line)), diagLoggerOptions(options));
     // What made the old URL regex quadratic: a long run of word boundaries without `://`
     // (about 18 s for 300 KB). The test's own timeout is the bound here.
     diag.warn(`partial success: ${'a.'.repeat(150_000)} querys3cret`);

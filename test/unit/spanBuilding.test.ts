@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { attemptSpanIdFor, spanIdFor, traceIdFor } from '../../src/assemble/deterministicIds.js';
-import { parsePythonException } from '../../src/assemble/parsePythonException.js';
+import { attemptSpanIdFor, spanIdFor, traceIdFor } from '../../src/shared/deterministicIds.js';
+import { parsePythonException } from '../../src/decode/parsePythonException.js';
 import { hrTime } from '../../src/export/taskSpans.js';
-import { truncateMiddle } from '../../src/export/truncate.js';
+import { truncateMiddle } from '../../src/shared/truncate.js';
 
 describe('deterministic ids', () => {
   it('uses a UUID root id as the trace id and hashes anything else', () => {

@@ -1,7 +1,7 @@
 import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { describe, expect, it } from 'vitest';
-import { spanIdFor } from '../../src/assemble/deterministicIds.js';
+import { spanIdFor } from '../../src/shared/deterministicIds.js';
 import { TaskAssembler } from '../../src/assemble/TaskAssembler.js';
 import type { FinishedTask } from '../../src/assemble/TaskRecord.js';
 import {
@@ -12,11 +12,11 @@ import {
   isWorkerEvent,
 } from '../../src/decode/CeleryEvent.js';
 import { decodeEventBody } from '../../src/decode/decodeEventBody.js';
-import type { DecodeRejection } from '../../src/decode/DecodeRejection.js';
+import type { DecodeRejection } from '../../src/shared/DecodeRejection.js';
 import { taskSpans } from '../../src/export/taskSpans.js';
 import { Logger } from '../../src/log/Logger.js';
 import { BridgeStats } from '../../src/telemetry/BridgeStats.js';
-import type { RawEventMessage } from '../../src/source/RawEventMessage.js';
+import type { RawEventMessage } from '../../src/shared/RawEventMessage.js';
 import { amqpFixtureFile } from '../support/fixtures.js';
 import { ASSEMBLER_OPTIONS, SPAN_OPTIONS } from '../support/pipeline.js';
 

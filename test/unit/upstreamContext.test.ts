@@ -1,7 +1,7 @@
 import { SpanKind } from '@opentelemetry/api';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { describe, expect, it } from 'vitest';
-import { spanIdFor, traceIdFor } from '../../src/assemble/deterministicIds.js';
+import { spanIdFor, traceIdFor } from '../../src/shared/deterministicIds.js';
 import { TaskAssembler } from '../../src/assemble/TaskAssembler.js';
 import type { TaskContextEvent, TaskEvent } from '../../src/decode/CeleryEvent.js';
 import { parseTraceparent } from '../../src/decode/traceContext.js';

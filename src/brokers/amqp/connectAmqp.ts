@@ -1,6 +1,6 @@
 import amqp from 'amqplib';
-import type { BrokerEndpoint } from '../config/brokerUrl.js';
-import { brokerTlsOptions } from './brokerTlsOptions.js';
+import type { BrokerEndpoint } from '../BrokerOptions.js';
+import { brokerTlsOptions } from '../brokerTlsOptions.js';
 
 /**
  * Opens an AMQP connection to the broker: the one place that turns a BrokerEndpoint (credentials,

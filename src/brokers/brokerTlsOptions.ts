@@ -1,8 +1,8 @@
 import { isIP } from 'node:net';
 import type { ConnectionOptions } from 'node:tls';
-import type { BrokerEndpoint } from '../config/brokerUrl.js';
+import type { BrokerEndpoint } from './BrokerOptions.js';
 import type { Logger } from '../log/Logger.js';
-import { describeError } from './describeError.js';
+import { describeError } from '../shared/describeError.js';
 
 /**
  * The options every broker connection gives `tls.connect` (amqplib's socket options, ioredis's

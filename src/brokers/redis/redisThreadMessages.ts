@@ -1,7 +1,7 @@
-import type { RedisChannelOptions } from '../config/BridgeOptions.js';
-import type { BrokerEndpoint } from '../config/brokerUrl.js';
-import type { DecodeRejection } from '../decode/DecodeRejection.js';
-import type { LogFields } from '../log/Logger.js';
+import type { RedisChannelOptions } from '../BrokerOptions.js';
+import type { BrokerEndpoint } from '../BrokerOptions.js';
+import type { DecodeRejection } from '../../shared/DecodeRejection.js';
+import type { LogFields } from '../../log/Logger.js';
 
 /** What RedisEventSource hands its read thread at start (structured-cloned). */
 export interface RedisReadThreadData {

@@ -1,5 +1,5 @@
-import type { BrokerEndpoint } from '../config/brokerUrl.js';
-import { BrokerSetupError, BrokerUnreachableError } from '../errors.js';
+import type { BrokerEndpoint } from './BrokerOptions.js';
+import { BrokerSetupError, BrokerUnreachableError } from '../shared/errors.js';
 import type { LogFields } from '../log/Logger.js';
 import { describeBrokerError, isTlsFailure } from './brokerTlsOptions.js';
 import { backoffDelayMs } from './EventSource.js';

@@ -1,14 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import amqp from 'amqplib';
 import { Redis } from 'ioredis';
-import { redisFanoutChannel, redisFanoutPrefixes } from './redisChannels.js';
-import { redisConnectionOptions } from './redisConnectionOptions.js';
-import type { RedisChannelOptions } from '../config/BridgeOptions.js';
-import type { BrokerEndpoint } from '../config/brokerUrl.js';
+import { redisFanoutChannel, redisFanoutPrefixes } from './redis/redisChannels.js';
+import { redisConnectionOptions } from './redis/redisConnectionOptions.js';
+import type { RedisChannelOptions } from './BrokerOptions.js';
+import type { BrokerEndpoint } from './BrokerOptions.js';
 import type { Logger } from '../log/Logger.js';
-import { describeError } from './describeError.js';
+import { describeError } from '../shared/describeError.js';
 import { backoffDelayMs } from './EventSource.js';
-import { connectAmqp } from './connectAmqp.js';
+import { connectAmqp } from './amqp/connectAmqp.js';
 
 export interface EnableEventsBroadcasterOptions {
   readonly broker: BrokerEndpoint;

@@ -1,5 +1,5 @@
-import type { DecodeRejection } from '../decode/DecodeRejection.js';
-import type { RawEventMessage } from './RawEventMessage.js';
+import type { DecodeRejection } from '../shared/DecodeRejection.js';
+import type { RawEventMessage } from '../shared/RawEventMessage.js';
 
 /** What a source reports to the bridge. Handlers are synchronous and never throw, but for the two promises. */
 export interface EventSourceHandlers {

@@ -1,6 +1,6 @@
 import type { RedisOptions } from 'ioredis';
-import type { BrokerEndpoint } from '../config/brokerUrl.js';
-import { brokerTlsOptions } from './brokerTlsOptions.js';
+import type { BrokerEndpoint } from '../BrokerOptions.js';
+import { brokerTlsOptions } from '../brokerTlsOptions.js';
 
 /**
  * Where and how ioredis connects for `broker`: address, credentials, database and TLS; for

@@ -1,4 +1,4 @@
-import type { RedisChannelOptions } from '../config/BridgeOptions.js';
+import type { RedisChannelOptions } from '../BrokerOptions.js';
 
 type ChannelPrefixes = Pick<RedisChannelOptions, 'globalKeyPrefix' | 'fanoutPrefix'>;
 

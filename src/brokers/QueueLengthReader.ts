@@ -1,8 +1,8 @@
 import amqp from 'amqplib';
 import { Redis } from 'ioredis';
-import type { BrokerEndpoint } from '../config/brokerUrl.js';
-import { connectAmqp } from '../source/connectAmqp.js';
-import { redisConnectionOptions } from '../source/redisConnectionOptions.js';
+import type { BrokerEndpoint } from './BrokerOptions.js';
+import { connectAmqp } from './amqp/connectAmqp.js';
+import { redisConnectionOptions } from './redis/redisConnectionOptions.js';
 
 /** Reads how many messages wait in each queue. Missing queues are left out of the result. */
 export interface QueueLengthReader {

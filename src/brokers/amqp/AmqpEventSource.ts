@@ -1,12 +1,12 @@
 import amqp from 'amqplib';
-import type { AmqpQueueOptions } from '../config/BridgeOptions.js';
-import type { BrokerEndpoint } from '../config/brokerUrl.js';
-import { BrokerSetupError } from '../errors.js';
-import type { Logger } from '../log/Logger.js';
-import { describeBrokerError, warnIfTlsInsecure } from './brokerTlsOptions.js';
-import { connectWithRetry } from './connectWithRetry.js';
-import { describeError as describe } from './describeError.js';
-import { backoffDelayMs, type EventSource, type EventSourceHandlers } from './EventSource.js';
+import type { AmqpQueueOptions } from '../BrokerOptions.js';
+import type { BrokerEndpoint } from '../BrokerOptions.js';
+import { BrokerSetupError } from '../../shared/errors.js';
+import type { Logger } from '../../log/Logger.js';
+import { describeBrokerError, warnIfTlsInsecure } from '../brokerTlsOptions.js';
+import { connectWithRetry } from '../connectWithRetry.js';
+import { describeError as describe } from '../../shared/describeError.js';
+import { backoffDelayMs, type EventSource, type EventSourceHandlers } from '../EventSource.js';
 import { connectAmqp } from './connectAmqp.js';
 
 export interface AmqpEventSourceOptions {

@@ -12,13 +12,13 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { Redis } from 'ioredis';
-import { decodeKombuEnvelope, isDecodeRejection } from '../decode/decodeKombuEnvelope.js';
-import type { RawEventMessage } from './RawEventMessage.js';
-import { describeBrokerError } from './brokerTlsOptions.js';
-import { connectWithRetry } from './connectWithRetry.js';
+import { decodeKombuEnvelope, isDecodeRejection } from '../../decode/decodeKombuEnvelope.js';
+import type { RawEventMessage } from '../../shared/RawEventMessage.js';
+import { describeBrokerError } from '../brokerTlsOptions.js';
+import { connectWithRetry } from '../connectWithRetry.js';
 import { redisEventChannels, redisFanoutPrefixes } from './redisChannels.js';
 import { redisConnectionOptions } from './redisConnectionOptions.js';
-import { backoffDelayMs } from './EventSource.js';
+import { backoffDelayMs } from '../EventSource.js';
 import type {
   RedisBatch,
   RedisReadThreadData,

@@ -1,11 +1,11 @@
 import { Worker } from 'node:worker_threads';
-import type { RedisChannelOptions } from '../config/BridgeOptions.js';
-import type { BrokerEndpoint } from '../config/brokerUrl.js';
-import { BrokerUnreachableError } from '../errors.js';
-import type { Logger } from '../log/Logger.js';
-import { workerScriptUrl } from '../workerScriptUrl.js';
-import { warnIfTlsInsecure } from './brokerTlsOptions.js';
-import { backoffDelayMs, type EventSource, type EventSourceHandlers } from './EventSource.js';
+import type { RedisChannelOptions } from '../BrokerOptions.js';
+import type { BrokerEndpoint } from '../BrokerOptions.js';
+import { BrokerUnreachableError } from '../../shared/errors.js';
+import type { Logger } from '../../log/Logger.js';
+import { workerScriptUrl } from '../../shared/workerScriptUrl.js';
+import { warnIfTlsInsecure } from '../brokerTlsOptions.js';
+import { backoffDelayMs, type EventSource, type EventSourceHandlers } from '../EventSource.js';
 import type {
   RedisBatch,
   RedisReadThreadData,
