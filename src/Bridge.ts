@@ -3,7 +3,7 @@ import { AbandonedTaskSweeper } from './assemble/AbandonedTaskSweeper.js';
 import { TaskAssembler } from './assemble/TaskAssembler.js';
 import type { FinishedTask } from './assemble/TaskRecord.js';
 import { BeatTracker } from './beat/BeatTracker.js';
-import { beatMetricData } from './beat/beatMetricData.js';
+import { beatMetricData } from './metrics/beatMetricData.js';
 import { beatRunSpan } from './beat/beatRunSpan.js';
 import type { BridgeOptions } from './config/BridgeOptions.js';
 import { isBeatEvent } from './decode/BeatEvent.js';

@@ -1,8 +1,15 @@
 import type { Logger } from '../log/Logger.js';
 import type { WorkerLiveness } from './WorkerLiveness.js';
-import type { BridgeStats } from '../telemetry/BridgeStats.js';
 import { guarded } from '../shared/guarded.js';
 import type { TaskAssembler } from './TaskAssembler.js';
+
+/** What the sweeper counts: the tasks it gives up on, and bugs it caught. */
+export interface SweeperCounters {
+  tasksExpired(count: number): void;
+  tasksLost(count: number): void;
+  tasksGivenUpAfterOutage(count: number): void;
+  internalError(where: string, error: unknown): void;
+}
 
 /** How often workers are checked for lost heartbeats, and tasks for the age limit. */
 const LIVENESS_CHECK_MS = 1000;
@@ -32,7 +39,7 @@ export class AbandonedTaskSweeper {
   constructor(
     private readonly assembler: TaskAssembler,
     private readonly liveness: WorkerLiveness,
-    private readonly stats: BridgeStats,
+    private readonly stats: SweeperCounters,
     private readonly logger: Logger,
     private readonly options: AbandonedTaskSweeperOptions,
   ) {}

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { spanIdFor, traceIdFor } from '../../src/shared/deterministicIds.js';
 import { BeatTracker, type BeatTrackerOptions } from '../../src/beat/BeatTracker.js';
 import type { BeatRun } from '../../src/beat/BeatRun.js';
-import { beatMetricData } from '../../src/beat/beatMetricData.js';
+import { beatMetricData } from '../../src/metrics/beatMetricData.js';
 import { beatRunSpan } from '../../src/beat/beatRunSpan.js';
 import type { BeatEvent, BeatSchedule } from '../../src/decode/BeatEvent.js';
 import { type CeleryEvent, isTaskEvent } from '../../src/decode/CeleryEvent.js';

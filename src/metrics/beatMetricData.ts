@@ -6,15 +6,15 @@ import {
   type MetricData,
   type SumMetricData,
 } from '@opentelemetry/sdk-metrics';
-import { gaugeMetricData, type StateGauge } from '../metrics/BridgeMetricProducer.js';
+import { gaugeMetricData, type StateGauge } from './BridgeMetricProducer.js';
 import { hrTime } from '../export/taskSpans.js';
-import { BEAT_OUTCOMES } from './BeatRun.js';
+import { BEAT_OUTCOMES } from '../beat/BeatRun.js';
 import {
   type BeatTracker,
   type Entry,
   LATENESS_BUCKETS_S,
   type UntrackedReason,
-} from './BeatTracker.js';
+} from '../beat/BeatTracker.js';
 
 const BOUNDARIES = [...LATENESS_BUCKETS_S];
 
