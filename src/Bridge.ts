@@ -32,15 +32,13 @@ import { detectBridgeResource } from './metrics/detectBridgeResource.js';
 import { MetricLabels } from './metrics/MetricLabels.js';
 import { registerIntakeMetrics } from './metrics/IntakeMetrics.js';
 import { QueueLengthPoller } from './metrics/QueueLengthPoller.js';
-import { AmqpQueueLengthReader, RedisQueueLengthReader } from './brokers/QueueLengthReader.js';
 import { BridgeMetricProducer } from './metrics/BridgeMetricProducer.js';
 import { WorkerLiveness } from './assemble/WorkerLiveness.js';
-import { AmqpEventSource } from './brokers/amqp/AmqpEventSource.js';
-import { describeError } from './shared/describeError.js';
+import type { Broker } from './brokers/Broker.js';
+import { createBroker } from './brokers/createBroker.js';
 import { EnableEventsBroadcaster } from './brokers/EnableEventsBroadcaster.js';
 import type { EventSourceHandlers } from './brokers/EventSource.js';
 import type { RawEventMessage } from './shared/RawEventMessage.js';
-import { RedisEventSource } from './brokers/redis/RedisEventSource.js';
 import { SavedTasks } from './state/SavedTasks.js';
 import { StateFile } from './state/StateFile.js';
 import { BridgeStats } from './telemetry/BridgeStats.js';
@@ -77,7 +75,7 @@ export class Bridge {
   readonly stats: BridgeStats;
   private readonly assembler: TaskAssembler;
   private readonly exportQueue: SpanExportQueue;
-  private readonly source: AmqpEventSource | RedisEventSource;
+  private readonly broker: Broker;
   private readonly spanOptions: TaskSpanOptions;
   private readonly decodeOptions: DecodeOptions;
   private readonly decodeSink: DecodeSink;
@@ -120,6 +118,27 @@ export class Bridge {
     private readonly logger: Logger,
   ) {
     this.stats = new BridgeStats(logger);
+    const handlers: EventSourceHandlers = {
+      message: (message) => this.onMessage(message),
+      rejected: (rejection: DecodeRejection, count: number) =>
+        this.stats.rejected(rejection, count),
+      checkpoint: () => this.checkpoint(),
+      activate: () => this.savedTasks?.start() ?? Promise.resolve(),
+      connection: (state, detail) => {
+        if (state === 'connected' && this.disconnectedSince !== undefined)
+          this.sweeper.afterOutage();
+        if (state === 'disconnected') this.disconnectedSince ??= Date.now();
+        else this.disconnectedSince = undefined;
+        this.connected = state === 'connected';
+        this.connectionDetail = detail;
+        if (state === 'connected') this.logger.info(detail);
+        else {
+          this.stats.brokerDisconnected();
+          this.logger.warn(`${detail}; reconnecting`);
+        }
+      },
+    };
+    this.broker = createBroker(options, handlers, logger);
     const resource: Resource = resourceFromAttributes({
       ...options.otlp.resourceAttributes,
       'service.name': options.otlp.serviceName,
@@ -134,7 +153,7 @@ export class Bridge {
         options.otlp.serviceNameRules,
       ),
       scope,
-      messagingSystem: options.broker.kind === 'amqp' ? 'rabbitmq' : 'redis',
+      messagingSystem: this.broker.messagingSystem,
       maxAttributeLength: options.maxAttributeLength,
       maxCapturedLength: options.maxCapturedLength,
     };
@@ -174,48 +193,6 @@ export class Bridge {
       reject: (rejection, count) => this.stats.rejected(rejection, count),
       truncated: (field, count) => this.stats.truncated(field, count),
     };
-    const handlers: EventSourceHandlers = {
-      message: (message) => this.onMessage(message),
-      rejected: (rejection: DecodeRejection, count: number) =>
-        this.stats.rejected(rejection, count),
-      checkpoint: () => this.checkpoint(),
-      activate: () => this.savedTasks?.start() ?? Promise.resolve(),
-      connection: (state, detail) => {
-        if (state === 'connected' && this.disconnectedSince !== undefined)
-          this.sweeper.afterOutage();
-        if (state === 'disconnected') this.disconnectedSince ??= Date.now();
-        else this.disconnectedSince = undefined;
-        this.connected = state === 'connected';
-        this.connectionDetail = detail;
-        if (state === 'connected') this.logger.info(detail);
-        else {
-          this.stats.brokerDisconnected();
-          this.logger.warn(`${detail}; reconnecting`);
-        }
-      },
-    };
-    this.source =
-      options.broker.kind === 'amqp'
-        ? new AmqpEventSource(
-            {
-              broker: options.broker,
-              exchange: options.eventsExchange,
-              queue: options.amqp,
-              connectTimeoutMs: options.connectTimeoutMs,
-            },
-            handlers,
-            logger,
-          )
-        : new RedisEventSource(
-            {
-              broker: options.broker,
-              exchange: options.eventsExchange,
-              channels: options.redis,
-              connectTimeoutMs: options.connectTimeoutMs,
-            },
-            handlers,
-            logger,
-          );
     const metricsOptions = options.metrics;
     this.liveness = new WorkerLiveness(metricsOptions.workerForgetAfterMs, MAX_WORKERS);
     this.sweeper = new AbandonedTaskSweeper(this.assembler, this.liveness, this.stats, logger, {
@@ -224,9 +201,7 @@ export class Bridge {
     });
     const labels = new MetricLabels(metricsOptions.maxTaskNames, metricsOptions.workerAttribute);
     this.queueLengths = new QueueLengthPoller(
-      options.broker.kind === 'amqp'
-        ? new AmqpQueueLengthReader(options.broker)
-        : new RedisQueueLengthReader(options.broker, options.redis.globalKeyPrefix),
+      this.broker.queueLengths,
       metricsOptions.queues,
       metricsOptions.queueLengthIntervalMs,
       logger,
@@ -268,10 +243,8 @@ export class Bridge {
         (this.pausedTotalMs +
           (this.pausedSinceMs === undefined ? 0 : Date.now() - this.pausedSinceMs)) /
         1000,
-      brokerBacklog: () =>
-        this.source instanceof AmqpEventSource ? this.source.brokerBacklog : undefined,
-      bufferedBytes: () =>
-        this.source instanceof RedisEventSource ? this.source.bufferedBytes : undefined,
+      brokerBacklog: () => this.broker.backlogMessages(),
+      bufferedBytes: () => this.broker.bufferedBytes(),
       spansQueued: () => this.exportQueue.held,
     });
     this.httpServer =
@@ -335,14 +308,13 @@ export class Bridge {
         port: this.httpPort,
       });
     }
-    await this.source.start();
+    await this.broker.source.start();
     if (this.options.enableEvents.enabled) {
       this.broadcaster = new EnableEventsBroadcaster(
+        this.broker.controlPublisher(this.options.enableEvents.controlExchange),
         {
-          broker: this.options.broker,
-          controlExchange: this.options.enableEvents.controlExchange,
+          brokerUrl: this.options.broker.redactedUrl,
           intervalMs: this.options.enableEvents.intervalMs,
-          redis: this.options.redis,
         },
         this.logger,
       );
@@ -366,7 +338,7 @@ export class Bridge {
     this.sweeper.stop();
     await this.broadcaster?.stop();
     // The source hands on what it took, then makes it safe (a last checkpoint) and disconnects.
-    await this.source.stop();
+    await this.broker.source.stop();
     this.connected = false;
     this.connectionDetail = 'stopping';
     await this.flushHeld();
@@ -435,7 +407,7 @@ export class Bridge {
     if (full) {
       if (this.pausedSinceMs !== undefined) return;
       this.pausedSinceMs = now;
-      this.source.pause();
+      this.broker.source.pause();
       this.pausesSinceLog++;
       if (now - this.pauseLoggedAtMs >= PAUSE_LOG_INTERVAL_MS) {
         this.logger.info(
@@ -450,21 +422,15 @@ export class Bridge {
     if (this.pausedSinceMs === undefined) return;
     this.pausedTotalMs += now - this.pausedSinceMs;
     this.pausedSinceMs = undefined;
-    this.source.resume();
+    this.broker.source.resume();
   }
 
   private onMessage(message: RawEventMessage): void {
     try {
       decodeEventBody(message, this.decodeOptions, this.decodeSink);
     } catch (error) {
-      // A bug must cost one message, never the bridge.
-      this.stats.rejected(
-        {
-          reason: 'invalid_field',
-          detail: `internal error while handling an event: ${describeError(error)}`,
-        },
-        1,
-      );
+      // A bug must cost one message, never the bridge; it is counted as a bug, not as bad input.
+      this.stats.internalError('handle_message', error);
     }
   }
 

@@ -11,7 +11,7 @@ import {
 import { installDiagLogger } from './log/installDiagLogger.js';
 import { diagLoggerOptions } from './config/diagLoggerOptions.js';
 import { Logger } from './log/Logger.js';
-import { describeError } from './shared/describeError.js';
+import { describeBug } from './shared/describeError.js';
 import { VERSION } from './version.js';
 
 /** The command-line edge: environment and flags in, exit codes out. */
@@ -43,7 +43,7 @@ async function main(): Promise<number> {
     if (stopping !== undefined) return;
     logger.info('stopping', { signal });
     stopping = bridge.stop().catch((error: unknown) => {
-      logger.error('error while stopping', { error: describeError(error) });
+      logger.error('error while stopping', { error: describeBug(error) });
     });
     void stopping.then(() => process.exit(0));
   };
@@ -71,7 +71,8 @@ async function main(): Promise<number> {
 main().then(
   (code) => process.exit(code),
   (error: unknown) => {
-    process.stderr.write(`celery-otel-bridge: fatal: ${describeError(error)}\n`);
+    // Not one of the bridge's named errors: a bug, so the stack and its causes.
+    process.stderr.write(`celery-otel-bridge: fatal: ${describeBug(error)}\n`);
     process.exit(1);
   },
 );

@@ -39,6 +39,7 @@ export async function connectWithRetry(
             (isTlsFailure(error, broker)
               ? ''
               : ` Check the host, port, ${check} and that ${name} is running.`),
+          { cause: error },
         );
       }
       warn(`${name} unreachable, retrying`, {

@@ -58,6 +58,7 @@ export function brokerTlsSettings(
       throw new ConfigError(
         `${optionLabel('broker-tls-key-file')}: ${JSON.stringify(flags.keyFile)} is not an unencrypted PEM ` +
           `private key (${(error as Error).message})`,
+        { cause: error },
       );
     }
     try {
@@ -66,6 +67,7 @@ export function brokerTlsSettings(
       throw new ConfigError(
         `${optionLabel('broker-tls-cert-file')} and ${optionLabel('broker-tls-key-file')} do not belong ` +
           `together (${(error as Error).message})`,
+        { cause: error },
       );
     }
   }
@@ -83,6 +85,7 @@ function read(flag: string, path: string): Buffer {
   } catch (error) {
     throw new ConfigError(
       `${optionLabel(flag)}: cannot read ${JSON.stringify(path)}: ${(error as Error).message}`,
+      { cause: error },
     );
   }
 }
@@ -106,6 +109,7 @@ function certificates(flag: string, path: string): Buffer {
       throw new ConfigError(
         `${optionLabel(flag)}: certificate ${index + 1} in ${JSON.stringify(path)} does not parse ` +
           `(${(error as Error).message})`,
+        { cause: error },
       );
     }
   }

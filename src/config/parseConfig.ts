@@ -219,7 +219,9 @@ function parseFlags(argv: readonly string[]): Record<string, string | boolean | 
     });
     return values;
   } catch (error) {
-    throw new ConfigError(`${(error as Error).message}; run with --help for the list of options`);
+    throw new ConfigError(`${(error as Error).message}; run with --help for the list of options`, {
+      cause: error,
+    });
   }
 }
 
@@ -369,6 +371,7 @@ function workerAttribute(mode: string, strip: string): WorkerAttributeOptions {
   } catch (error) {
     throw new ConfigError(
       `--metrics-worker-strip is not a valid regular expression: ${(error as Error).message}`,
+      { cause: error },
     );
   }
 }

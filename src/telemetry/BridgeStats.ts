@@ -3,6 +3,7 @@ import type { DecodeRejection } from '../shared/DecodeRejection.js';
 import type { SerializerDropReason } from '../export/ProtobufSpanSerializer.js';
 import type { SpanExportCounters } from '../export/SpanExportQueue.js';
 import type { Logger } from '../log/Logger.js';
+import { describeBug } from '../shared/describeError.js';
 
 /**
  * The bridge's own counters. Problems are logged once per kind when first seen (with what to do),
@@ -162,7 +163,7 @@ export class BridgeStats implements AssemblerCounters, SpanExportCounters {
 
   /**
    * A bug caught in a timer, the /metrics handler or console rendering: counted, logged once per
-   * place (with the first error's message), and the bridge goes on.
+   * place (with the first error's stack and causes), and the bridge goes on.
    */
   internalError(where: string, error: unknown): void {
     this.add(this.internalErrorsByWhere, where, 1);
@@ -173,7 +174,7 @@ export class BridgeStats implements AssemblerCounters, SpanExportCounters {
       'internal error, caught; the bridge goes on (counted in celery_otel_bridge.internal_errors)',
       {
         where,
-        error: error instanceof Error ? `${error.name}: ${error.message}` : String(error),
+        error: describeBug(error),
       },
     );
   }

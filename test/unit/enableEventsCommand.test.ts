@@ -2,12 +2,13 @@ import { describe, expect, it } from 'vitest';
 import { parseBrokerUrl } from '../../src/config/brokerUrl.js';
 import { decodeKombuEnvelope, isDecodeRejection } from '../../src/decode/decodeKombuEnvelope.js';
 import { Logger } from '../../src/log/Logger.js';
+import { commandHeaders, enableEventsCommand } from '../../src/brokers/ControlPublisher.js';
+import { EnableEventsBroadcaster } from '../../src/brokers/EnableEventsBroadcaster.js';
+import { AmqpControlPublisher } from '../../src/brokers/amqp/AmqpControlPublisher.js';
 import {
-  commandHeaders,
-  EnableEventsBroadcaster,
-  enableEventsCommand,
+  RedisControlPublisher,
   redisControlEnvelope,
-} from '../../src/brokers/EnableEventsBroadcaster.js';
+} from '../../src/brokers/redis/RedisControlPublisher.js';
 
 /**
  * What Celery 5.2.6 / kombu 5.2.4 put on the wire for `app.control.enable_events()`, captured on
@@ -67,33 +68,31 @@ describe('the enable_events broadcast', () => {
   });
 
   it('publishes to <control_exchange>.pidbox, on Redis behind the same prefixes as events', () => {
-    const broadcaster = (url: string, controlExchange: string, globalKeyPrefix = '') =>
-      new EnableEventsBroadcaster(
-        {
-          broker: parseBrokerUrl(url),
-          controlExchange,
-          intervalMs: 60_000,
-          redis: { globalKeyPrefix, fanoutPrefix: `/${parseBrokerUrl(url).db}.` },
-        },
+    const redis = (url: string, controlExchange: string, globalKeyPrefix = '') =>
+      new RedisControlPublisher(
+        parseBrokerUrl(url),
+        controlExchange,
+        { globalKeyPrefix, fanoutPrefix: `/${parseBrokerUrl(url).db}.` },
         quiet,
       );
-    expect(broadcaster('amqp://localhost//', 'celery').exchange).toBe(CELERY_AMQP.fields.exchange);
-    expect(broadcaster('redis://localhost:6379/0', 'celery').redisChannel).toBe(
-      CELERY_REDIS_CHANNEL,
-    );
-    expect(broadcaster('redis://localhost:6379/3', 'myapp', 'tenant:').redisChannel).toBe(
+    const amqp = new AmqpControlPublisher(parseBrokerUrl('amqp://localhost//'), 'celery', quiet);
+    expect(amqp.exchange).toBe(CELERY_AMQP.fields.exchange);
+    expect(redis('redis://localhost:6379/0', 'celery').channel).toBe(CELERY_REDIS_CHANNEL);
+    expect(redis('redis://localhost:6379/3', 'myapp', 'tenant:').channel).toBe(
       'tenant:/3.myapp.pidbox',
     );
   });
 
   it('reports an unreachable broker as a failed broadcast, never as an exception', async () => {
+    const broker = parseBrokerUrl('redis://127.0.0.1:1/0');
     const broadcaster = new EnableEventsBroadcaster(
-      {
-        broker: parseBrokerUrl('redis://127.0.0.1:1/0'),
-        controlExchange: 'celery',
-        intervalMs: 60_000,
-        redis: { globalKeyPrefix: '', fanoutPrefix: '/0.' },
-      },
+      new RedisControlPublisher(
+        broker,
+        'celery',
+        { globalKeyPrefix: '', fanoutPrefix: '/0.' },
+        quiet,
+      ),
+      { brokerUrl: broker.redactedUrl, intervalMs: 60_000 },
       quiet,
     );
     expect(await broadcaster.broadcastOnce()).toBe(false);

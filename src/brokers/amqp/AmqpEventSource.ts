@@ -130,6 +130,7 @@ export class AmqpEventSource implements EventSource {
           `RabbitMQ refused to declare queue ${JSON.stringify(queue.queueName)}: ${describe(error)}. ` +
             'If it exists with other arguments (an older bridge version or other --amqp-queue-* values), ' +
             'delete it (rabbitmqctl delete_queue NAME) or choose another name with --amqp-queue.',
+          { cause: error },
         );
       }
       await channel.bindQueue(queue.queueName, exchange, '#');
