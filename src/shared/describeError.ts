@@ -21,7 +21,7 @@ export function describeBug(error: unknown): string {
     parts.push(
       current instanceof Error
         ? (current.stack ?? `${current.name}: ${current.message}`)
-        : String(current),
+        : describeError(current),
     );
     current = current instanceof Error ? current.cause : undefined;
   }
