@@ -44,6 +44,12 @@ interface Batch {
 }
 
 /**
+ * Refusals that the configuration causes, not the spans (authentication, authorization, a wrong
+ * path): the same batch is accepted once the user fixes it, so it is kept and retried.
+ */
+const REFUSED_UNTIL_RECONFIGURED: ReadonlySet<number> = new Set([401, 403, 404]);
+
+/**
  * A bounded batching queue in front of an OTLP span exporter: the contract of the SDK's
  * BatchSpanProcessor (and its OTEL_BSP_* settings), plus what a bridge needs on top.
  *
@@ -61,7 +67,10 @@ interface Batch {
  * - Checkpoints: `mark()` closes an epoch and `settled(epoch)` resolves once every span added up
  *   to it was accepted by the collector (or dropped and counted), which is when the broker
  *   messages that made them may be acknowledged.
- * - A batch the collector rejects for good (HTTP 4xx other than 408/429) is dropped and counted.
+ * - A batch the collector rejects for good (HTTP 4xx other than 408/429) is dropped and counted,
+ *   except 401/403/404: those say the endpoint or its credentials are wrong, not the spans, so the
+ *   batch is retried with backoff like an outage until the user fixes the configuration (the
+ *   backlog waits in the broker meanwhile).
  * - Adding never blocks the event loop and memory stays within `maxQueueSize` spans.
  * https://opentelemetry.io/docs/specs/otel/trace/sdk/#batching-processor
  * https://opentelemetry.io/docs/specs/otlp/#retryable-response-codes
@@ -322,8 +331,10 @@ export class SpanExportQueue {
       return;
     }
     const status = (result.error as { code?: unknown } | undefined)?.code;
-    const message = result.error?.message ?? 'unknown error';
-    if (
+    let message = result.error?.message ?? 'unknown error';
+    if (typeof status === 'number' && REFUSED_UNTIL_RECONFIGURED.has(status)) {
+      message = `the collector refused spans (HTTP ${status}: ${message}); check the endpoint URL and its authentication headers (OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, OTEL_EXPORTER_OTLP_HEADERS)`;
+    } else if (
       typeof status === 'number' &&
       status >= 400 &&
       status < 500 &&

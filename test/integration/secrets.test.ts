@@ -186,7 +186,7 @@ describe('secrets never reach the log', () => {
     await running.waitForLog(/"msg":"subscribed/);
     await replayFixture();
     // Both signals were refused, and the bridge said so.
-    await running.waitForLog(/the collector rejected spans \(HTTP 401/);
+    await running.waitForLog(/the collector refused spans \(HTTP 401/);
     await running.waitForLog(/metrics export failed/);
     const traces = collector.requests.filter((r) => r.path === '/v1/traces');
     const metrics = collector.requests.filter((r) => r.path === '/v1/metrics');

@@ -1,7 +1,7 @@
 import { type ExportResult, ExportResultCode } from '@opentelemetry/core';
 import { OTLPExporterError } from '@opentelemetry/otlp-exporter-base';
 import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace-base';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { SpanExportQueue } from '../../src/export/SpanExportQueue.js';
 
 /** A fake exporter: unit tests only; the integration tests export to a real OTLP receiver. */
@@ -160,6 +160,30 @@ describe('SpanExportQueue', () => {
     await queue.shutdown();
     expect(c.state.dropped['export_rejected']).toBe(14);
   });
+});
+
+describe('SpanExportQueue refused by configuration', () => {
+  it.each([401, 403, 404])(
+    'keeps and retries a batch refused with %i, then exports it',
+    async (status) => {
+      const exporter = new FakeExporter();
+      const c = counters();
+      const queue = new SpanExportQueue(exporter, { ...options, maxRetryDelayMs: 20 }, c);
+      exporter.result = {
+        code: ExportResultCode.FAILED,
+        error: new OTLPExporterError('Nope', status),
+      };
+      queue.add(spans(10));
+      await queue.flush();
+      expect(c.state.dropped['export_rejected']).toBeUndefined();
+      expect(queue.isFailing).toBe(true);
+      expect(queue.length).toBe(10);
+      exporter.result = { code: ExportResultCode.SUCCESS };
+      await vi.waitFor(() => expect(queue.length).toBe(0), { timeout: 5_000 });
+      expect(c.state.exported).toBe(10);
+      await queue.shutdown();
+    },
+  );
 });
 
 describe('SpanExportQueue priorities', () => {
