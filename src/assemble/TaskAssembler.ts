@@ -66,6 +66,24 @@ export interface AssemblerSnapshot {
   readonly finishedIds: string[];
 }
 
+/**
+ * What changed since the previous capture (`snapshot` or `snapshotChanges`): applied in this order
+ * to the previous capture, it gives this one (state/replayJournal.ts).
+ */
+export interface AssemblerChanges {
+  /** Tasks no longer in flight and not remembered as exported (pushed out of that memory). */
+  readonly removedIds: string[];
+  /** Tasks exported since, remembered as exported: they leave the tasks in flight. */
+  readonly finishedIds: string[];
+  /** Tasks in flight at both captures whose record changed: each keeps its place. */
+  readonly changed: TaskRecord[];
+  /**
+   * Tasks that came in flight since (new, or the continuation of a task exported as lost), in
+   * arrival order, after the tasks already there: replacing any older record of the same id.
+   */
+  readonly added: TaskRecord[];
+}
+
 export interface AssemblerCounters {
   /** An event for a task already exported (late, duplicated, or a redelivery after the end). */
   lateEvent(): void;
@@ -163,6 +181,15 @@ export class TaskAssembler {
    * `task-failed` twice) is a duplicate, not a late event.
    */
   private readonly failedIds = new BoundedLru<string, true>(MAX_INTERRUPTED_TASKS);
+  /**
+   * The tasks touched since the last capture, for the state file's journal (`snapshotChanges`):
+   * id -> whether it came in flight since. Every path that changes `inFlight` or a record in it
+   * goes through recordFor, handlePending, continueInterrupted, restore, workerLost or finish,
+   * which call `track`. Undefined until the first `snapshot` (without a state file nothing is
+   * tracked), and again once it holds more ids than a whole snapshot would (the next capture is
+   * then a whole one): bounded by maxInFlightTasks + maxFinishedTaskIds.
+   */
+  private changes: Map<string, boolean> | undefined;
 
   constructor(
     private readonly options: TaskAssemblerOptions,
@@ -252,12 +279,51 @@ export class TaskAssembler {
    * restore. See state/StateFile.ts.
    */
   snapshot(): AssemblerSnapshot {
+    this.changes = new Map();
     const tasks: TaskRecord[] = [];
     // Compact tasks become records here: the state file's format is one record per task.
     this.inFlight.forEach((entry, id) => {
       tasks.push(typeof entry === 'number' ? this.compact.toRecord(entry, id) : entry);
     });
     return { tasks, finishedIds: [...this.finishedIds] };
+  }
+
+  /**
+   * What changed since the last `snapshot` or `snapshotChanges`, in proportion to the changes
+   * rather than to the tasks in flight; undefined when that is not known (no snapshot taken yet,
+   * or more changes than a snapshot holds): take a `snapshot` then.
+   */
+  snapshotChanges(): AssemblerChanges | undefined {
+    const changes = this.changes;
+    if (changes === undefined) return undefined;
+    this.changes = new Map();
+    const out: AssemblerChanges = { removedIds: [], finishedIds: [], changed: [], added: [] };
+    changes.forEach((entered, id) => {
+      const entry = this.inFlight.get(id);
+      if (entry !== undefined) {
+        const record = typeof entry === 'number' ? this.compact.toRecord(entry, id) : entry;
+        (entered ? out.added : out.changed).push(record);
+      } else if (this.finishedIds.has(id)) out.finishedIds.push(id);
+      else out.removedIds.push(id);
+    });
+    return out;
+  }
+
+  /**
+   * Notes a change to task `id` for `snapshotChanges`. A task that comes in flight or leaves it
+   * moves to the end, so the tasks added and the ids finished come out in the order of
+   * `inFlight` and `finishedIds`; any other change keeps its first place (the order of the
+   * `changed` records does not matter).
+   */
+  private track(id: string, how: 'changed' | 'entered' | 'left'): void {
+    const changes = this.changes;
+    if (changes === undefined) return;
+    if (how !== 'changed') changes.delete(id);
+    else if (changes.has(id)) return;
+    changes.set(id, how === 'entered');
+    if (changes.size > this.options.maxInFlightTasks + this.options.maxFinishedTaskIds) {
+      this.changes = undefined;
+    }
   }
 
   /**
@@ -294,6 +360,7 @@ export class TaskAssembler {
       open.endedAt = Math.max(atEpochSeconds, open.startedAt ?? atEpochSeconds);
       open.outcome = 'LOST';
       lost.push(record);
+      this.track(record.id, 'changed');
     }
     // Held for the finish grace period: its real outcome, `task-cancelled` or a redelivery may
     // still come (InterruptedTasks); then exported as `lost` (finishHeld).
@@ -343,9 +410,10 @@ export class TaskAssembler {
 
   /** Loads a snapshot taken by a previous run, before any event is handled; returns tasks loaded. */
   restore(snapshot: AssemblerSnapshot): number {
-    for (const id of snapshot.finishedIds) {
-      if (this.finishedIds.size >= this.options.maxFinishedTaskIds) break;
-      this.finishedIds.add(id);
+    // The newest ids when there are more (a journal replayed on its base can hold more).
+    const ids = snapshot.finishedIds;
+    for (let i = Math.max(0, ids.length - this.options.maxFinishedTaskIds); i < ids.length; i++) {
+      this.finishedIds.add(ids[i] as string);
     }
     let loaded = 0;
     for (const record of snapshot.tasks) {
@@ -354,6 +422,7 @@ export class TaskAssembler {
       // A restart with a backlog of pending tasks must not need more memory than before it.
       const slot = this.compactEnabled ? this.compact.fromRecord(record) : -1;
       this.inFlight.set(record.id, slot < 0 ? record : slot);
+      this.track(record.id, 'entered');
       if (slot < 0) this.bytes.update(record);
       else this.bytes.addCompact(record.id);
       loaded++;
@@ -408,6 +477,7 @@ export class TaskAssembler {
     if (record === undefined) return false;
     this.finishedIds.delete(record.id);
     this.inFlight.set(record.id, record);
+    this.track(record.id, 'entered');
     if (this.inFlight.size > this.options.maxInFlightTasks) this.evictOldest();
     return true;
   }
@@ -480,10 +550,12 @@ export class TaskAssembler {
       // receive yet for `treeContextKnown` in the object path, and is absent here).
       if (this.inFlight.size >= this.options.maxInFlightTasks) this.evictOldest();
       this.inFlight.set(id, slot);
+      this.track(id, 'entered');
       this.bytes.addCompact(id);
     } else if (typeof entry !== 'number') {
       return false;
     } else {
+      this.track(id, 'changed');
       const result = this.compact.tryApply(entry, id, event);
       if (result === 'promote') {
         this.promote(id, entry);
@@ -518,7 +590,10 @@ export class TaskAssembler {
     if (record === undefined) {
       record = { id, receivedTimes: NO_TIMES, lastEventAt: timestamp, attempts: NO_ATTEMPTS };
       this.inFlight.set(id, record);
+      this.track(id, 'entered');
       if (this.inFlight.size > this.options.maxInFlightTasks) this.evictOldest();
+    } else {
+      this.track(id, 'changed');
     }
     if (timestamp > record.lastEventAt) record.lastEventAt = timestamp;
     return record;
@@ -911,6 +986,7 @@ export class TaskAssembler {
 
   private finish(record: TaskRecord, completeness: FinishedTask['completeness']): void {
     this.inFlight.delete(record.id);
+    this.track(record.id, 'left');
     this.bytes.remove(record.id);
     this.stopWaiting(record.id);
     this.finishedIds.add(record.id);

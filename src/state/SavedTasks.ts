@@ -1,12 +1,13 @@
-import type { AssemblerSnapshot } from '../assemble/TaskAssembler.js';
+import type { AssemblerChanges, AssemblerSnapshot } from '../assemble/TaskAssembler.js';
 import type { Logger } from '../log/Logger.js';
 import { describeError } from '../shared/describeError.js';
-import type { StateFile } from './StateFile.js';
+import type { EncodedState, StateFile } from './StateFile.js';
 
 /**
  * A save waits as long as the previous one took: saving is at most half of the time, however many
- * tasks are in flight (measured in the benchmark: spacing saves by four times their cost slowed a
- * RabbitMQ backlog drain by a quarter).
+ * tasks are in flight (a journal entry costs little; a base, written when the journal outgrew
+ * it, is paid for by a longer wait). Spacing saves by four times their cost slowed a RabbitMQ
+ * backlog drain by a quarter in the benchmark.
  */
 const SAVE_SPACING = 1;
 
@@ -17,6 +18,8 @@ function sleepMs(ms: number): Promise<void> {
 /** What SavedTasks needs of the assembler. */
 export interface SnapshotSource {
   snapshot(): AssemblerSnapshot;
+  /** What changed since the last capture (TaskAssembler): without it, every save is whole. */
+  snapshotChanges?(): AssemblerChanges | undefined;
   restore(snapshot: AssemblerSnapshot): number;
 }
 
@@ -24,6 +27,11 @@ export interface SnapshotSource {
  * The unfinished tasks kept across restarts (`--state-file`): restored when the bridge becomes
  * the active consumer, saved at every acknowledgement checkpoint (coalesced: one write at a time,
  * the newest state), every `--state-snapshot-interval-ms`, and on a graceful stop.
+ *
+ * A checkpoint appends what changed since the previous one to the file's journal; the whole
+ * state (a new base, the journal started afresh) is written by the first save after the start,
+ * on a graceful stop, after a failed write, and when the journal would outgrow its base
+ * (StateFile.fitsJournal), so the cost of saving follows what changed, not what is in flight.
  *
  * A save captures the state at one instant and writes it only once every span finished up to
  * that instant was accepted by the collector (`spansSettled`): a state file never says a task
@@ -40,6 +48,11 @@ export class SavedTasks {
   private owner = false;
   /** Saves are spaced by their own cost (see `save`). */
   private nextSaveAtMs = 0;
+  /**
+   * A capture was taken and not written (a failed write or wait): journal entries, which are
+   * relative to the previous capture, would miss its changes, so the next save is whole.
+   */
+  private needsWhole = false;
 
   constructor(
     private readonly file: StateFile,
@@ -70,13 +83,7 @@ export class SavedTasks {
   checkpoint(): Promise<boolean> {
     if (!this.owner) return this.spansSettled().then(() => true);
     const wait = this.nextSaveAtMs - Date.now();
-    if (this.saving === undefined && wait <= 0) {
-      const saving = this.save('checkpoint').finally(() => {
-        if (this.saving === saving) this.saving = undefined;
-      });
-      this.saving = saving;
-      return saving;
-    }
+    if (this.saving === undefined && wait <= 0) return this.startSave('checkpoint');
     this.queued ??= (this.saving ?? Promise.resolve(true))
       .then(() => sleepMs(this.nextSaveAtMs - Date.now()))
       .then(() => {
@@ -100,9 +107,12 @@ export class SavedTasks {
       if (Number.isFinite(timeoutMs)) timer = setTimeout(() => resolve('timeout'), timeoutMs);
     });
     const saved = (async () => {
-      await this.saving;
-      await this.queued;
-      return this.save('stop');
+      // Saves never overlap: each journal entry follows the capture written before it.
+      while (this.saving !== undefined || this.queued !== undefined) {
+        await this.saving;
+        await this.queued;
+      }
+      return this.startSave('stop');
     })();
     const result = await Promise.race([saved, gaveUp]);
     clearTimeout(timer);
@@ -118,12 +128,19 @@ export class SavedTasks {
     try {
       const loaded = await this.file.load();
       if (loaded === undefined) return;
+      if (loaded.journalProblem !== undefined) {
+        this.logger.warn(
+          'part of the state journal cannot be used; restoring the state saved before it',
+          { path: this.file.path, reason: loaded.journalProblem },
+        );
+      }
       const restored = this.assembler.restore(loaded.snapshot);
       this.logger.info('restored unfinished tasks from the state file', {
         path: this.file.path,
         savedAt: loaded.savedAt,
         tasks: restored,
         invalidTasks: loaded.invalidTasks,
+        journalEntries: loaded.journalEntries,
       });
     } catch (error) {
       this.logger.warn('cannot use the state file; starting without saved tasks', {
@@ -133,34 +150,61 @@ export class SavedTasks {
     }
   }
 
+  /** Starts a save; it is `saving` until it ends, so no other starts meanwhile. */
+  private startSave(why: 'stop' | 'checkpoint'): Promise<boolean> {
+    const saving = this.save(why).finally(() => {
+      if (this.saving === saving) this.saving = undefined;
+    });
+    this.saving = saving;
+    return saving;
+  }
+
   private async save(why: 'stop' | 'checkpoint'): Promise<boolean> {
     try {
-      // Captured now, as text: later events must not change what this save says.
+      // Captured now, encoded: later events must not change what this save says.
       const startedMs = Date.now();
-      const snapshot = this.assembler.snapshot();
-      const text = this.file.encode(snapshot);
+      const encoded = this.capture(why);
       const encodedMs = Date.now();
       await this.spansSettled();
       const writingMs = Date.now();
-      await this.file.write(text);
-      // The whole in-flight state is written each time, so its cost grows with the tasks in
-      // flight: the next save waits as long as this one took (SAVE_SPACING) (the wait for
-      // the collector not counted), so saving takes a bounded share of the bridge's time.
+      if (encoded !== undefined) await this.file.write(encoded);
+      this.needsWhole = false;
+      // A base's cost grows with the tasks in flight: the next save waits as long as this one
+      // took (SAVE_SPACING) (the wait for the collector not counted), so saving takes a bounded
+      // share of the bridge's time.
       const costMs = encodedMs - startedMs + (Date.now() - writingMs);
       this.nextSaveAtMs = Date.now() + SAVE_SPACING * costMs;
       const log =
         why === 'stop' ? this.logger.info.bind(this.logger) : this.logger.debug.bind(this.logger);
       log('saved unfinished tasks to the state file', {
         path: this.file.path,
-        tasks: snapshot.tasks.length,
+        tasks: encoded?.tasks ?? 0,
+        written: encoded?.kind ?? 'nothing changed',
       });
       return true;
     } catch (error) {
+      this.needsWhole = true;
       this.logger.warn('cannot save the state file', {
         path: this.file.path,
         error: describeError(error),
       });
       return false;
     }
+  }
+
+  /**
+   * This instant's state, encoded: a journal entry of what changed when the file can take one
+   * (a checkpoint, the journal this bridge started, not outgrowing its base), else the whole
+   * state; undefined when nothing changed since the last capture.
+   */
+  private capture(why: 'stop' | 'checkpoint'): EncodedState | undefined {
+    if (why === 'checkpoint' && !this.needsWhole && this.file.canAppend) {
+      const changes = this.assembler.snapshotChanges?.();
+      if (changes !== undefined) {
+        const entry = this.file.encodeChanges(changes);
+        if (entry === undefined || this.file.fitsJournal(entry)) return entry;
+      }
+    }
+    return this.file.encode(this.assembler.snapshot());
   }
 }

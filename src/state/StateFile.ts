@@ -1,10 +1,12 @@
 import { randomBytes } from 'node:crypto';
-import { constants } from 'node:fs';
-import { type FileHandle, mkdir, open, rename, unlink } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
-import type { AssemblerSnapshot } from '../assemble/TaskAssembler.js';
+import type { AssemblerChanges, AssemblerSnapshot } from '../assemble/TaskAssembler.js';
 import { StateFileError } from '../shared/errors.js';
+import { readOwnFile } from './readOwnFile.js';
+import { replaceFile } from './replaceFile.js';
+import { replayJournal } from './replayJournal.js';
+import { StateJournal } from './StateJournal.js';
 import {
+  type JournalEntry,
   STATE_FORMAT,
   STATE_VERSION,
   type StateFileContent,
@@ -18,151 +20,175 @@ import {
  */
 export const MAX_STATE_FILE_BYTES = 256 * 1024 * 1024;
 
-const { O_CREAT, O_EXCL, O_NOFOLLOW, O_NONBLOCK, O_RDONLY, O_WRONLY, O_DIRECTORY } = constants;
+/**
+ * The journal is compacted (a new base written, the journal started afresh) once an entry would
+ * make it larger than its base, and never below this. Compacting when the journal reaches its
+ * base's size writes each byte of state at most twice (once in an entry, once in the next base)
+ * however many checkpoints there are, and keeps what the next start reads at most twice the
+ * state: base plus a journal no larger than it. A small state compacts only past this floor,
+ * since each compaction costs two renames and four fsyncs whatever its size.
+ */
+export const MIN_COMPACTION_BYTES = 1024 * 1024;
+
+/** A capture encoded at its instant, to write once its spans are settled. */
+export type EncodedState =
+  | {
+      readonly kind: 'base';
+      readonly data: Buffer;
+      readonly journalId: string;
+      readonly tasks: number;
+    }
+  | { readonly kind: 'entry'; readonly data: Buffer; readonly tasks: number };
+
+/** What `load` found. */
+export interface LoadedState {
+  readonly snapshot: AssemblerSnapshot;
+  /** When the newest part used (the base, or the last journal entry applied) was written. */
+  readonly savedAt: string;
+  /** Always 0: a base is used whole or not at all, and so is each journal entry. */
+  readonly invalidTasks: number;
+  /** Journal entries applied on the base. */
+  readonly journalEntries: number;
+  /** Why part or all of the journal was left out (StateJournal.read), for one warning. */
+  readonly journalProblem?: string;
+}
 
 /**
- * The in-flight state kept across a bridge restart: written on a graceful stop (and every
- * `--state-snapshot-interval-ms`, so a `kill -9` loses at most that much), read at start.
+ * The in-flight state kept across a bridge restart: a base (the whole state, JSON) and beside it
+ * a journal (`<path>.journal`, StateJournal) of what each checkpoint changed since, read back at
+ * start as the base with every complete journal entry applied in order.
  *
- * Written safely in a directory others may write to: a new file under a random name in the same
- * directory, created exclusively without following a symlink (O_CREAT|O_EXCL|O_NOFOLLOW, mode
- * 0600), fsynced, renamed over the old one (rename replaces a symlink, never writes through it),
- * and the directory fsynced, so a crash leaves the old file or the new one, never half of one.
+ * Both are written safely in a directory others may write to (replaceFile: exclusive creation
+ * under a random name, fsync, rename, directory fsync; journal appends checked and fdatasynced)
+ * and read only when they are regular files of the bridge's own user that nobody else can write,
+ * within their size bounds, every field checked (stateFileSchema): a base that is not is refused
+ * whole with a StateFileError saying why, never quoting the file; a journal that is not, or from
+ * a bad entry on, is left out, and the load says why.
  *
- * Read only when it is a regular file of the bridge's own user that nobody else can write, no
- * larger than MAX_STATE_FILE_BYTES, opened without following a symlink and without blocking (a
- * FIFO at the path would otherwise hang the start), and every field checked (stateFileSchema):
- * anything else is refused whole with a StateFileError saying why, never quoting the file.
+ * Bounds: the base at most MAX_STATE_FILE_BYTES, the journal at most the larger of its base's
+ * size and MIN_COMPACTION_BYTES (and never past MAX_JOURNAL_BYTES), so the two together at most
+ * twice MAX_STATE_FILE_BYTES, plus one temporary file while a base or a new journal is written.
  */
 export class StateFile {
-  constructor(readonly path: string) {}
+  readonly journal: StateJournal;
+  /** The size of the base the journal appended to continues. */
+  private baseBytes = 0;
+
+  constructor(readonly path: string) {
+    this.journal = new StateJournal(`${path}.journal`);
+  }
 
   async save(snapshot: AssemblerSnapshot): Promise<void> {
     await this.write(this.encode(snapshot));
   }
 
-  /** The file's content for this snapshot, taken now (later changes to the records do not show). */
-  encode(snapshot: AssemblerSnapshot): string {
+  /** The base for this snapshot, taken now (later changes to the records do not show). */
+  encode(snapshot: AssemblerSnapshot): EncodedState {
+    const journal = randomBytes(16).toString('hex');
     const content: StateFileContent = {
       format: STATE_FORMAT,
       version: STATE_VERSION,
       savedAt: new Date().toISOString(),
+      journal,
       tasks: snapshot.tasks,
       finishedIds: snapshot.finishedIds,
     };
-    return JSON.stringify(content);
+    const data = Buffer.from(JSON.stringify(content));
+    return { kind: 'base', data, journalId: journal, tasks: snapshot.tasks.length };
   }
 
-  /** Replaces the file with `text` (from `encode`). */
-  async write(text: string): Promise<void> {
-    if (Buffer.byteLength(text) > MAX_STATE_FILE_BYTES) {
+  /** A journal entry for these changes, taken now; undefined when nothing changed. */
+  encodeChanges(changes: AssemblerChanges): EncodedState | undefined {
+    const { removedIds, finishedIds, changed, added } = changes;
+    const count = removedIds.length + finishedIds.length + changed.length + added.length;
+    if (count === 0) return undefined;
+    const entry: JournalEntry = {
+      savedAt: new Date().toISOString(),
+      removedIds,
+      finishedIds,
+      changed,
+      added,
+    };
+    return {
+      kind: 'entry',
+      data: StateJournal.encodeEntry(entry),
+      tasks: changed.length + added.length,
+    };
+  }
+
+  /** Whether a journal entry may be written now: this bridge wrote the base it continues. */
+  get canAppend(): boolean {
+    return this.journal.bytes !== undefined;
+  }
+
+  /**
+   * Whether `entry` goes in the journal; otherwise write a base instead (see MIN_COMPACTION_BYTES).
+   */
+  fitsJournal(entry: EncodedState): boolean {
+    const bytes = this.journal.bytes;
+    if (bytes === undefined) return false;
+    return bytes + entry.data.length <= Math.max(this.baseBytes, MIN_COMPACTION_BYTES);
+  }
+
+  /**
+   * Writes what `encode` or `encodeChanges` returned: a base replaces the file and starts a new
+   * journal (in that order: until the new journal is in place, the old one names the old base
+   * and is not applied to the new one); an entry is appended to the journal.
+   */
+  async write(encoded: EncodedState): Promise<void> {
+    if (encoded.kind === 'entry') {
+      await this.journal.append(encoded.data);
+      return;
+    }
+    if (encoded.data.length > MAX_STATE_FILE_BYTES) {
       throw new StateFileError(
         `the unfinished tasks take more than ${MAX_STATE_FILE_BYTES} bytes, which the next start would refuse: lower --max-in-flight-tasks or --max-captured-length`,
       );
     }
-    const directory = dirname(this.path);
-    await mkdir(directory, { recursive: true, mode: 0o700 });
-    const temporary = join(
-      directory,
-      `.${basename(this.path)}.${randomBytes(12).toString('hex')}.tmp`,
-    );
-    const handle = await open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600);
-    try {
-      try {
-        await handle.writeFile(text);
-        await handle.sync();
-      } finally {
-        await handle.close();
-      }
-      await rename(temporary, this.path);
-    } catch (error) {
-      await unlink(temporary).catch(() => undefined);
-      throw error;
-    }
-    await syncDirectory(directory);
+    // Entries of the old journal follow the old base: none may be appended once this is written.
+    this.journal.stopAppending();
+    await replaceFile(this.path, encoded.data);
+    this.baseBytes = encoded.data.length;
+    await this.journal.start(encoded.journalId);
   }
 
   /**
-   * The saved snapshot, undefined when there is none; throws StateFileError with the reason when
-   * the file is refused. `invalidTasks` is always 0: a file is used whole or not at all.
+   * The saved state, undefined when there is none; throws StateFileError with the reason when
+   * the base is refused.
    */
-  async load(): Promise<
-    { snapshot: AssemblerSnapshot; savedAt: string; invalidTasks: number } | undefined
-  > {
-    let handle: FileHandle;
-    try {
-      handle = await open(this.path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT') return undefined;
-      if (code === 'ELOOP') throw this.refused('it is a symbolic link');
-      throw this.refused(`it cannot be opened (${code ?? 'error'})`);
-    }
-    let text: string;
-    try {
-      const stat = await handle.stat();
-      if (!stat.isFile()) throw this.refused('it is not a regular file');
-      const uid = process.getuid?.();
-      if (uid !== undefined && stat.uid !== uid) {
-        throw this.refused(`it belongs to user id ${stat.uid}, not to the bridge's (${uid})`);
-      }
-      if ((stat.mode & 0o022) !== 0) {
-        throw this.refused('its group or other users can write to it (chmod go-w, or delete it)');
-      }
-      if (stat.size > MAX_STATE_FILE_BYTES) {
-        throw this.refused(`it is larger than ${MAX_STATE_FILE_BYTES} bytes`);
-      }
-      const read = await readAtMost(handle, MAX_STATE_FILE_BYTES);
-      if (read === undefined) throw this.refused(`it is larger than ${MAX_STATE_FILE_BYTES} bytes`);
-      text = read;
-    } finally {
-      await handle.close();
-    }
+  async load(): Promise<LoadedState | undefined> {
+    const bytes = await readOwnFile(this.path, MAX_STATE_FILE_BYTES, (why) => this.refused(why));
+    if (bytes === undefined) return undefined;
     let parsed: unknown;
     try {
-      parsed = JSON.parse(text);
+      parsed = JSON.parse(bytes.toString('utf8'));
     } catch {
       // V8's message quotes the text around the error: never put it in the log.
       throw this.refused('it is not valid JSON');
     }
+    let base: ReturnType<typeof validateStateFile>;
     try {
-      const { savedAt, snapshot } = validateStateFile(parsed);
-      return { snapshot, savedAt, invalidTasks: 0 };
+      base = validateStateFile(parsed);
     } catch (error) {
       if (error instanceof StateSchemaError) throw this.refused(error.message);
       throw error;
     }
+    // A base without a journal id is a whole state (written before the journal existed).
+    if (base.journal === undefined) {
+      return { snapshot: base.snapshot, savedAt: base.savedAt, invalidTasks: 0, journalEntries: 0 };
+    }
+    const reading = await this.journal.read(base.journal);
+    const last = reading.entries[reading.entries.length - 1];
+    return {
+      snapshot: replayJournal(base.snapshot, reading.entries),
+      savedAt: last?.savedAt ?? base.savedAt,
+      invalidTasks: 0,
+      journalEntries: reading.entries.length,
+      ...(reading.problem === undefined ? {} : { journalProblem: reading.problem }),
+    };
   }
 
   private refused(why: string): StateFileError {
     return new StateFileError(`the state file ${this.path} is refused: ${why}`);
-  }
-}
-
-/** The file's text, undefined past `limit` bytes (a file may grow between stat and read). */
-async function readAtMost(handle: FileHandle, limit: number): Promise<string | undefined> {
-  const chunks: Buffer[] = [];
-  let total = 0;
-  for (;;) {
-    const chunk = Buffer.allocUnsafe(Math.min(1024 * 1024, limit + 1 - total));
-    const { bytesRead } = await handle.read(chunk, 0, chunk.length, null);
-    if (bytesRead === 0) break;
-    chunks.push(chunk.subarray(0, bytesRead));
-    total += bytesRead;
-    if (total > limit) return undefined;
-  }
-  return Buffer.concat(chunks, total).toString('utf8');
-}
-
-/** Makes the rename durable: without it a power cut can bring the old file back. */
-async function syncDirectory(directory: string): Promise<void> {
-  let handle: FileHandle | undefined;
-  try {
-    handle = await open(directory, O_RDONLY | O_DIRECTORY);
-    await handle.sync();
-  } catch {
-    // Some file systems cannot fsync a directory (EINVAL); the file itself is synced.
-  } finally {
-    await handle?.close();
   }
 }

@@ -1,4 +1,4 @@
-import type { AssemblerSnapshot } from '../assemble/TaskAssembler.js';
+import type { AssemblerChanges, AssemblerSnapshot } from '../assemble/TaskAssembler.js';
 import type {
   Attempt,
   CustomSpanEvent,
@@ -11,14 +11,34 @@ import type { UpstreamContext } from '../decode/CeleryEvent.js';
 
 export const STATE_FORMAT = 'celery-otel-bridge/state';
 export const STATE_VERSION = 1;
+export const JOURNAL_FORMAT = 'celery-otel-bridge/state-journal';
+export const JOURNAL_VERSION = 1;
 
-/** What the state file holds (JSON). */
+/** What the state file (the base) holds (JSON). */
 export interface StateFileContent {
   readonly format: typeof STATE_FORMAT;
   readonly version: typeof STATE_VERSION;
   readonly savedAt: string;
+  /**
+   * The id of the journal that continues this base (state/StateJournal.ts): only a journal whose
+   * header names it is applied. Absent in files of bridges without a journal: the base alone.
+   */
+  readonly journal?: string;
   readonly tasks: TaskRecord[];
   readonly finishedIds: string[];
+}
+
+/** The journal's first line (JSON). */
+export interface JournalHeader {
+  readonly format: typeof JOURNAL_FORMAT;
+  readonly version: typeof JOURNAL_VERSION;
+  /** The `journal` id of the base this journal continues. */
+  readonly base: string;
+}
+
+/** Each further line of the journal (JSON): what one checkpoint changed (AssemblerChanges). */
+export interface JournalEntry extends AssemblerChanges {
+  readonly savedAt: string;
 }
 
 /**
@@ -65,6 +85,7 @@ type Json = Record<string, unknown>;
  */
 export function validateStateFile(value: unknown): {
   savedAt: string;
+  journal: string | undefined;
   snapshot: AssemblerSnapshot;
 } {
   const root = object(value, 'the file');
@@ -73,21 +94,63 @@ export function validateStateFile(value: unknown): {
       `it is not a celery-otel-bridge state file of version ${STATE_VERSION} ("format" and "version")`,
     );
   }
-  const savedAt = root['savedAt'];
-  if (
-    typeof savedAt !== 'string' ||
-    !/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z$/.test(savedAt)
-  ) {
-    throw new StateSchemaError('"savedAt" is not an ISO 8601 UTC time');
-  }
-  known(root, ['format', 'version', 'savedAt', 'tasks', 'finishedIds'], 'the file');
+  const savedAt = isoTime(root['savedAt'], '"savedAt"');
+  known(root, ['format', 'version', 'savedAt', 'journal', 'tasks', 'finishedIds'], 'the file');
+  const journal = root['journal'] === undefined ? undefined : journalId(root['journal'], 'journal');
   const tasks = array(root['tasks'], 'tasks').map((task, index) =>
     taskRecord(task, `tasks[${index}]`),
   );
-  const finishedIds = array(root['finishedIds'], 'finishedIds').map((id, index) =>
-    identifier(id, `finishedIds[${index}]`),
-  );
-  return { savedAt, snapshot: { tasks, finishedIds } };
+  const finishedIds = identifiers(root['finishedIds'], 'finishedIds');
+  return { savedAt, journal, snapshot: { tasks, finishedIds } };
+}
+
+/** Checks the journal's first line; returns the id of the base it continues. */
+export function validateJournalHeader(value: unknown): string {
+  const root = object(value, 'its first line');
+  if (root['format'] !== JOURNAL_FORMAT || root['version'] !== JOURNAL_VERSION) {
+    throw new StateSchemaError(
+      `it is not a celery-otel-bridge state journal of version ${JOURNAL_VERSION} ("format" and "version")`,
+    );
+  }
+  known(root, ['format', 'version', 'base'], 'its first line');
+  return journalId(root['base'], 'base');
+}
+
+/**
+ * Checks one journal entry as `validateStateFile` checks the base, field by field, naming the
+ * field and never the value; returns a fresh copy holding only the known fields.
+ */
+export function validateJournalEntry(value: unknown): JournalEntry {
+  const root = object(value, 'the entry');
+  known(root, ['savedAt', 'removedIds', 'finishedIds', 'changed', 'added'], 'the entry');
+  const records = (key: 'changed' | 'added'): TaskRecord[] =>
+    array(root[key], key).map((task, index) => taskRecord(task, `${key}[${index}]`));
+  return {
+    savedAt: isoTime(root['savedAt'], '"savedAt"'),
+    removedIds: identifiers(root['removedIds'], 'removedIds'),
+    finishedIds: identifiers(root['finishedIds'], 'finishedIds'),
+    changed: records('changed'),
+    added: records('added'),
+  };
+}
+
+function isoTime(value: unknown, at: string): string {
+  if (typeof value !== 'string' || !/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z$/.test(value)) {
+    throw new StateSchemaError(`${at} is not an ISO 8601 UTC time`);
+  }
+  return value;
+}
+
+/** The random id linking a base and its journal: 32 lowercase hex digits. */
+function journalId(value: unknown, at: string): string {
+  if (typeof value !== 'string' || !/^[0-9a-f]{32}$/.test(value)) {
+    throw new StateSchemaError(`${at} is not 32 lowercase hex digits`);
+  }
+  return value;
+}
+
+function identifiers(value: unknown, at: string): string[] {
+  return array(value, at).map((id, index) => identifier(id, `${at}[${index}]`));
 }
 
 function taskRecord(value: unknown, at: string): TaskRecord {

@@ -67,8 +67,9 @@ describe('StateFile', () => {
     await file.save(snapshot);
     expect(statSync(dir).mode & 0o777).toBe(0o700);
     expect(statSync(file.path).mode & 0o777).toBe(0o600);
-    // Only the file itself is left: no temporary file.
-    expect(readdirSync(dir)).toEqual(['state.json']);
+    // Only the file and its journal (started empty) are left: no temporary file.
+    expect(readdirSync(dir).sort()).toEqual(['state.json', 'state.json.journal']);
+    expect(statSync(file.journal.path).mode & 0o777).toBe(0o600);
     const loaded = await file.load();
     expect(loaded?.snapshot).toEqual(JSON.parse(JSON.stringify(snapshot)));
     expect(loaded?.invalidTasks).toBe(0);
