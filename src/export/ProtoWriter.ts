@@ -192,7 +192,12 @@ export class ProtoWriter {
     const buf = this.buf;
     let pos = this.pos;
     for (let i = 0; i < 2 * count; i += 2) {
-      buf[pos++] = ((nibble(hex.charCodeAt(i)) << 4) | nibble(hex.charCodeAt(i + 1))) & 0xff;
+      const high = hex.charCodeAt(i);
+      const low = hex.charCodeAt(i + 1);
+      buf[pos++] =
+        (((high < 128 ? (NIBBLES[high] as number) : high - 55) << 4) |
+          (low < 128 ? (NIBBLES[low] as number) : low - 55)) &
+        0xff;
     }
     this.pos = pos;
   }
@@ -254,6 +259,9 @@ export class ProtoWriter {
 export function varintSize(value: number): number {
   return value < 0x80 ? 1 : value < 0x4000 ? 2 : value < 0x200000 ? 3 : value < 0x10000000 ? 4 : 5;
 }
+
+/** `nibble` of every ASCII code, looked up: ids are converted for every span written. */
+const NIBBLES = Int16Array.from({ length: 128 }, (_, code) => nibble(code));
 
 function nibble(code: number): number {
   if (code >= 48 && code <= 57) return code - 48; // 0-9

@@ -85,16 +85,19 @@ export function taskSpans(task: FinishedTask, options: TaskSpanOptions): Readabl
   // Cut as at intake (decode/fieldBounds.ts), also for a record restored from the state file: a
   // collector refuses a whole request over one oversized span name.
   const name = typeof record.name === 'string' ? cutName(record.name) : UNKNOWN_TASK_NAME;
-  const attempts = [...record.attempts].sort(byStart);
+  // Read only: a single attempt (the usual case) needs neither a copy nor a sort.
+  const attempts =
+    record.attempts.length < 2 ? record.attempts : [...record.attempts].sort(byStart);
 
   const start = taskStart(record, attempts);
   const end = Math.max(start, record.final?.at ?? record.lastEventAt);
   const attributes = taskAttributes(record, task, options, attempts.length);
+  const exceptions = new ExceptionEvents(options.maxAttributeLength);
   const events: TimedEvent[] = [];
   let status: ReadableSpan['status'] = { code: SpanStatusCode.UNSET };
   const final = record.final;
   if (final?.state === 'FAILURE') {
-    const exception = exceptionEvent(final.at, final.exception, final.traceback, options);
+    const exception = exceptions.event(final.at, final.exception, final.traceback);
     events.push(exception);
     status = {
       code: SpanStatusCode.ERROR,
@@ -127,10 +130,18 @@ export function taskSpans(task: FinishedTask, options: TaskSpanOptions): Readabl
   const upstream = task.trace?.upstream ?? remoteParent;
   const taskContext = spanContext(traceId, spanId, upstream?.traceState, upstream?.traceFlags);
   const service = options.resources?.serviceFor(record.name, record.queue);
-  const resourceOf = (worker: string | undefined): Resource =>
-    service === undefined
-      ? options.resource
-      : (options.resources?.resourceFor(service, worker) ?? options.resource);
+  // An attempt almost always ran on the task's worker: one resource lookup per task, not per span.
+  let lastWorker: string | undefined;
+  let lastResource: Resource | undefined;
+  const resourceOf = (worker: string | undefined): Resource => {
+    if (lastResource !== undefined && worker === lastWorker) return lastResource;
+    lastWorker = worker;
+    lastResource =
+      service === undefined
+        ? options.resource
+        : (options.resources?.resourceFor(service, worker) ?? options.resource);
+    return lastResource;
+  };
   const spans: ReadableSpan[] = [
     readableSpan({
       name,
@@ -167,6 +178,7 @@ export function taskSpans(task: FinishedTask, options: TaskSpanOptions): Readabl
         name,
         options,
         resource,
+        exceptions,
       ),
     );
   });
@@ -184,6 +196,7 @@ function attemptSpan(
   taskName: string,
   options: TaskSpanOptions,
   resource: Resource,
+  exceptions: ExceptionEvents,
 ): ReadableSpan {
   // A missing start or end (lost events) is bounded by what is known, and said so.
   const end = attempt.endedAt ?? attempts[index + 1]?.startedAt ?? taskEnd;
@@ -203,7 +216,7 @@ function attemptSpan(
     options.maxAttributeLength,
   );
   if (outcome === 'FAILURE' || outcome === 'RETRY') {
-    const exception = exceptionEvent(end, attempt.exception, attempt.traceback, options);
+    const exception = exceptions.event(end, attempt.exception, attempt.traceback);
     events.push(exception);
     status = {
       code: SpanStatusCode.ERROR,
@@ -220,7 +233,7 @@ function attemptSpan(
   return readableSpan({
     name: `run/${taskName}`,
     kind: SpanKind.INTERNAL,
-    context: { ...taskContext, spanId: attemptSpanIdFor(record.id, offset + index) },
+    context: withSpanId(taskContext, attemptSpanIdFor(record.id, offset + index)),
     parent: taskContext,
     start,
     end: Math.max(start, end),
@@ -344,10 +357,7 @@ function parentTaskId(record: TaskRecord): string | undefined {
  * can start a task before its sent time; the task span must still contain its attempts.
  */
 function taskStart(record: TaskRecord, attempts: Attempt[]): number {
-  let start: number | undefined;
-  for (const candidate of [record.sentAt, record.receivedAt, attempts[0]?.startedAt]) {
-    if (candidate !== undefined && (start === undefined || candidate < start)) start = candidate;
-  }
+  let start = earlier(earlier(record.sentAt, record.receivedAt), attempts[0]?.startedAt);
   if (start === undefined) {
     const first = attempts[0];
     start =
@@ -356,6 +366,10 @@ function taskStart(record: TaskRecord, attempts: Attempt[]): number {
         : (record.final?.at ?? record.lastEventAt);
   }
   return start;
+}
+
+function earlier(a: number | undefined, b: number | undefined): number | undefined {
+  return a === undefined || (b !== undefined && b < a) ? b : a;
 }
 
 function byStart(a: Attempt, b: Attempt): number {
@@ -387,24 +401,35 @@ function seconds(time: HrTime): number {
   return time[0] + time[1] / 1e9;
 }
 
-function exceptionEvent(
-  at: number,
-  repr: string | undefined,
-  traceback: string | undefined,
-  options: TaskSpanOptions,
-): TimedEvent {
-  const parsed = parsePythonException(repr, traceback);
-  // https://opentelemetry.io/docs/specs/semconv/exceptions/exceptions-spans/
-  return {
-    name: 'exception',
-    time: hrTime(at),
-    attributes: definedOnly({
-      'exception.type': parsed.type,
-      'exception.message': truncateMiddle(parsed.message, options.maxAttributeLength),
-      'exception.stacktrace':
-        traceback === undefined ? undefined : truncateMiddle(traceback, options.maxAttributeLength),
-    }),
-  };
+/**
+ * The `exception` events of one task's spans. A failed task's own failure is its last attempt's
+ * (the same `exception` and `traceback` strings), so each distinct pair is parsed and cut once per
+ * task; every event still gets an attributes object of its own.
+ */
+class ExceptionEvents {
+  private repr: string | undefined;
+  private traceback: string | undefined;
+  private attributes: Attributes | undefined;
+
+  constructor(private readonly maxLength: number) {}
+
+  event(at: number, repr: string | undefined, traceback: string | undefined): TimedEvent {
+    let attributes = this.attributes;
+    if (attributes === undefined || repr !== this.repr || traceback !== this.traceback) {
+      const parsed = parsePythonException(repr, traceback);
+      // https://opentelemetry.io/docs/specs/semconv/exceptions/exceptions-spans/
+      attributes = definedOnly({
+        'exception.type': parsed.type,
+        'exception.message': truncateMiddle(parsed.message, this.maxLength),
+        'exception.stacktrace':
+          traceback === undefined ? undefined : truncateMiddle(traceback, this.maxLength),
+      });
+      this.attributes = attributes;
+      this.repr = repr;
+      this.traceback = traceback;
+    }
+    return { name: 'exception', time: hrTime(at), attributes: { ...attributes } };
+  }
 }
 
 interface SpanParts {
@@ -423,29 +448,54 @@ interface SpanParts {
 }
 
 function readableSpan(parts: SpanParts): ReadableSpan {
-  const startTime = hrTime(parts.start);
-  const endTime = hrTime(parts.end);
-  // Attributes come from `put`, already within --max-attribute-length.
-  const attributes = parts.attributes;
-  return {
-    name: parts.name,
-    kind: parts.kind,
-    spanContext: () => parts.context,
-    parentSpanContext: parts.parent,
-    startTime,
-    endTime,
-    duration: hrDuration(startTime, endTime),
-    status: parts.status,
-    attributes,
-    links: parts.links ?? [],
-    events: parts.events,
-    ended: true,
-    resource: parts.resource,
-    instrumentationScope: parts.options.scope,
-    droppedAttributesCount: 0,
-    droppedEventsCount: 0,
-    droppedLinksCount: 0,
-  };
+  return new TaskSpan(parts);
+}
+
+/**
+ * A finished span, as the exporters read it: one shape for every span, and no closure per span
+ * (`spanContext` is one shared function reading the span's own `context`). Every field is an own
+ * property, as on an object literal, so a copy made by spreading a span is still a whole span.
+ */
+class TaskSpan implements ReadableSpan {
+  readonly spanContext: () => SpanContext = contextOfSpan;
+  readonly name: string;
+  readonly kind: SpanKind;
+  readonly parentSpanContext: SpanContext | undefined;
+  readonly startTime: HrTime;
+  readonly endTime: HrTime;
+  readonly duration: HrTime;
+  readonly status: ReadableSpan['status'];
+  readonly attributes: Attributes;
+  readonly links: Link[];
+  readonly events: TimedEvent[];
+  readonly ended = true;
+  readonly resource: Resource;
+  readonly instrumentationScope: InstrumentationScope;
+  readonly droppedAttributesCount = 0;
+  readonly droppedEventsCount = 0;
+  readonly droppedLinksCount = 0;
+  readonly context: SpanContext;
+
+  constructor(parts: SpanParts) {
+    this.name = parts.name;
+    this.kind = parts.kind;
+    this.context = parts.context;
+    this.parentSpanContext = parts.parent;
+    this.startTime = hrTime(parts.start);
+    this.endTime = hrTime(parts.end);
+    this.duration = hrDuration(this.startTime, this.endTime);
+    this.status = parts.status;
+    // Attributes come from `put`, already within --max-attribute-length.
+    this.attributes = parts.attributes;
+    this.links = parts.links ?? [];
+    this.events = parts.events;
+    this.resource = parts.resource;
+    this.instrumentationScope = parts.options.scope;
+  }
+}
+
+function contextOfSpan(this: TaskSpan): SpanContext {
+  return this.context;
 }
 
 /** W3C Trace Context level 2: the trace id's rightmost 7 bytes are random. */
@@ -465,6 +515,13 @@ function spanContext(
   const context: SpanContext = { traceId, spanId, traceFlags };
   if (traceState !== undefined) context.traceState = new TraceState(traceState);
   return context;
+}
+
+/** `context` with another span id: an attempt span shares its task span's trace context. */
+function withSpanId(context: SpanContext, spanId: string): SpanContext {
+  const out: SpanContext = { traceId: context.traceId, spanId, traceFlags: context.traceFlags };
+  if (context.traceState !== undefined) out.traceState = context.traceState;
+  return out;
 }
 
 /** The producer's span, from the task message's traceparent: a remote parent. */

@@ -195,17 +195,22 @@ export class AmqpEventSource implements EventSource {
         });
       return;
     }
-    const deadline = performance.now() + DRAIN_SLICE_MS;
+    const waiting = consumer.waiting;
+    // Usually one message waits (the one just delivered): the clock is read only for a backlog of
+    // them (after a pause or the activation), which is handed on in slices.
+    const sliced = waiting.length > 1;
+    const deadline = sliced ? performance.now() + DRAIN_SLICE_MS : 0;
     let handled = 0;
-    while (handled < consumer.waiting.length && !this.paused) {
-      const message = consumer.waiting[handled++] as amqp.Message;
+    while (handled < waiting.length && !this.paused) {
+      const message = waiting[handled++] as amqp.Message;
       this.handOn(message);
       consumer.lastHandled = message;
       consumer.handledSinceAck++;
-      if (performance.now() >= deadline) break;
+      if (sliced && performance.now() >= deadline) break;
     }
-    consumer.waiting.splice(0, handled);
-    if (consumer.waiting.length > 0 && !this.paused && !consumer.draining) {
+    if (handled === waiting.length) waiting.length = 0;
+    else waiting.splice(0, handled);
+    if (waiting.length > 0 && !this.paused && !consumer.draining) {
       consumer.draining = true;
       setImmediate(() => {
         consumer.draining = false;
