@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseBrokerUrl } from '../../src/config/brokerUrl.js';
 import { helpText } from '../../src/config/helpText.js';
-import { OPTION_SPECS } from '../../src/config/optionSpecs.js';
+import { OPTION_GROUPS, OPTION_SPECS, type OptionSpec } from '../../src/config/optionSpecs.js';
 import { parseConfig } from '../../src/config/parseConfig.js';
 import { configError, runOptions } from '../support/configHelpers.js';
 
@@ -209,14 +209,99 @@ describe('parseConfig', () => {
     ).toBe('tenant1:');
   });
 
-  it('documents every option in --help', () => {
-    const text = helpText('1.2.3');
-    for (const spec of OPTION_SPECS) {
-      expect(text).toContain(`--${spec.flag}`);
-      expect(text).toContain(spec.env);
-    }
-    expect(parseConfig(['--help'], {})).toEqual({ command: 'help' });
+  it('parses --help, --help-all and --version as commands', () => {
+    expect(parseConfig(['--help'], {})).toEqual({ command: 'help', scope: 'common' });
+    expect(parseConfig(['-h'], {})).toEqual({ command: 'help', scope: 'common' });
+    expect(parseConfig(['--help-all'], {})).toEqual({ command: 'help', scope: 'all' });
     expect(parseConfig(['--version'], {})).toEqual({ command: 'version' });
+  });
+});
+
+describe('--help', () => {
+  /** The help's lines from `title:` to the next blank line. */
+  const sectionOf = (text: string, title: string): string => {
+    const start = text.indexOf(`\n${title}:\n`);
+    expect(start, title).toBeGreaterThan(-1);
+    const end = text.indexOf('\n\n', start + 1);
+    return text.slice(start, end === -1 ? undefined : end);
+  };
+  /** Where `--flag` heads its description (`  --flag <value>` on a line of its own), or -1. */
+  const describedAt = (text: string, flag: string): number =>
+    text.search(new RegExp(`^  --${flag}( <value>)?$`, 'm'));
+  /** Where `--flag` is named in a `more:` list (whole, not the start of `--flag-more`), or -1. */
+  const namedAt = (text: string, flag: string): number =>
+    text.search(new RegExp(`(more: |, |^ +)--${flag}(,|$)`, 'm'));
+  /** The description under `--flag`, its wrapped lines joined by single spaces. */
+  const descriptionOf = (text: string, flag: string): string => {
+    const lines = text.slice(describedAt(text, flag)).split('\n').slice(1);
+    const end = lines.findIndex((line) => !line.startsWith('      '));
+    return lines
+      .slice(0, end === -1 ? undefined : end)
+      .map((line) => line.trim())
+      .join(' ');
+  };
+  const titleOf = (spec: OptionSpec): string =>
+    OPTION_GROUPS.find((group) => group.id === spec.group)?.title ?? '';
+
+  it('--help-all describes every option, with its variable and default, under its group', () => {
+    const text = helpText('1.2.3', 'all');
+    for (const spec of OPTION_SPECS) {
+      const section = sectionOf(text, titleOf(spec));
+      expect(describedAt(section, spec.flag), `--${spec.flag} under ${titleOf(spec)}`).toBe(
+        section.indexOf(`\n  --${spec.flag}`) + 1,
+      );
+      const description = descriptionOf(section, spec.flag);
+      expect(description).toContain(spec.help);
+      expect(description).toContain(`env ${spec.env}`);
+      if (spec.default !== undefined && spec.default !== '') {
+        expect(description).toContain(`default ${spec.default}`);
+      }
+    }
+    for (const line of text.split('\n')) {
+      if (!line.includes('://')) expect(line.length, line).toBeLessThanOrEqual(100);
+    }
+  });
+
+  it('prints the groups in order, essential options first in each', () => {
+    const text = helpText('1.2.3', 'all');
+    const starts = OPTION_GROUPS.map((group) => text.indexOf(`\n${group.title}:\n`));
+    expect(starts.every((start) => start > -1)).toBe(true);
+    expect([...starts].sort((a, b) => a - b)).toEqual(starts);
+    for (const group of OPTION_GROUPS) {
+      const section = sectionOf(text, group.title);
+      const specs = OPTION_SPECS.filter((spec) => spec.group === group.id);
+      expect(specs.length, group.id).toBeGreaterThan(0);
+      const lastEssential = Math.max(
+        -1,
+        ...specs.filter((spec) => spec.essential).map((spec) => describedAt(section, spec.flag)),
+      );
+      for (const spec of specs.filter((candidate) => !candidate.essential)) {
+        expect(describedAt(section, spec.flag), `--${spec.flag}`).toBeGreaterThan(lastEssential);
+      }
+    }
+  });
+
+  it('--help describes the essential options and names every other one in its group', () => {
+    const text = helpText('1.2.3');
+    expect(text).toContain('--help-all');
+    const essential = OPTION_SPECS.filter((spec) => spec.essential);
+    expect(essential.length).toBeGreaterThan(3);
+    expect(essential.length).toBeLessThan(OPTION_SPECS.length / 4);
+    for (const spec of OPTION_SPECS) {
+      const section = sectionOf(text, titleOf(spec));
+      if (spec.essential) {
+        expect(describedAt(section, spec.flag), `--${spec.flag} described`).toBeGreaterThan(-1);
+        expect(descriptionOf(section, spec.flag)).toContain(`env ${spec.env}`);
+      } else {
+        // The rest are only named, on their group's `more:` line.
+        expect(namedAt(section, spec.flag), `--${spec.flag} named`).toBeGreaterThan(-1);
+        expect(describedAt(section, spec.flag), `--${spec.flag} described`).toBe(-1);
+        expect(section, `--${spec.flag} described`).not.toContain(`env ${spec.env},`);
+      }
+    }
+    for (const line of text.split('\n')) {
+      if (!line.includes('://')) expect(line.length, line).toBeLessThanOrEqual(100);
+    }
   });
 });
 
