@@ -25,7 +25,7 @@ export const OPENMETRICS_CONTENT_TYPE =
  * same series whichever format it negotiated, plus what OpenMetrics requires: counter families
  * named without `_total`, escaped HELP, `# EOF`, and `# {trace_id="…",span_id="…"} value
  * timestamp` after a bucket sample. No `# UNIT` line: OpenMetrics requires the unit to be a
- * suffix of the name, and the bridge's names carry no unit (README "Metrics").
+ * suffix of the name, and the bridge's names carry no unit (docs/metrics.md).
  * https://github.com/prometheus/OpenMetrics/blob/main/specification/OpenMetrics.md
  */
 export function serializeOpenMetrics(resourceMetrics: ResourceMetrics): string {

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parseBrokerUrl } from '../../src/config/brokerUrl.js';
 import { helpText } from '../../src/config/helpText.js';
@@ -305,17 +306,48 @@ describe('--help', () => {
   });
 });
 
-describe('README configuration reference', () => {
-  it('documents every flag with its environment variable', async () => {
-    const { readFile } = await import('node:fs/promises');
-    const readme = await readFile(new URL('../../README.md', import.meta.url), 'utf8');
+describe('docs/configuration.md', () => {
+  const doc = readFileSync(new URL('../../docs/configuration.md', import.meta.url), 'utf8');
+  const rowOf = (text: string, flag: string): string | undefined =>
+    text.split('\n').find((line) => new RegExp(`^\\|\\s*\`--${flag}\`\\s*\\|`).test(line));
+
+  it('documents every flag with its variable and default, under its --help topic', () => {
     for (const spec of OPTION_SPECS) {
-      const row = readme
-        .split('\n')
-        .find((line) => new RegExp(`^\\|\\s*\`--${spec.flag}\`\\s*\\|`).test(line));
-      expect(row, `README row for --${spec.flag}`).toBeDefined();
+      const title = OPTION_GROUPS.find((group) => group.id === spec.group)?.title ?? '';
+      const start = doc.indexOf(`\n### ${title}\n`);
+      expect(start, `docs/configuration.md section "${title}"`).toBeGreaterThan(-1);
+      const end = doc.indexOf('\n#', start + 1);
+      const row = rowOf(doc.slice(start, end === -1 ? undefined : end), spec.flag);
+      expect(row, `docs/configuration.md row for --${spec.flag} under "${title}"`).toBeDefined();
       expect(row).toContain(`\`${spec.env}\``);
       if (spec.default !== undefined && spec.default !== '') expect(row).toContain(spec.default);
     }
+  });
+
+  it('documents no option the bridge does not have', () => {
+    const flags = [...doc.matchAll(/^\|\s*`--([a-z0-9-]+)`\s*\|/gm)].map((match) => match[1]);
+    expect(flags.sort()).toEqual(OPTION_SPECS.map((spec) => spec.flag).sort());
+  });
+});
+
+describe("the README's option list", () => {
+  const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+  const rows = [...readme.matchAll(/^\|\s*`--([a-z0-9-]+)`\s*\|\s*`([A-Z0-9_]+)`\s*\|([^|]*)\|/gm)];
+
+  it('names only real options, with their variable and default', () => {
+    expect(rows.length).toBeGreaterThan(0);
+    for (const [, flag, env, defaultCell] of rows) {
+      const spec = OPTION_SPECS.find((candidate) => candidate.flag === flag);
+      expect(spec, `README row for --${flag}`).toBeDefined();
+      expect(env, `README variable of --${flag}`).toBe(spec?.env);
+      if (spec?.default !== undefined && spec.default !== '') {
+        expect(defaultCell, `README default of --${flag}`).toContain(`\`${spec.default}\``);
+      }
+    }
+  });
+
+  it('shows the essential options, the ones --help describes', () => {
+    const essential = OPTION_SPECS.filter((spec) => spec.essential).map((spec) => spec.flag);
+    expect(rows.map((row) => row[1]).sort()).toEqual(essential.sort());
   });
 });
