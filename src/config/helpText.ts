@@ -74,7 +74,7 @@ function describe(spec: OptionSpec): string[] {
   ];
 }
 
-/** `text` broken at spaces into lines of at most WIDTH (a longer word stays whole), each indented. */
+/** `text` broken at spaces into indented lines of at most WIDTH (a longer word stays whole). */
 function wrapWords(indent: string, text: string): string[] {
   const lines: string[] = [];
   let line = '';
@@ -90,7 +90,7 @@ function wrapWords(indent: string, text: string): string[] {
   return lines;
 }
 
-/** `items` after `  label`, comma-separated, broken so no line passes WIDTH, aligned under the first. */
+/** `items` after `  label`, comma-separated, wrapped at WIDTH and aligned under the first. */
 function wrap(label: string, items: readonly string[]): string[] {
   const indent = ' '.repeat(2 + label.length);
   const lines: string[] = [];
