@@ -1,6 +1,6 @@
 import { defineConfig } from 'vitest/config';
 
-/** `npm run reliability`: the fault-injection report (README "Reliability report"). */
+/** `npm run reliability`: the fault-injection report (docs/reliability.md, "Reliability report"). */
 export default defineConfig({
   test: {
     include: ['test/reliability/**/*.suite.ts'],

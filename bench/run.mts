@@ -517,7 +517,7 @@ async function publish(publisher: Publisher, wire: WireMessage[], pace?: number)
   return Date.now();
 }
 
-/** The bridge's --amqp-queue-max-bytes default (README, options table). */
+/** The bridge's --amqp-queue-max-bytes default (docs/configuration.md). */
 const DEFAULT_QUEUE_MAX_BYTES = 128 * 2 ** 20;
 
 const round = (value: number, digits: number): number => {
@@ -690,7 +690,7 @@ async function runBridge(ctx: Context, spec: BridgeRunSpec): Promise<BridgeRunRe
     const burst = generate(ctx, publisher, spec.mode, spec.size, spec.seed);
     const expected = burst.finals.size;
     // The bridge's queue holds the whole burst (its default bound is 128 MiB of message bodies):
-    // what is measured is the bridge, not the bound the README documents.
+    // what is measured is the bridge, not the bound docs/configuration.md documents.
     const queueMaxBytes =
       broker === 'amqp' && burst.bytes > DEFAULT_QUEUE_MAX_BYTES * 0.9
         ? 2 * burst.bytes
@@ -1130,7 +1130,7 @@ async function runInflight(ctx: Context, tasks: number): Promise<InflightResult>
     broker: 'amqp',
     queue,
     // No state file: each acknowledgement checkpoint writes the whole in-flight state, whose cost
-    // grows with a million tasks in flight (README "Nothing lost"); memory is what is measured.
+    // grows with a million tasks in flight (docs/reliability.md, "Nothing lost"); memory is what is measured.
     stateFile: 'none',
     extraArgs: [
       '--max-in-flight-tasks',
@@ -1190,7 +1190,7 @@ function table(rows: string[][]): string {
   const widths = rows[0]?.map((_, c) => Math.max(...rows.map((r) => (r[c] ?? '').length))) ?? [];
   const line = (r: string[]): string =>
     `| ${r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c] ?? 0) : cell.padStart(widths[c] ?? 0))).join(' | ')} |`;
-  // Markdown as Prettier writes it, so the table can be pasted into the README as is.
+  // Markdown as Prettier writes it, so the table can be pasted into docs/benchmark.md as is.
   const sep = `| ${widths.map((w, c) => (c === 0 ? '-'.repeat(w) : `${'-'.repeat(w - 1)}:`)).join(' | ')} |`;
   return [line(rows[0] ?? []), sep, ...rows.slice(1).map(line)].join('\n');
 }

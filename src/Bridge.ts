@@ -452,7 +452,7 @@ export class Bridge {
       this.beat.onTaskEvent(event);
       this.assembler.handle(event);
     } else if (isTaskContextEvent(event)) {
-      // The worker companion's trace context / group / chord ids (README: upstream traces).
+      // The worker companion's trace context / group / chord ids (docs/companion.md).
       this.assembler.handleContext(event);
     } else if (isWorkerEvent(event)) {
       this.metrics.onWorkerEvent(event);

@@ -27,7 +27,7 @@ async function main(): Promise<number> {
     throw error;
   }
   if (parsed.command === 'help') {
-    process.stdout.write(helpText(VERSION));
+    process.stdout.write(helpText(VERSION, parsed.scope));
     return 0;
   }
   if (parsed.command === 'version') {

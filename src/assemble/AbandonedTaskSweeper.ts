@@ -26,7 +26,7 @@ export interface AbandonedTaskSweeperOptions {
  * Gives up on tasks that will never finish, so they are exported (as incomplete) instead of
  * waiting in memory: the running tasks of a worker that went offline or stopped heartbeating
  * (`lost`), tasks past the age limit (`expired`), and tasks that got no event after a broker
- * outage (`outage`). README "Reliability".
+ * outage (`outage`). docs/reliability.md.
  */
 export class AbandonedTaskSweeper {
   private timers: NodeJS.Timeout[] = [];

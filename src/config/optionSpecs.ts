@@ -1,9 +1,32 @@
 /**
+ * The topics `--help` and docs/configuration.md sort the options into, in the order they are
+ * printed: where events come from, where spans go, then what most deployments leave alone.
+ */
+export const OPTION_GROUPS = [
+  { id: 'broker', title: 'Broker and Celery events' },
+  { id: 'export', title: 'Export' },
+  { id: 'metrics', title: 'Metrics and HTTP listener' },
+  { id: 'limits', title: 'Limits' },
+  { id: 'state', title: 'State file' },
+  { id: 'beat', title: 'Periodic tasks (beat)' },
+  { id: 'log', title: 'Logging' },
+] as const;
+
+export type OptionGroup = (typeof OPTION_GROUPS)[number]['id'];
+
+/**
  * Every command-line flag of the bridge, with its environment variable and default: the single
- * table that parsing, `--help` and the README's configuration reference come from.
+ * table that parsing, `--help` and the configuration reference (docs/configuration.md) come from.
  */
 export interface OptionSpec {
   readonly flag: string;
+  /** The topic it is listed under in `--help` and docs/configuration.md. */
+  readonly group: OptionGroup;
+  /**
+   * One of the few options most users set: the short `--help` describes it in full (the others
+   * only by name), the README's option list shows it, and it comes first in its group.
+   */
+  readonly essential?: true;
   /** The environment variable read when the flag is absent. */
   readonly env: string;
   readonly kind: 'string' | 'integer' | 'boolean';
@@ -16,6 +39,8 @@ export interface OptionSpec {
 export const OPTION_SPECS: readonly OptionSpec[] = [
   {
     flag: 'broker',
+    group: 'broker',
+    essential: true,
     env: 'CELERY_BROKER_URL',
     kind: 'string',
     default: 'amqp://guest:guest@localhost:5672//',
@@ -23,6 +48,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
   },
   {
     flag: 'broker-tls-ca-file',
+    group: 'broker',
     env: 'CELERY_OTEL_BRIDGE_BROKER_TLS_CA_FILE',
     kind: 'string',
     default: '',
@@ -30,6 +56,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
   },
   {
     flag: 'broker-tls-cert-file',
+    group: 'broker',
     env: 'CELERY_OTEL_BRIDGE_BROKER_TLS_CERT_FILE',
     kind: 'string',
     default: '',
@@ -37,6 +64,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
   },
   {
     flag: 'broker-tls-key-file',
+    group: 'broker',
     env: 'CELERY_OTEL_BRIDGE_BROKER_TLS_KEY_FILE',
     kind: 'string',
     default: '',
@@ -44,6 +72,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
   },
   {
     flag: 'broker-tls-servername',
+    group: 'broker',
     env: 'CELERY_OTEL_BRIDGE_BROKER_TLS_SERVERNAME',
     kind: 'string',
     default: '',
@@ -51,6 +80,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
   },
   {
     flag: 'broker-tls-insecure',
+    group: 'broker',
     env: 'CELERY_OTEL_BRIDGE_BROKER_TLS_INSECURE',
     kind: 'boolean',
     default: 'false',
@@ -58,6 +88,8 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
   },
   {
     flag: 'exporter',
+    group: 'export',
+    essential: true,
     env: 'CELERY_OTEL_BRIDGE_EXPORTER',
     kind: 'string',
     default: 'otlp',
@@ -65,6 +97,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
   },
   {
     flag: 'console-quiet-ms',
+    group: 'export',
     env: 'CELERY_OTEL_BRIDGE_CONSOLE_QUIET_MS',
     kind: 'integer',
     default: '2000',
@@ -73,6 +106,8 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
   },
   {
     flag: 'otlp-endpoint',
+    group: 'export',
+    essential: true,
     env: 'OTEL_EXPORTER_OTLP_ENDPOINT',
     kind: 'string',
     default: 'http://localhost:4318',
@@ -80,6 +115,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
   },
   {
     flag: 'otlp-protocol',
+    group: 'export',
     env: 'OTEL_EXPORTER_OTLP_PROTOCOL',
     kind: 'string',
     default: 'http/protobuf',
@@ -87,6 +123,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
   },
   {
     flag: 'export-concurrency',
+    group: 'export',
     env: 'CELERY_OTEL_BRIDGE_EXPORT_CONCURRENCY',
     kind: 'integer',
     default: '4',
@@ -95,6 +132,8 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
   },
   {
     flag: 'service-name',
+    group: 'export',
+    essential: true,
     env: 'OTEL_SERVICE_NAME',
     kind: 'string',
     default: 'celery',
@@ -102,6 +141,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
   },
   {
     flag: 'service-name-map',
+    group: 'export',
     env: 'CELERY_OTEL_BRIDGE_SERVICE_NAME_MAP',
     kind: 'string',
     default: '',
@@ -109,6 +149,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
   },
   {
     flag: 'events-exchange',
+    group: 'broker',
     env: 'CELERY_EVENT_EXCHANGE',
     kind: 'string',
     default: 'celeryev',
@@ -116,6 +157,8 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
   },
   {
     flag: 'enable-events',
+    group: 'broker',
+    essential: true,
     env: 'CELERY_OTEL_BRIDGE_ENABLE_EVENTS',
     kind: 'boolean',
     default: 'false',
@@ -123,6 +166,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
   },
   {
     flag: 'enable-events-interval-ms',
+    group: 'broker',
     env: 'CELERY_OTEL_BRIDGE_ENABLE_EVENTS_INTERVAL_MS',
     kind: 'integer',
     default: '60000',
@@ -131,6 +175,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
   },
   {
     flag: 'control-exchange',
+    group: 'broker',
     env: 'CELERY_CONTROL_EXCHANGE',
     kind: 'string',
     default: 'celery',
@@ -138,6 +183,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
   },
   {
     flag: 'amqp-queue',
+    group: 'broker',
     env: 'CELERY_OTEL_BRIDGE_AMQP_QUEUE',
     kind: 'string',
     default: 'celery-otel-bridge',
@@ -145,6 +191,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
   },
   {
     flag: 'amqp-queue-max-bytes',
+    group: 'broker',
     env: 'CELERY_OTEL_BRIDGE_AMQP_QUEUE_MAX_BYTES',
     kind: 'integer',
     default: String(128 * 1024 * 1024),
@@ -153,6 +200,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
   },
   {
     flag: 'amqp-queue-ttl-ms',
+    group: 'broker',
     env: 'CELERY_OTEL_BRIDGE_AMQP_QUEUE_TTL_MS',
     kind: 'integer',
     default: String(30 * 60_000),
@@ -161,6 +209,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
   },
   {
     flag: 'amqp-queue-expires-ms',
+    group: 'broker',
     env: 'CELERY_OTEL_BRIDGE_AMQP_QUEUE_EXPIRES_MS',
     kind: 'integer',
     default: String(60 * 60_000),
@@ -169,6 +218,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
   },
   {
     flag: 'amqp-prefetch',
+    group: 'broker',
     env: 'CELERY_OTEL_BRIDGE_AMQP_PREFETCH',
     kind: 'integer',
     default: '2000',
@@ -177,6 +227,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
   },
   {
     flag: 'redis-global-keyprefix',
+    group: 'broker',
     env: 'CELERY_OTEL_BRIDGE_REDIS_GLOBAL_KEYPREFIX',
     kind: 'string',
     default: '',
@@ -184,6 +235,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
   },
   {
     flag: 'redis-fanout-prefix',
+    group: 'broker',
     env: 'CELERY_OTEL_BRIDGE_REDIS_FANOUT_PREFIX',
     kind: 'string',
     default: 'true',
@@ -191,6 +243,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
   },
   {
     flag: 'redis-sentinel-master',
+    group: 'broker',
     env: 'CELERY_OTEL_BRIDGE_REDIS_SENTINEL_MASTER',
     kind: 'string',
     default: '',
@@ -198,6 +251,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
   },
   {
     flag: 'redis-sentinel-password',
+    group: 'broker',
     env: 'CELERY_OTEL_BRIDGE_REDIS_SENTINEL_PASSWORD',
     kind: 'string',
     default: '',
@@ -205,6 +259,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
   },
   {
     flag: 'redis-max-buffered-bytes',
+    group: 'broker',
     env: 'CELERY_OTEL_BRIDGE_REDIS_MAX_BUFFERED_BYTES',
     kind: 'integer',
     default: String(256 * 1024 * 1024),
@@ -213,6 +268,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
   },
   {
     flag: 'capture-args',
+    group: 'export',
     env: 'CELERY_OTEL_BRIDGE_CAPTURE_ARGS',
     kind: 'boolean',
     default: 'false',
@@ -220,6 +276,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
   },
   {
     flag: 'capture-result',
+    group: 'export',
     env: 'CELERY_OTEL_BRIDGE_CAPTURE_RESULT',
     kind: 'boolean',
     default: 'false',
@@ -227,6 +284,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
   },
   {
     flag: 'max-captured-length',
+    group: 'export',
     env: 'CELERY_OTEL_BRIDGE_MAX_CAPTURED_LENGTH',
     kind: 'integer',
     default: '1024',
@@ -235,6 +293,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
   },
   {
     flag: 'max-attribute-length',
+    group: 'limits',
     env: 'OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT',
     kind: 'integer',
     default: '32768',
@@ -243,6 +302,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
   },
   {
     flag: 'max-in-flight-tasks',
+    group: 'limits',
     env: 'CELERY_OTEL_BRIDGE_MAX_IN_FLIGHT_TASKS',
     kind: 'integer',
     default: '100000',
@@ -251,6 +311,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
   },
   {
     flag: 'max-in-flight-bytes',
+    group: 'limits',
     env: 'CELERY_OTEL_BRIDGE_MAX_IN_FLIGHT_BYTES',
     kind: 'integer',
     default: String(128 * 1024 * 1024),
@@ -259,6 +320,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
   },
   {
     flag: 'max-task-age-ms',
+    group: 'limits',
     env: 'CELERY_OTEL_BRIDGE_MAX_TASK_AGE_MS',
     kind: 'integer',
     default: String(24 * 60 * 60_000),
@@ -267,6 +329,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
   },
   {
     flag: 'outage-grace-ms',
+    group: 'limits',
     env: 'CELERY_OTEL_BRIDGE_OUTAGE_GRACE_MS',
     kind: 'integer',
     default: '300000',
@@ -275,6 +338,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
   },
   {
     flag: 'finish-grace-ms',
+    group: 'limits',
     env: 'CELERY_OTEL_BRIDGE_FINISH_GRACE_MS',
     kind: 'integer',
     default: '2000',
@@ -283,6 +347,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
   },
   {
     flag: 'max-message-bytes',
+    group: 'limits',
     env: 'CELERY_OTEL_BRIDGE_MAX_MESSAGE_BYTES',
     kind: 'integer',
     default: String(16 * 1024 * 1024),
@@ -291,6 +356,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
   },
   {
     flag: 'connect-timeout-ms',
+    group: 'broker',
     env: 'CELERY_OTEL_BRIDGE_CONNECT_TIMEOUT_MS',
     kind: 'integer',
     default: '60000',
@@ -299,6 +365,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
   },
   {
     flag: 'http-host',
+    group: 'metrics',
     env: 'CELERY_OTEL_BRIDGE_HTTP_HOST',
     kind: 'string',
     default: '0.0.0.0',
@@ -306,6 +373,8 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
   },
   {
     flag: 'http-port',
+    group: 'metrics',
+    essential: true,
     env: 'CELERY_OTEL_BRIDGE_HTTP_PORT',
     kind: 'integer',
     default: '9464',
@@ -314,6 +383,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
   },
   {
     flag: 'metrics-worker',
+    group: 'metrics',
     env: 'CELERY_OTEL_BRIDGE_METRICS_WORKER',
     kind: 'string',
     default: 'hostname',
@@ -321,6 +391,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
   },
   {
     flag: 'metrics-worker-strip',
+    group: 'metrics',
     env: 'CELERY_OTEL_BRIDGE_METRICS_WORKER_STRIP',
     kind: 'string',
     default: '',
@@ -328,6 +399,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
   },
   {
     flag: 'metrics-max-task-names',
+    group: 'metrics',
     env: 'CELERY_OTEL_BRIDGE_METRICS_MAX_TASK_NAMES',
     kind: 'integer',
     default: '1000',
@@ -336,6 +408,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
   },
   {
     flag: 'queues',
+    group: 'metrics',
     env: 'CELERY_OTEL_BRIDGE_QUEUES',
     kind: 'string',
     default: '',
@@ -343,6 +416,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
   },
   {
     flag: 'queue-length-interval-ms',
+    group: 'metrics',
     env: 'CELERY_OTEL_BRIDGE_QUEUE_LENGTH_INTERVAL_MS',
     kind: 'integer',
     default: '15000',
@@ -351,6 +425,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
   },
   {
     flag: 'worker-forget-after-ms',
+    group: 'metrics',
     env: 'CELERY_OTEL_BRIDGE_WORKER_FORGET_AFTER_MS',
     kind: 'integer',
     default: '600000',
@@ -359,6 +434,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
   },
   {
     flag: 'beat-tolerance-ms',
+    group: 'beat',
     env: 'CELERY_OTEL_BRIDGE_BEAT_TOLERANCE_MS',
     kind: 'integer',
     default: '60000',
@@ -367,6 +443,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
   },
   {
     flag: 'beat-late-after-ms',
+    group: 'beat',
     env: 'CELERY_OTEL_BRIDGE_BEAT_LATE_AFTER_MS',
     kind: 'integer',
     default: '10000',
@@ -375,6 +452,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
   },
   {
     flag: 'beat-run-timeout-ms',
+    group: 'beat',
     env: 'CELERY_OTEL_BRIDGE_BEAT_RUN_TIMEOUT_MS',
     kind: 'integer',
     default: '3600000',
@@ -383,6 +461,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
   },
   {
     flag: 'beat-max-entries',
+    group: 'beat',
     env: 'CELERY_OTEL_BRIDGE_BEAT_MAX_ENTRIES',
     kind: 'integer',
     default: '10000',
@@ -391,6 +470,8 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
   },
   {
     flag: 'state-file',
+    group: 'state',
+    essential: true,
     env: 'CELERY_OTEL_BRIDGE_STATE_FILE',
     kind: 'string',
     default: 'auto',
@@ -398,6 +479,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
   },
   {
     flag: 'state-snapshot-interval-ms',
+    group: 'state',
     env: 'CELERY_OTEL_BRIDGE_STATE_SNAPSHOT_INTERVAL_MS',
     kind: 'integer',
     default: '60000',
@@ -406,6 +488,8 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
   },
   {
     flag: 'log-level',
+    group: 'log',
+    essential: true,
     env: 'CELERY_OTEL_BRIDGE_LOG_LEVEL',
     kind: 'string',
     default: 'info',

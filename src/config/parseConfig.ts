@@ -19,11 +19,12 @@ import { type BrokerEndpoint } from '../brokers/BrokerOptions.js';
 import { withSentinelOptions } from './parseKombuOnlyUrl.js';
 import { parseServiceNameRules } from './parseServiceNameRules.js';
 import { resourceDetectors } from './resourceDetectors.js';
+import type { HelpScope } from './helpText.js';
 import { OPTION_SPECS, optionLabel, specFor } from './optionSpecs.js';
 
 export type ParsedCommand =
   | { readonly command: 'run'; readonly options: BridgeOptions }
-  | { readonly command: 'help' }
+  | { readonly command: 'help'; readonly scope: HelpScope }
   | { readonly command: 'version' };
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -35,7 +36,8 @@ type Env = Readonly<Record<string, string | undefined>>;
  */
 export function parseConfig(argv: readonly string[], env: Env): ParsedCommand {
   const flags = parseFlags(argv);
-  if (flags['help'] === true) return { command: 'help' };
+  if (flags['help-all'] === true) return { command: 'help', scope: 'all' };
+  if (flags['help'] === true) return { command: 'help', scope: 'common' };
   if (flags['version'] === true) return { command: 'version' };
 
   const raw = (flag: string): string => {
@@ -205,6 +207,7 @@ function traceExporter(flag: string | boolean | undefined, env: Env): TraceExpor
 function parseFlags(argv: readonly string[]): Record<string, string | boolean | undefined> {
   const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = {
     help: { type: 'boolean', short: 'h' },
+    'help-all': { type: 'boolean' },
     version: { type: 'boolean', short: 'v' },
   };
   for (const spec of OPTION_SPECS) {

@@ -19,7 +19,7 @@ const COMPONENT_TYPE = 'otlp_http_span_exporter';
  * body moves to a worker thread without a copy, where the SDK's own OTLP/HTTP delegate sends it
  * (otlpSendThread.ts): the same headers, gzip, timeouts, retries and partial-success handling as
  * `@opentelemetry/exporter-trace-otlp-proto`. Writing a batch to the socket, compressing it and
- * handling the response were about a tenth of the bridge's time under load (README "Benchmark"),
+ * handling the response were a visible share of the profile under load (bench/README.md),
  * all on the thread that must keep reading the broker; now they run beside it.
  *
  * If the thread dies, the exports it held fail (SpanExportQueue retries them) and the next export

@@ -79,7 +79,7 @@ const DURATION_BUCKETS_S = [
 
 /**
  * The bridge's metric instruments: names, units and attributes here are a documented contract
- * (README "Metrics", with their Prometheus spellings). Task counts, runtimes and queue waits are
+ * (docs/metrics.md, with their Prometheus spellings). Task counts, runtimes and queue waits are
  * recorded as events arrive; the bridge's own counters are observed when a reader collects; the
  * gauges of current state (workers, tasks in flight, queue lengths) come from `stateGauges`.
  * https://opentelemetry.io/docs/specs/semconv/general/metrics/

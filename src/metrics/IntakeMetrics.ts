@@ -16,7 +16,7 @@ export interface IntakeMetricSources {
 
 /**
  * Flow control, for alerts: how long the bridge held the broker back, how much waits where, so a
- * user sees a backlog before it reaches a bound that drops (README "Nothing lost").
+ * user sees a backlog before it reaches a bound that drops (docs/reliability.md, "Nothing lost").
  */
 export function registerIntakeMetrics(meter: Meter, sources: IntakeMetricSources): void {
   meter

@@ -14,7 +14,7 @@ export const OPENMETRICS_CONTENT_TYPE =
 /**
  * The collected metrics as OpenMetrics 1.0 text, with the histograms' exemplars.
  *
- * Why a serializer of our own: @opentelemetry/exporter-prometheus (0.223.0) writes only the
+ * Why a serializer of our own: @opentelemetry/exporter-prometheus writes only the
  * Prometheus 0.0.4 text format and knows no exemplars (its PrometheusSerializer has no exemplar
  * code, and sdk-metrics data points carry none), and exemplars exist only in OpenMetrics.
  * prom-client writes OpenMetrics with exemplars but aggregates observations in its own registry;
@@ -25,7 +25,7 @@ export const OPENMETRICS_CONTENT_TYPE =
  * same series whichever format it negotiated, plus what OpenMetrics requires: counter families
  * named without `_total`, escaped HELP, `# EOF`, and `# {trace_id="…",span_id="…"} value
  * timestamp` after a bucket sample. No `# UNIT` line: OpenMetrics requires the unit to be a
- * suffix of the name, and the bridge's names carry no unit (README "Metrics").
+ * suffix of the name, and the bridge's names carry no unit (docs/metrics.md).
  * https://github.com/prometheus/OpenMetrics/blob/main/specification/OpenMetrics.md
  */
 export function serializeOpenMetrics(resourceMetrics: ResourceMetrics): string {
@@ -104,7 +104,7 @@ function serializeMetric(
   add(family, `# HELP ${family} ${help}\n# TYPE ${family} ${type}\n`, samples);
 }
 
-/** As the SDK's PrometheusSerializer names metrics (exporter-prometheus 0.223.0). */
+/** As the SDK's PrometheusSerializer (exporter-prometheus) names metrics. */
 function metricName(otelName: string): string {
   const name = sanitize(otelName);
   return name !== '' && name[0]! >= '0' && name[0]! <= '9' ? `_${name}` : name;

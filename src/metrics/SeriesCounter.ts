@@ -29,7 +29,7 @@ interface Series {
  * collection, as a cumulative sum (what the SDK's counters make of it: Prometheus `_total`).
  *
  * The SDK's synchronous `Counter.add` hashes the attribute set on every call; counting every
- * Celery event that way was the bridge's largest CPU cost (README "Benchmark"). Here an event
+ * Celery event that way was the bridge's largest CPU cost (bench/README.md). Here an event
  * costs one string key lookup. The number of series is capped like the SDK's own cardinality
  * limit: past it, a series idle for two collections makes room (forgetIdleSeries), else counts
  * go to one `otel.metric.overflow=true` series. (An SDK observable counter would keep reporting

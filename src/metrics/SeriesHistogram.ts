@@ -68,7 +68,7 @@ export interface SeriesHistogramOptions {
  *
  * The SDK's synchronous `Histogram.record` hashes the attribute set on every call (sdk-metrics
  * `hashAttributes` + `AttributeHashMap`), which the benchmark's profile showed as the largest
- * metrics cost once the task counter stopped using it (README "Benchmark"). Here a value costs a
+ * metrics cost once the task counter stopped using it (bench/README.md). Here a value costs a
  * lookup by a caller-made key and a bucket search. The data points are the same as the SDK's
  * `HistogramAggregator` makes with its defaults: same buckets (value <= bound), sum, count, min,
  * max, start time = creation, cardinality overflow series.

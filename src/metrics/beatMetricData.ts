@@ -22,7 +22,7 @@ const BOUNDARIES = [...LATENESS_BUCKETS_S];
  * The beat metrics at one collection, built from the tracker's state (through
  * BridgeMetricProducer, like the bridge's other computed metrics): an entry removed from the
  * schedule, and so from the tracker, has no series at the next collection, counters included.
- * Names and attributes are a documented contract (README "Periodic tasks").
+ * Names and attributes are a documented contract (docs/periodic-tasks.md).
  */
 export function beatMetricData(tracker: BeatTracker, nowS: number, now: HrTime): MetricData[] {
   const runs: SumMetricData['dataPoints'] = [];

@@ -14,7 +14,7 @@ import { ResourceSplittingMetricExporter } from './ResourceSplittingMetricExport
 
 /**
  * Series per instrument at most: past it the SDK folds new ones into one `otel.metric.overflow`
- * series (the SDK default, 2000, stated here because the README promises it).
+ * series (the SDK default, 2000, stated here because docs/metrics.md promises it).
  * https://opentelemetry.io/docs/specs/otel/metrics/sdk/#cardinality-limits
  */
 const CARDINALITY_LIMIT = 2000;

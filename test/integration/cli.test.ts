@@ -1,15 +1,23 @@
 import { createServer, type AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
+import { OPTION_SPECS } from '../../src/config/optionSpecs.js';
 import { startBridge } from '../support/bridgeProcess.js';
 
 /** The CLI edge as a user meets it: help, bad configuration, an unreachable broker. */
 describe('the celery-otel-bridge command', () => {
-  it('lists every option with --help and exits 0', async () => {
-    const bridge = startBridge(['--help'], {});
-    expect(await bridge.exited).toBe(0);
-    expect(bridge.stdout()).toContain('--broker');
-    expect(bridge.stdout()).toContain('CELERY_BROKER_URL');
-    expect(bridge.stdout()).toContain('OTEL_EXPORTER_OTLP_ENDPOINT');
+  it('describes the common options with --help, every one with --help-all, and exits 0', async () => {
+    const short = startBridge(['--help'], {});
+    expect(await short.exited).toBe(0);
+    expect(short.stdout()).toContain('CELERY_BROKER_URL');
+    expect(short.stdout()).toContain('OTEL_EXPORTER_OTLP_ENDPOINT');
+    expect(short.stdout()).toContain('--help-all');
+    expect(short.stdout()).not.toContain('CELERY_OTEL_BRIDGE_AMQP_QUEUE_MAX_BYTES');
+    const all = startBridge(['--help-all'], {});
+    expect(await all.exited).toBe(0);
+    for (const spec of OPTION_SPECS) {
+      expect(all.stdout()).toContain(`--${spec.flag}`);
+      expect(all.stdout()).toContain(`env ${spec.env}`);
+    }
   });
 
   it('prints its version', async () => {

@@ -19,7 +19,7 @@ import {
 import { sleep, until } from '../support/testUtils.js';
 
 /**
- * Nothing lost, end to end (README "Nothing lost"): a collector slower than the event stream, a
+ * Nothing lost, end to end (docs/reliability.md "Nothing lost"): a collector slower than the event stream, a
  * backlog drained at full speed, a collector down for minutes, `kill -9` mid-stream and a standby
  * taking over. Each publishes real-format Celery task events to a private events exchange (no
  * other test's events reach these bridges) and asserts that every task id reaches the receiver,

@@ -2,7 +2,7 @@
 // opentelemetry-instrumentation-celery does), a real Celery worker runs the companion, the bridge
 // runs as its CLI and a real OTLP receiver decodes what it exports. A second worker without the
 // companion, on the same broker and bridge, runs the same kinds of tasks: their traces keep the
-// shape they always had (README, "The span model").
+// shape they always had (docs/span-model.md).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type BridgeProcess, deleteBridgeQueue, startBridge } from '../support/bridgeProcess.js';
 import {

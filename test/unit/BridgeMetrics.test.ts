@@ -459,14 +459,24 @@ describe('issue 14 metrics: exceptions by type, oldest ages, prefetched, loadavg
   });
 });
 
-describe('README metrics table', () => {
-  it('documents every Celery metric the endpoint serves', async () => {
+describe('the metric tables', () => {
+  async function readDoc(path: string): Promise<string> {
     const { readFile } = await import('node:fs/promises');
-    const readme = await readFile(new URL('../../README.md', import.meta.url), 'utf8');
-    const table = readme.slice(
-      readme.indexOf('**Instruments.**'),
-      readme.indexOf('**Worker liveness.**'),
-    );
+    return readFile(new URL(`../../${path}`, import.meta.url), 'utf8');
+  }
+
+  /** docs/metrics.md's metric table, between its markers. */
+  async function metricTable(): Promise<string> {
+    const doc = await readDoc('docs/metrics.md');
+    const begin = doc.indexOf('<!-- metrics:begin -->');
+    const end = doc.indexOf('<!-- metrics:end -->');
+    expect(begin, 'docs/metrics.md metrics:begin marker').toBeGreaterThan(-1);
+    expect(end, 'docs/metrics.md metrics:end marker').toBeGreaterThan(begin);
+    return doc.slice(begin, end);
+  }
+
+  it('docs/metrics.md documents every Celery metric the endpoint serves', async () => {
+    const table = await metricTable();
     const h = await harness({ epochMs: () => 1796_000_000_000 });
     h.feed([
       ...fixture,
@@ -485,6 +495,24 @@ describe('README metrics table', () => {
     ]) {
       expect(names).toContain(name);
     }
-    for (const name of names) expect(table, `README row for ${name}`).toContain(`\`${name}`);
+    for (const name of names)
+      expect(table, `docs/metrics.md row for ${name}`).toContain(`\`${name}`);
+  });
+
+  it('the README names only metrics of that table', async () => {
+    const table = await metricTable();
+    const readme = await readDoc('README.md');
+    const start = readme.indexOf('\n## Metrics\n');
+    expect(start, 'README section "Metrics"').toBeGreaterThan(-1);
+    const section = readme.slice(start, readme.indexOf('\n## ', start + 1));
+    const named = [...section.matchAll(/`(celery_[a-z_]+)`/g)].map((match) => match[1] ?? '');
+    expect(named.length).toBeGreaterThan(5);
+    for (const name of named) {
+      // A histogram is named by its family; the table spells out its `_bucket` series.
+      expect(
+        table.includes(`\`${name}\``) || table.includes(`\`${name}_bucket\``),
+        `README names ${name}`,
+      ).toBe(true);
+    }
   });
 });

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
  * docker-compose.yml, otel-collector.yaml and the Dockerfiles, checked with real parsers (Docker
  * does not run here): `docker-compose config` (Debian's docker-compose v1, which validates the
  * file against the Compose schema and normalises it) and PyYAML (/usr/bin/python3's `yaml`, which
- * docker-compose itself uses), plus the README's table of images and ports, so the three agree.
+ * docker-compose itself uses), plus docs/deployment.md's table of images and ports, so the three agree.
  * scripts/setup-test-env.sh installs docker-compose; without it this test fails, never skips.
  */
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -50,19 +50,19 @@ const services = obj(compose['services']);
 const collector = parseYaml(read('otel-collector.yaml'));
 const packageVersion = (JSON.parse(read('package.json')) as { version: string }).version;
 
-interface ReadmeRow {
+interface DocumentedRow {
   images: string[];
   ports: number[];
 }
 
-/** README "The compose stack" table: | `service` | `image` … | ports … | */
-function readmeRows(): Map<string, ReadmeRow> {
-  const readme = read('README.md');
-  const start = readme.indexOf('## The compose stack');
-  expect(start, 'README section "The compose stack"').toBeGreaterThan(-1);
-  const end = readme.indexOf('\n## ', start + 1);
-  const section = readme.slice(start, end === -1 ? undefined : end);
-  const rows = new Map<string, ReadmeRow>();
+/** docs/deployment.md "The compose stack" table: | `service` | `image` … | ports … | */
+function documentedRows(): Map<string, DocumentedRow> {
+  const doc = read('docs/deployment.md');
+  const start = doc.indexOf('## The compose stack');
+  expect(start, 'docs/deployment.md section "The compose stack"').toBeGreaterThan(-1);
+  const end = doc.indexOf('\n## ', start + 1);
+  const section = doc.slice(start, end === -1 ? undefined : end);
+  const rows = new Map<string, DocumentedRow>();
   for (const line of section.split('\n')) {
     const cells = line.split('|').map((cell) => cell.trim());
     const name = /^`([a-z-]+)`$/.exec(cells[1] ?? '')?.[1];
@@ -108,15 +108,15 @@ describe('docker-compose.yml', () => {
     expect(obj(obj(services['bridge'])['build'])['dockerfile']).toBe('Dockerfile');
   });
 
-  it('lists the same images and published ports as the README', () => {
-    const rows = readmeRows();
+  it('lists the same images and published ports as docs/deployment.md', () => {
+    const rows = documentedRows();
     expect([...rows.keys()].sort()).toEqual(Object.keys(services).sort());
     for (const [name, service] of Object.entries(services)) {
       const row = rows.get(name);
-      expect(row?.images, `README image of ${name}`).toContain(obj(service)['image']);
+      expect(row?.images, `docs/deployment.md image of ${name}`).toContain(obj(service)['image']);
       expect(
         [...(row?.ports ?? [])].sort((a, b) => a - b),
-        `README ports of ${name}`,
+        `docs/deployment.md ports of ${name}`,
       ).toEqual(publishedPorts(obj(service)));
     }
   });

@@ -1,7 +1,8 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parseBrokerUrl } from '../../src/config/brokerUrl.js';
 import { helpText } from '../../src/config/helpText.js';
-import { OPTION_SPECS } from '../../src/config/optionSpecs.js';
+import { OPTION_GROUPS, OPTION_SPECS, type OptionSpec } from '../../src/config/optionSpecs.js';
 import { parseConfig } from '../../src/config/parseConfig.js';
 import { configError, runOptions } from '../support/configHelpers.js';
 
@@ -209,28 +210,144 @@ describe('parseConfig', () => {
     ).toBe('tenant1:');
   });
 
-  it('documents every option in --help', () => {
-    const text = helpText('1.2.3');
-    for (const spec of OPTION_SPECS) {
-      expect(text).toContain(`--${spec.flag}`);
-      expect(text).toContain(spec.env);
-    }
-    expect(parseConfig(['--help'], {})).toEqual({ command: 'help' });
+  it('parses --help, --help-all and --version as commands', () => {
+    expect(parseConfig(['--help'], {})).toEqual({ command: 'help', scope: 'common' });
+    expect(parseConfig(['-h'], {})).toEqual({ command: 'help', scope: 'common' });
+    expect(parseConfig(['--help-all'], {})).toEqual({ command: 'help', scope: 'all' });
     expect(parseConfig(['--version'], {})).toEqual({ command: 'version' });
   });
 });
 
-describe('README configuration reference', () => {
-  it('documents every flag with its environment variable', async () => {
-    const { readFile } = await import('node:fs/promises');
-    const readme = await readFile(new URL('../../README.md', import.meta.url), 'utf8');
+describe('--help', () => {
+  /** The help's lines from `title:` to the next blank line. */
+  const sectionOf = (text: string, title: string): string => {
+    const start = text.indexOf(`\n${title}:\n`);
+    expect(start, title).toBeGreaterThan(-1);
+    const end = text.indexOf('\n\n', start + 1);
+    return text.slice(start, end === -1 ? undefined : end);
+  };
+  /** Where `--flag` heads its description (`  --flag <value>` on a line of its own), or -1. */
+  const describedAt = (text: string, flag: string): number =>
+    text.search(new RegExp(`^  --${flag}( <value>)?$`, 'm'));
+  /** Where `--flag` is named in a `more:` list (whole, not the start of `--flag-more`), or -1. */
+  const namedAt = (text: string, flag: string): number =>
+    text.search(new RegExp(`(more: |, |^ +)--${flag}(,|$)`, 'm'));
+  /** The description under `--flag`, its wrapped lines joined by single spaces. */
+  const descriptionOf = (text: string, flag: string): string => {
+    const lines = text.slice(describedAt(text, flag)).split('\n').slice(1);
+    const end = lines.findIndex((line) => !line.startsWith('      '));
+    return lines
+      .slice(0, end === -1 ? undefined : end)
+      .map((line) => line.trim())
+      .join(' ');
+  };
+  const titleOf = (spec: OptionSpec): string =>
+    OPTION_GROUPS.find((group) => group.id === spec.group)?.title ?? '';
+
+  it('--help-all describes every option, with its variable and default, under its group', () => {
+    const text = helpText('1.2.3', 'all');
     for (const spec of OPTION_SPECS) {
-      const row = readme
-        .split('\n')
-        .find((line) => new RegExp(`^\\|\\s*\`--${spec.flag}\`\\s*\\|`).test(line));
-      expect(row, `README row for --${spec.flag}`).toBeDefined();
+      const section = sectionOf(text, titleOf(spec));
+      expect(describedAt(section, spec.flag), `--${spec.flag} under ${titleOf(spec)}`).toBe(
+        section.indexOf(`\n  --${spec.flag}`) + 1,
+      );
+      const description = descriptionOf(section, spec.flag);
+      expect(description).toContain(spec.help);
+      expect(description).toContain(`env ${spec.env}`);
+      if (spec.default !== undefined && spec.default !== '') {
+        expect(description).toContain(`default ${spec.default}`);
+      }
+    }
+    for (const line of text.split('\n')) {
+      if (!line.includes('://')) expect(line.length, line).toBeLessThanOrEqual(100);
+    }
+  });
+
+  it('prints the groups in order, essential options first in each', () => {
+    const text = helpText('1.2.3', 'all');
+    const starts = OPTION_GROUPS.map((group) => text.indexOf(`\n${group.title}:\n`));
+    expect(starts.every((start) => start > -1)).toBe(true);
+    expect([...starts].sort((a, b) => a - b)).toEqual(starts);
+    for (const group of OPTION_GROUPS) {
+      const section = sectionOf(text, group.title);
+      const specs = OPTION_SPECS.filter((spec) => spec.group === group.id);
+      expect(specs.length, group.id).toBeGreaterThan(0);
+      const lastEssential = Math.max(
+        -1,
+        ...specs.filter((spec) => spec.essential).map((spec) => describedAt(section, spec.flag)),
+      );
+      for (const spec of specs.filter((candidate) => !candidate.essential)) {
+        expect(describedAt(section, spec.flag), `--${spec.flag}`).toBeGreaterThan(lastEssential);
+      }
+    }
+  });
+
+  it('--help describes the essential options and names every other one in its group', () => {
+    const text = helpText('1.2.3');
+    expect(text).toContain('--help-all');
+    const essential = OPTION_SPECS.filter((spec) => spec.essential);
+    expect(essential.length).toBeGreaterThan(3);
+    expect(essential.length).toBeLessThan(OPTION_SPECS.length / 4);
+    for (const spec of OPTION_SPECS) {
+      const section = sectionOf(text, titleOf(spec));
+      if (spec.essential) {
+        expect(describedAt(section, spec.flag), `--${spec.flag} described`).toBeGreaterThan(-1);
+        expect(descriptionOf(section, spec.flag)).toContain(`env ${spec.env}`);
+      } else {
+        // The rest are only named, on their group's `more:` line.
+        expect(namedAt(section, spec.flag), `--${spec.flag} named`).toBeGreaterThan(-1);
+        expect(describedAt(section, spec.flag), `--${spec.flag} described`).toBe(-1);
+        expect(section, `--${spec.flag} described`).not.toContain(`env ${spec.env},`);
+      }
+    }
+    for (const line of text.split('\n')) {
+      if (!line.includes('://')) expect(line.length, line).toBeLessThanOrEqual(100);
+    }
+  });
+});
+
+describe('docs/configuration.md', () => {
+  const doc = readFileSync(new URL('../../docs/configuration.md', import.meta.url), 'utf8');
+  const rowOf = (text: string, flag: string): string | undefined =>
+    text.split('\n').find((line) => new RegExp(`^\\|\\s*\`--${flag}\`\\s*\\|`).test(line));
+
+  it('documents every flag with its variable and default, under its --help topic', () => {
+    for (const spec of OPTION_SPECS) {
+      const title = OPTION_GROUPS.find((group) => group.id === spec.group)?.title ?? '';
+      const start = doc.indexOf(`\n### ${title}\n`);
+      expect(start, `docs/configuration.md section "${title}"`).toBeGreaterThan(-1);
+      const end = doc.indexOf('\n#', start + 1);
+      const row = rowOf(doc.slice(start, end === -1 ? undefined : end), spec.flag);
+      expect(row, `docs/configuration.md row for --${spec.flag} under "${title}"`).toBeDefined();
       expect(row).toContain(`\`${spec.env}\``);
       if (spec.default !== undefined && spec.default !== '') expect(row).toContain(spec.default);
     }
+  });
+
+  it('documents no option the bridge does not have', () => {
+    const flags = [...doc.matchAll(/^\|\s*`--([a-z0-9-]+)`\s*\|/gm)].map((match) => match[1]);
+    expect(flags.sort()).toEqual(OPTION_SPECS.map((spec) => spec.flag).sort());
+  });
+});
+
+describe("the README's option list", () => {
+  const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+  const rows = [...readme.matchAll(/^\|\s*`--([a-z0-9-]+)`\s*\|\s*`([A-Z0-9_]+)`\s*\|([^|]*)\|/gm)];
+
+  it('names only real options, with their variable and default', () => {
+    expect(rows.length).toBeGreaterThan(0);
+    for (const [, flag, env, defaultCell] of rows) {
+      const spec = OPTION_SPECS.find((candidate) => candidate.flag === flag);
+      expect(spec, `README row for --${flag}`).toBeDefined();
+      expect(env, `README variable of --${flag}`).toBe(spec?.env);
+      if (spec?.default !== undefined && spec.default !== '') {
+        expect(defaultCell, `README default of --${flag}`).toContain(`\`${spec.default}\``);
+      }
+    }
+  });
+
+  it('shows the essential options, the ones --help describes', () => {
+    const essential = OPTION_SPECS.filter((spec) => spec.essential).map((spec) => spec.flag);
+    expect(rows.map((row) => row[1]).sort()).toEqual(essential.sort());
   });
 });
