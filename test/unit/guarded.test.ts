@@ -21,7 +21,7 @@ describe('guarded timer callbacks', () => {
     expect(JSON.parse(lines[0] ?? '{}')).toMatchObject({
       level: 'error',
       where: 'tick',
-      error: 'RangeError: Invalid time value',
+      error: expect.stringMatching(/^RangeError: Invalid time value\n\s+at .*guarded\.test\.ts/),
     });
   });
 });
