@@ -63,7 +63,7 @@ class Chunk {
  * fit, is not counted).
  */
 export class RedisReadBuffer {
-  /** Full chunks waiting, oldest first, then the one being filled (if any). */
+  /** Chunks the next message did not fit in, oldest first; `current` is the one being filled. */
   private readonly full: Chunk[] = [];
   private current: Chunk | undefined;
   private buffered = 0;
