@@ -5,6 +5,8 @@ export default defineConfig({
   test: {
     include: ['test/reliability/**/*.suite.ts'],
     fileParallelism: false,
+    // Threads and the bridge process run dist/: built first, so no test runs an old build.
+    globalSetup: ['./test/support/buildBeforeTests.ts'],
     testTimeout: 300_000,
     hookTimeout: 120_000,
   },

@@ -39,7 +39,7 @@ function busyMs(ms: number): void {
  * The Redis source reads the subscription on its own thread into a bounded buffer, so a burst
  * faster than processing waits in the bridge rather than in Redis's pub/sub output buffer (which
  * disconnects the subscriber past its limit). Uses the local Redis and the compiled read thread
- * (dist/, built by `npm test`); the output-buffer limit is lowered for the test and restored.
+ * (dist/, built before the tests); the output-buffer limit is lowered for the test and restored.
  */
 describe('Redis read buffer', () => {
   let admin: Redis;

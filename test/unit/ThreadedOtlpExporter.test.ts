@@ -15,7 +15,7 @@ function spansOf(messages: Parameters<typeof decodeAll>[0]) {
 }
 
 /**
- * The send thread is the compiled one (dist/export/otlpSendThread.js): `npm test` builds first.
+ * The send thread is the compiled one (dist/export/otlpSendThread.js), built before the tests.
  * These tests check what crosses the thread boundary: the bytes, the outcome and the HTTP status
  * that decides between retry and drop, and a thread that dies.
  */

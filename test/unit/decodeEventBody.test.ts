@@ -1,6 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { decodeEventBody } from '../../src/decode/decodeEventBody.js';
-import { decodeKombuEnvelope, isDecodeRejection } from '../../src/decode/decodeKombuEnvelope.js';
+import {
+  decodeKombuEnvelope,
+  isDecodeRejection,
+} from '../../src/brokers/redis/decodeKombuEnvelope.js';
 import type { CeleryEvent } from '../../src/decode/CeleryEvent.js';
 import type { DecodeRejection } from '../../src/shared/DecodeRejection.js';
 import type { RawEventMessage } from '../../src/shared/RawEventMessage.js';

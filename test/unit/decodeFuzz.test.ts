@@ -1,7 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { isTaskEvent, type CeleryEvent } from '../../src/decode/CeleryEvent.js';
 import { decodeEventBody } from '../../src/decode/decodeEventBody.js';
-import { decodeKombuEnvelope, isDecodeRejection } from '../../src/decode/decodeKombuEnvelope.js';
+import {
+  decodeKombuEnvelope,
+  isDecodeRejection,
+} from '../../src/brokers/redis/decodeKombuEnvelope.js';
 import type { RawEventMessage } from '../../src/shared/RawEventMessage.js';
 import { amqpFixtureMessages, redisFixturePayloads } from '../support/fixtures.js';
 import { assemble } from '../support/pipeline.js';

@@ -1,6 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { parseBrokerUrl } from '../../src/config/brokerUrl.js';
-import { decodeKombuEnvelope, isDecodeRejection } from '../../src/decode/decodeKombuEnvelope.js';
+import {
+  decodeKombuEnvelope,
+  isDecodeRejection,
+} from '../../src/brokers/redis/decodeKombuEnvelope.js';
 import { Logger } from '../../src/log/Logger.js';
 import { commandHeaders, enableEventsCommand } from '../../src/brokers/ControlPublisher.js';
 import { EnableEventsBroadcaster } from '../../src/brokers/EnableEventsBroadcaster.js';

@@ -3,7 +3,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parseBrokerUrl } from '../../src/config/brokerUrl.js';
 import { decodeEventBody } from '../../src/decode/decodeEventBody.js';
 import type { DecodeRejection } from '../../src/shared/DecodeRejection.js';
-import { decodeKombuEnvelope } from '../../src/decode/decodeKombuEnvelope.js';
+import { decodeKombuEnvelope } from '../../src/brokers/redis/decodeKombuEnvelope.js';
 import { installDiagLogger } from '../../src/log/installDiagLogger.js';
 import { diagLoggerOptions } from '../../src/config/diagLoggerOptions.js';
 import { Logger } from '../../src/log/Logger.js';

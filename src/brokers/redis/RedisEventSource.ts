@@ -5,6 +5,7 @@ import { BrokerUnreachableError } from '../../shared/errors.js';
 import type { Logger } from '../../log/Logger.js';
 import { workerScriptUrl } from '../../shared/workerScriptUrl.js';
 import { warnIfTlsInsecure } from '../brokerTlsOptions.js';
+import { decodeKombuEnvelope, isDecodeRejection } from './decodeKombuEnvelope.js';
 import { backoffDelayMs, type EventSource, type EventSourceHandlers } from '../EventSource.js';
 import type {
   RedisBatch,
@@ -23,8 +24,10 @@ export interface RedisEventSourceOptions {
 /** Processing runs in slices of at most this long, so timers and exports run between them. */
 const DRAIN_SLICE_MS = 2;
 
-/** Bytes of bodies per batch from the read thread; the rest waits there (bounded). */
+/** Bytes of messages per batch from the read thread; the rest waits there (bounded). */
 const MAX_BATCH_BYTES = 1024 * 1024;
+
+const SLASH = 0x2f;
 
 /**
  * Consumes Celery's events from Redis pub/sub.
@@ -39,8 +42,8 @@ const MAX_BATCH_BYTES = 1024 * 1024;
  * ioredis reconnects and resubscribes by itself.
  *
  * So the subscription is read on a worker thread (redisReadThread.ts) that does nothing else:
- * it unwraps kombu's envelopes and keeps what it read (at most `maxBufferedBytes`; overflow is
- * dropped and counted as `buffer_full`) until this thread pulls the next batch. Batches are
+ * it keeps what it read, as read (at most `maxBufferedBytes`; overflow is dropped and counted as
+ * `buffer_full`), until this thread pulls the next batch, and kombu's envelopes are unwrapped here. Batches are
  * processed here in slices of {@link DRAIN_SLICE_MS}, and the next one is pulled while the
  * current one is processed, so a burst waits in the bridge's memory instead of Redis's whatever
  * the bridge is busy with.
@@ -74,7 +77,7 @@ export class RedisEventSource implements EventSource {
     await this.spawn();
   }
 
-  /** Bytes of bodies waiting in the read thread (bounded by `--redis-max-buffered-bytes`). */
+  /** Bytes of messages waiting in the read thread (bounded by `--redis-max-buffered-bytes`). */
   get bufferedBytes(): number {
     return this.bufferedGauge[0] ?? 0;
   }
@@ -96,8 +99,12 @@ export class RedisEventSource implements EventSource {
 
   /** Starts the read thread; resolves once it is subscribed. */
   private spawn(): Promise<void> {
+    const { broker, exchange, channels, connectTimeoutMs } = this.options;
     const data: RedisReadThreadData = {
-      ...this.options,
+      broker,
+      exchange,
+      channels,
+      connectTimeoutMs,
       maxBatchBytes: MAX_BATCH_BYTES,
       bufferedBytes: this.bufferedGauge.buffer,
     };
@@ -196,15 +203,23 @@ export class RedisEventSource implements EventSource {
       case 'connection':
         this.handlers.connection(event.state, event.detail);
         return;
-      case 'rejected':
-        this.handlers.rejected(event.rejection, 1);
-        return;
       case 'log':
         this.logger.warn(event.msg, event.fields);
         return;
       default:
         return;
     }
+  }
+
+  /** One message as read: kombu's envelope unwrapped (the routing key from the channel if need be). */
+  private handle(channel: Buffer, payload: Buffer): void {
+    const slash = channel.lastIndexOf(SLASH);
+    const message = decodeKombuEnvelope(
+      payload,
+      slash === -1 ? '' : channel.toString('utf8', slash + 1),
+    );
+    if (isDecodeRejection(message)) this.handlers.rejected(message, 1);
+    else this.handlers.message(message);
   }
 
   private pull(): void {
@@ -229,22 +244,21 @@ export class RedisEventSource implements EventSource {
         this.batch = this.queued.shift();
         this.next = 0;
         if (this.batch === undefined) return;
-        // Pulled ahead: the read thread packs the next batch while this one is processed.
+        // Pulled ahead: the read thread readies the next batch while this one is processed.
         if (!this.batch.final) this.pull();
       }
       const batch = this.batch;
-      const count = batch.routingKeys.length;
+      const { bytes, offsets } = batch;
+      const count = offsets.length / 3;
       while (this.next < count) {
-        const i = this.next++;
-        const start = batch.offsets[2 * i] as number;
-        const end = batch.offsets[2 * i + 1] as number;
-        this.handlers.message({
-          routingKey: batch.routingKeys[i] as string,
-          contentType: batch.contentTypes[i] as string,
-          contentEncoding: batch.contentEncodings[i],
-          compression: batch.compressions[i],
-          body: Buffer.from(batch.bodies, start, end - start),
-        });
+        const at = 3 * this.next++;
+        const channel = offsets[at] as number;
+        const payload = offsets[at + 1] as number;
+        const end = offsets[at + 2] as number;
+        this.handle(
+          Buffer.from(bytes, channel, payload - channel),
+          Buffer.from(bytes, payload, end - payload),
+        );
         if (performance.now() >= deadline || this.paused) break;
       }
       if (this.next >= count) this.batch = undefined;

@@ -1,7 +1,9 @@
 /**
  * Entry point of the worker thread that reads Celery's events from Redis pub/sub for
- * RedisEventSource: subscribe, unwrap kombu's envelopes, keep what was read in a bounded buffer,
- * and hand it to the bridge's thread in batches when it asks.
+ * RedisEventSource: subscribe, keep what was read in a bounded buffer (RedisReadBuffer), and hand
+ * it to the bridge's thread in batches when it asks. Nothing is decoded here (kombu's envelopes
+ * are unwrapped on the bridge's thread): the less this thread does per byte, the faster it drains
+ * the socket when it shares the CPU with the bridge's busy thread.
  *
  * Why a thread: Redis keeps nothing for a subscriber, and disconnects one that falls
  * `client-output-buffer-limit pubsub` (32 MB by default) behind, losing everything in flight
@@ -12,15 +14,13 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { Redis } from 'ioredis';
-import { decodeKombuEnvelope, isDecodeRejection } from '../../decode/decodeKombuEnvelope.js';
-import type { RawEventMessage } from '../../shared/RawEventMessage.js';
 import { describeBrokerError } from '../brokerTlsOptions.js';
 import { connectWithRetry } from '../connectWithRetry.js';
 import { redisEventChannels, redisFanoutPrefixes } from './redisChannels.js';
 import { redisConnectionOptions } from './redisConnectionOptions.js';
 import { backoffDelayMs } from '../EventSource.js';
+import { RedisReadBuffer } from './RedisReadBuffer.js';
 import type {
-  RedisBatch,
   RedisReadThreadData,
   RedisThreadEvent,
   RedisThreadRequest,
@@ -34,16 +34,14 @@ const { broker } = options;
 const send = (event: RedisThreadEvent, transfer: ArrayBuffer[] = []): void =>
   port.postMessage(event, transfer);
 
-/** Read, not yet handed over: a FIFO without shift (consumed entries are cleared). */
-let pending: RawEventMessage[] = [];
-let head = 0;
-let bufferedBytes = 0;
-/** Shared with the bridge's thread for its gauge. */
-const bufferedGauge = new Float64Array(options.bufferedBytes);
-let dropped = 0;
-/** The bridge's thread asked for a batch and has none. */
-let wanted = false;
-let sendScheduled = false;
+const buffer = new RedisReadBuffer(
+  {
+    maxBufferedBytes: options.channels.maxBufferedBytes,
+    chunkBytes: options.maxBatchBytes,
+    gauge: new Float64Array(options.bufferedBytes),
+  },
+  send,
+);
 let stopping = false;
 let everReady = false;
 let lastConnectError: unknown;
@@ -66,9 +64,9 @@ const pattern = patterns.join(' and ');
 const plain = plains.join(' and ');
 
 client.on('pmessageBuffer', (_pattern: Buffer, channel: Buffer, payload: Buffer) =>
-  read(channel, payload),
+  buffer.read(channel, payload),
 );
-client.on('messageBuffer', (channel: Buffer, payload: Buffer) => read(channel, payload));
+client.on('messageBuffer', (channel: Buffer, payload: Buffer) => buffer.read(channel, payload));
 client.on('error', (error: unknown) => {
   lastConnectError = error;
   if (everReady && !stopping) {
@@ -98,90 +96,9 @@ client.on('ready', () => {
   }
 });
 
-function read(channel: Buffer, payload: Buffer): void {
-  if (bufferedBytes + payload.length > options.channels.maxBufferedBytes) {
-    dropped++;
-    return;
-  }
-  // kombu's envelope names the routing key; the channel's suffix is the fallback.
-  const name = channel.toString('utf8');
-  const slash = name.lastIndexOf('/');
-  const message = decodeKombuEnvelope(payload, slash === -1 ? '' : name.slice(slash + 1));
-  if (isDecodeRejection(message)) {
-    send({ type: 'rejected', rejection: message });
-    return;
-  }
-  pending.push(message);
-  bufferedBytes += message.body.length;
-  bufferedGauge[0] = bufferedBytes;
-  if (wanted) scheduleSend();
-}
-
-/** A batch goes out on the next turn, so that what arrived in one socket read travels together. */
-function scheduleSend(): void {
-  if (sendScheduled) return;
-  sendScheduled = true;
-  setImmediate(() => {
-    sendScheduled = false;
-    if (wanted && (head < pending.length || dropped > 0)) sendBatch(false);
-  });
-}
-
-function sendBatch(final: boolean): void {
-  wanted = false;
-  let end = head;
-  let bytes = 0;
-  while (end < pending.length && (final || bytes < options.maxBatchBytes)) {
-    bytes += (pending[end] as RawEventMessage).body.length;
-    end++;
-  }
-  const bodies = new ArrayBuffer(bytes);
-  const view = new Uint8Array(bodies);
-  const count = end - head;
-  const offsets = new Uint32Array(count * 2);
-  const batch: Omit<RedisBatch, 'bodies' | 'offsets'> = {
-    type: 'batch',
-    routingKeys: new Array<string>(count),
-    contentTypes: new Array<string>(count),
-    contentEncodings: new Array<string | undefined>(count),
-    compressions: new Array<string | undefined>(count),
-    dropped,
-    final,
-  };
-  let at = 0;
-  for (let i = 0; i < count; i++) {
-    const message = pending[head + i] as RawEventMessage;
-    view.set(message.body, at);
-    offsets[2 * i] = at;
-    at += message.body.length;
-    offsets[2 * i + 1] = at;
-    batch.routingKeys[i] = message.routingKey;
-    batch.contentTypes[i] = message.contentType;
-    batch.contentEncodings[i] = message.contentEncoding;
-    batch.compressions[i] = message.compression;
-  }
-  dropped = 0;
-  bufferedBytes -= bytes;
-  bufferedGauge[0] = bufferedBytes;
-  head = end;
-  if (head === pending.length) {
-    pending = [];
-    head = 0;
-  } else if (head > 65_536 && head * 2 > pending.length) {
-    pending = pending.slice(head);
-    head = 0;
-  } else {
-    pending.fill(DONE, head - count, head);
-  }
-  send({ ...batch, bodies, offsets }, [bodies, offsets.buffer]);
-}
-
-const DONE: RawEventMessage = { routingKey: '', contentType: '', body: Buffer.alloc(0) };
-
 port.on('message', (request: RedisThreadRequest) => {
   if (request.type === 'pull') {
-    wanted = true;
-    if (head < pending.length || dropped > 0) scheduleSend();
+    buffer.pull();
     return;
   }
   stopping = true;
@@ -190,7 +107,7 @@ port.on('message', (request: RedisThreadRequest) => {
     .catch(() => client.disconnect())
     .finally(() => {
       // Everything read goes over before the thread ends: a stop loses nothing it holds.
-      sendBatch(true);
+      buffer.flush();
       port.close();
     });
 });

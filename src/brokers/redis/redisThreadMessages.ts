@@ -1,6 +1,5 @@
 import type { RedisChannelOptions } from '../BrokerOptions.js';
 import type { BrokerEndpoint } from '../BrokerOptions.js';
-import type { DecodeRejection } from '../../shared/DecodeRejection.js';
 import type { LogFields } from '../../log/Logger.js';
 
 /** What RedisEventSource hands its read thread at start (structured-cloned). */
@@ -9,9 +8,9 @@ export interface RedisReadThreadData {
   readonly exchange: string;
   readonly channels: RedisChannelOptions;
   readonly connectTimeoutMs: number;
-  /** Most bytes of bodies in one batch handed to the bridge's thread. */
+  /** Most bytes of messages in one batch handed to the bridge's thread (but for a larger message). */
   readonly maxBatchBytes: number;
-  /** One float64 the thread keeps up to date: bytes of bodies it holds (a gauge, read unlocked). */
+  /** One float64 the thread keeps up to date: bytes of messages it holds (a gauge, read unlocked). */
   readonly bufferedBytes: SharedArrayBuffer;
 }
 
@@ -23,20 +22,17 @@ export type RedisThreadRequest =
   | { readonly type: 'stop' };
 
 /**
- * Messages read and unwrapped, in order: their bodies back to back in one transferred buffer,
- * `offsets[2i]`..`offsets[2i+1]` being message i's, and the envelope fields beside them.
+ * Messages as read, in order, nothing decoded: one transferred buffer with each message's channel
+ * name and payload (kombu's envelope) back to back; message i's channel is
+ * `offsets[3i]`..`offsets[3i+1]` and its payload `offsets[3i+1]`..`offsets[3i+2]`.
  */
 export interface RedisBatch {
   readonly type: 'batch';
-  readonly bodies: ArrayBuffer;
+  readonly bytes: ArrayBuffer;
   readonly offsets: Uint32Array;
-  readonly routingKeys: string[];
-  readonly contentTypes: string[];
-  readonly contentEncodings: (string | undefined)[];
-  readonly compressions: (string | undefined)[];
   /** Messages dropped since the last batch because the read buffer was full. */
   readonly dropped: number;
-  /** The last batch after a stop: the thread exits next. */
+  /** Sent after a stop: the thread exits once they are all sent. */
   readonly final: boolean;
 }
 
@@ -50,5 +46,4 @@ export type RedisThreadEvent =
       readonly state: 'connected' | 'disconnected';
       readonly detail: string;
     }
-  | { readonly type: 'rejected'; readonly rejection: DecodeRejection }
   | { readonly type: 'log'; readonly msg: string; readonly fields: LogFields };

@@ -1,5 +1,5 @@
-import type { RawEventMessage } from '../shared/RawEventMessage.js';
-import type { DecodeRejection } from '../shared/DecodeRejection.js';
+import type { RawEventMessage } from '../../shared/RawEventMessage.js';
+import type { DecodeRejection } from '../../shared/DecodeRejection.js';
 
 /**
  * Unwraps kombu's Redis message envelope into a {@link RawEventMessage}.
