@@ -1,8 +1,6 @@
 import type { StringInterner } from './StringInterner.js';
 import { NO_ATTEMPTS, NO_TIMES, type TaskRecord } from './TaskRecord.js';
-
-/** A TaskRecord whose fields can be refilled: the reused view of a compact task. */
-export type TaskRecordView = { -readonly [K in keyof TaskRecord]: TaskRecord[K] };
+import type { TaskRecordView } from './TaskRecordView.js';
 
 /** Column value for "no string" (interned string indexes are below it). */
 const NO_STRING = 0xffff;
@@ -90,39 +88,6 @@ export class CompactTaskTable {
   private freeHead = -1;
 
   constructor(private readonly strings: StringInterner) {}
-
-  /** An object for `load`, with every property of a TaskRecord, all undefined. */
-  static newView(): TaskRecordView {
-    return {
-      id: '',
-      name: undefined,
-      rootId: undefined,
-      parentId: undefined,
-      queue: undefined,
-      exchange: undefined,
-      routingKey: undefined,
-      eta: undefined,
-      expires: undefined,
-      retries: undefined,
-      workerHostname: undefined,
-      workerHostnameAt: undefined,
-      messageAt: undefined,
-      args: undefined,
-      kwargs: undefined,
-      result: undefined,
-      sentAt: undefined,
-      receivedAt: undefined,
-      receivedTimes: NO_TIMES,
-      lastEventAt: 0,
-      attempts: NO_ATTEMPTS,
-      final: undefined,
-      upstream: undefined,
-      groupId: undefined,
-      groupIndex: undefined,
-      groupSize: undefined,
-      chordCallbackId: undefined,
-    };
-  }
 
   /** Slots in use. */
   get size(): number {

@@ -1,10 +1,11 @@
 import type { TaskEvent } from '../decode/CeleryEvent.js';
 import { applyTaskMessage, type TaskMessageRules } from './applyTaskMessage.js';
-import { CompactTaskTable, type TaskRecordView } from './CompactTaskTable.js';
+import { CompactTaskTable } from './CompactTaskTable.js';
 import { compactTaskBytes, recordBytes } from './InFlightBytes.js';
 import { stateSince } from './stateSince.js';
 import type { StringInterner } from './StringInterner.js';
 import { type InFlightState, NO_ATTEMPTS, NO_TIMES, type TaskRecord } from './TaskRecord.js';
+import { newTaskRecordView, resetMessageFields } from './TaskRecordView.js';
 
 export interface InFlightTasksOptions {
   /** Tasks kept at most; past it the oldest goes to `evict`. */
@@ -44,10 +45,10 @@ export class InFlightTasks {
   private readonly compact: CompactTaskTable;
   private readonly compactEnabled: boolean;
   /** The reused view of a compact task that `peek` returns: no object per call. */
-  private readonly peekView = CompactTaskTable.newView();
+  private readonly peekView = newTaskRecordView();
   private readonly peekReceived = [0];
   /** The reused view a compact task is changed in. */
-  private readonly scratch = CompactTaskTable.newView();
+  private readonly scratch = newTaskRecordView();
   private readonly scratchReceived = [0];
   private totalBytes = 0;
   /** The oldest task, found as FinishedTaskIds finds its oldest id; created at first use. */
@@ -341,29 +342,6 @@ export class InFlightTasks {
     this.totalBytes += estimate - compactTaskBytes(id);
     return record;
   }
-}
-
-/** The view in the state of a record before its first event (only what the rules look at). */
-function resetMessageFields(view: TaskRecordView, id: string, at: number): void {
-  view.id = id;
-  view.name = undefined;
-  view.rootId = undefined;
-  view.parentId = undefined;
-  view.queue = undefined;
-  view.exchange = undefined;
-  view.routingKey = undefined;
-  view.eta = undefined;
-  view.expires = undefined;
-  view.retries = undefined;
-  view.workerHostname = undefined;
-  view.workerHostnameAt = undefined;
-  view.messageAt = undefined;
-  view.args = undefined;
-  view.kwargs = undefined;
-  view.sentAt = undefined;
-  view.receivedAt = undefined;
-  view.receivedTimes = NO_TIMES;
-  view.lastEventAt = at;
 }
 
 function stateOf(record: Readonly<TaskRecord>): InFlightState {

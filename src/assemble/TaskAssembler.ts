@@ -2,7 +2,7 @@ import type { TaskContextEvent, TaskEvent } from '../decode/CeleryEvent.js';
 import type { TaskCustomEvent } from '../decode/TaskCustomEvent.js';
 import { expiredTaskIds, loseWorkerRuns, unchangedTaskIds } from './abandonedTasks.js';
 import { applyContextEvent } from './applyContextEvent.js';
-import { applyTaskEvent, type TaskEventReport, type TaskEventRules } from './applyTaskEvent.js';
+import { applyTaskEvent, type TaskEventRules } from './applyTaskEvent.js';
 import { addCustomEvent } from './customSpanEvents.js';
 import { FinishedTaskIds } from './FinishedTaskIds.js';
 import { HeldTasks } from './HeldTasks.js';
@@ -10,56 +10,16 @@ import { InFlightTasks } from './InFlightTasks.js';
 import { InterruptedTasks, interruptedCompleteness } from './InterruptedTasks.js';
 import type { FinishedTask, InFlightState, TaskRecord } from './TaskRecord.js';
 import { StringInterner } from './StringInterner.js';
-import { TraceTrees, type TraceTreeCounters } from './TraceTrees.js';
+import type {
+  AssemblerCounters,
+  AssemblerSnapshot,
+  TaskAssemblerOptions,
+} from './TaskAssemblerOptions.js';
+import { TraceTrees } from './TraceTrees.js';
+
+export type { AssemblerCounters, AssemblerSnapshot, TaskAssemblerOptions };
 
 const always = (): boolean => true;
-
-export interface TaskAssemblerOptions {
-  /** In-flight tasks kept at most; the oldest is exported as incomplete when one more arrives. */
-  readonly maxInFlightTasks: number;
-  /**
-   * Estimated heap of the in-flight tasks at most (InFlightBytes.ts); past it the oldest tasks
-   * are exported as incomplete (`evicted`), as past `maxInFlightTasks`. Default: no limit.
-   */
-  readonly maxInFlightBytes?: number;
-  /**
-   * How long a task whose final event arrived is held for events known to be missing (the
-   * `task-sent` from another process, an attempt's start or outcome) before it is exported with
-   * what arrived. Complete tasks are exported at once.
-   */
-  readonly finishGraceMs: number;
-  /** Ids of exported tasks remembered, so late or duplicate events make no second span. */
-  readonly maxFinishedTaskIds: number;
-  /** Keep args, kwargs and result (user data): only when the user opted in. */
-  readonly captureArgs: boolean;
-  readonly captureResult: boolean;
-  /**
-   * Task trees (root task ids) whose trace context from the worker companion is remembered, and
-   * chords whose header tasks are remembered for the callback's links; least recently used go
-   * first. Default 100,000.
-   */
-  readonly maxTraceContexts?: number;
-  /**
-   * Keep pending tasks (sent / received, not started) in the compact table rather than as
-   * objects: default true. False keeps every task an object, the reference behaviour the tests
-   * compare the compact one with.
-   */
-  readonly compactPendingTasks?: boolean;
-}
-
-/** The assembler's state as a plain, JSON-serialisable value. */
-export interface AssemblerSnapshot {
-  readonly tasks: TaskRecord[];
-  readonly finishedIds: string[];
-}
-
-export interface AssemblerCounters extends TaskEventReport, TraceTreeCounters {
-  /** An event for a task already exported (late, duplicated, or a redelivery after the end). */
-  lateEvent(): void;
-  tasksEvicted(count: number): void;
-  /** Custom task events not kept: the task already holds MAX_CUSTOM_EVENTS_PER_TASK. */
-  customEventsDropped?(count: number): void;
-}
 
 /** Distinct task names, hostnames and queues shared at most; more are kept per task. */
 const MAX_INTERNED_STRINGS = 10_000;

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { CompactTaskTable } from '../../src/assemble/CompactTaskTable.js';
 import { StringInterner } from '../../src/assemble/StringInterner.js';
 import type { TaskRecord } from '../../src/assemble/TaskRecord.js';
+import { newTaskRecordView } from '../../src/assemble/TaskRecordView.js';
 
 /** A task only received, as the object path records it. */
 const received = (id: string, timestamp: number, extra: Partial<TaskRecord> = {}): TaskRecord => ({
@@ -77,7 +78,7 @@ describe('CompactTaskTable', () => {
     const sent = { ...received('a', 2), sentAt: 0.5, parentId: 'p', rootId: 'r' };
     expect(table.store(slot, sent)).toBe(true);
     expect(table.toRecord(slot, 'a')).toEqual(sent);
-    const view = CompactTaskTable.newView();
+    const view = newTaskRecordView();
     table.load(slot, 'a', view, [0]);
     expect(JSON.parse(JSON.stringify(view))).toEqual(sent);
     for (const change of [
