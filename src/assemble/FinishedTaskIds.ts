@@ -35,13 +35,6 @@ export class FinishedTaskIds {
     if (this.ids.size > this.capacity) this.ids.delete(this.takeOldest());
   }
 
-  /** Remembers an id of a saved state, unless full (the saved ids come oldest first). */
-  restore(id: string): boolean {
-    if (this.ids.size >= this.capacity) return false;
-    this.ids.set(id, false);
-    return true;
-  }
-
   /** A task exported as interrupted runs again (InterruptedTasks): it is in flight once more. */
   delete(id: string): void {
     this.ids.delete(id);

@@ -16,6 +16,9 @@ export interface InFlightTasksOptions {
   readonly compact: boolean;
 }
 
+/** How a task changed: came in flight (new, a continuation, restored), changed, or left. */
+export type TaskChange = 'entered' | 'changed' | 'left';
+
 /** A task kept as an object, with its share of the byte estimate. */
 class ObjectEntry {
   constructor(
@@ -60,8 +63,8 @@ export class InFlightTasks {
     private readonly rules: TaskMessageRules,
     /** Exports the oldest task as evicted: it must leave the table (`delete`). */
     private readonly evict: (record: TaskRecord) => void,
-    /** Called with the id of every task added, changed or removed. */
-    private readonly changed: (id: string) => void = () => undefined,
+    /** Called for every task that comes in flight, changes, or leaves: the one place to track. */
+    private readonly changed: (id: string, how: TaskChange) => void = () => undefined,
   ) {
     this.compact = new CompactTaskTable(strings);
     // With room for no task at all, a new task evicts itself (see `recordFor`): keep the object
@@ -123,7 +126,7 @@ export class InFlightTasks {
   /** Puts a new record in flight (evicting the oldest past `maxTasks`). */
   insert(record: TaskRecord): void {
     this.entries.set(record.id, new ObjectEntry(record, 0));
-    this.changed(record.id);
+    this.changed(record.id, 'entered');
     if (this.entries.size > this.options.maxTasks) this.evictOldest();
   }
 
@@ -151,7 +154,7 @@ export class InFlightTasks {
         this.promote(id, entry);
         return undefined;
       }
-      this.changed(id);
+      this.changed(id, 'changed');
       return 'applied';
     }
     const slot = this.compact.allocate();
@@ -165,7 +168,7 @@ export class InFlightTasks {
     if (this.entries.size >= this.options.maxTasks) this.evictOldest();
     this.entries.set(id, slot);
     this.totalBytes += compactTaskBytes(id);
-    this.changed(id);
+    this.changed(id, 'entered');
     return 'applied';
   }
 
@@ -176,7 +179,7 @@ export class InFlightTasks {
     const estimate = recordBytes(record);
     this.totalBytes += estimate - entry.bytes;
     entry.bytes = estimate;
-    this.changed(record.id);
+    this.changed(record.id, 'changed');
   }
 
   delete(id: string): void {
@@ -189,7 +192,7 @@ export class InFlightTasks {
     } else {
       this.totalBytes -= entry.bytes;
     }
-    this.changed(id);
+    this.changed(id, 'left');
   }
 
   /** Whether the task is in flight and was received by a worker. */
@@ -279,6 +282,13 @@ export class InFlightTasks {
     });
   }
 
+  /** The task as a record of its own (a compact one converted, and left compact). */
+  copy(id: string): TaskRecord | undefined {
+    const entry = this.entries.get(id);
+    if (entry === undefined) return undefined;
+    return typeof entry === 'number' ? this.compact.toRecord(entry, id) : entry.record;
+  }
+
   /** Every task as a record, in arrival order (compact ones converted): for the state file. */
   records(): TaskRecord[] {
     const records: TaskRecord[] = [];
@@ -296,13 +306,14 @@ export class InFlightTasks {
   restore(record: TaskRecord): void {
     const slot = this.compactEnabled ? this.compact.fromRecord(record) : -1;
     if (slot < 0) {
-      this.entries.set(record.id, new ObjectEntry(record, 0));
-      this.updated(record);
+      const estimate = recordBytes(record);
+      this.entries.set(record.id, new ObjectEntry(record, estimate));
+      this.totalBytes += estimate;
     } else {
       this.entries.set(record.id, slot);
       this.totalBytes += compactTaskBytes(record.id);
-      this.changed(record.id);
     }
+    this.changed(record.id, 'entered');
   }
 
   /** Past `maxBytes`, the oldest tasks go as past `maxTasks` (evicted). */

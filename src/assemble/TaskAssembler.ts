@@ -6,18 +6,19 @@ import { applyTaskEvent, type TaskEventRules } from './applyTaskEvent.js';
 import { addCustomEvent } from './customSpanEvents.js';
 import { FinishedTaskIds } from './FinishedTaskIds.js';
 import { HeldTasks } from './HeldTasks.js';
-import { InFlightTasks } from './InFlightTasks.js';
+import { InFlightTasks, type TaskChange } from './InFlightTasks.js';
 import { InterruptedTasks, interruptedCompleteness } from './InterruptedTasks.js';
 import type { FinishedTask, InFlightState, TaskRecord } from './TaskRecord.js';
 import { StringInterner } from './StringInterner.js';
 import type {
+  AssemblerChanges,
   AssemblerCounters,
   AssemblerSnapshot,
   TaskAssemblerOptions,
 } from './TaskAssemblerOptions.js';
 import { TraceTrees } from './TraceTrees.js';
 
-export type { AssemblerCounters, AssemblerSnapshot, TaskAssemblerOptions };
+export type { AssemblerChanges, AssemblerCounters, AssemblerSnapshot, TaskAssemblerOptions };
 
 const always = (): boolean => true;
 
@@ -54,6 +55,14 @@ export class TaskAssembler {
   private readonly interrupted = new InterruptedTasks();
   private readonly rules: TaskEventRules;
   private lastSentEventMs = Number.NEGATIVE_INFINITY;
+  /**
+   * The tasks touched since the last capture, for the state file's journal (`snapshotChanges`):
+   * id -> whether it came in flight since. InFlightTasks reports every task that comes in
+   * flight, changes or leaves (`track`). Undefined until the first `snapshot` (without a state
+   * file nothing is tracked), and again once it holds more ids than a whole snapshot would (the
+   * next capture is then a whole one): bounded by maxInFlightTasks + maxFinishedTaskIds.
+   */
+  private changes: Map<string, boolean> | undefined;
 
   constructor(
     private readonly options: TaskAssemblerOptions,
@@ -76,6 +85,7 @@ export class TaskAssembler {
       strings,
       this.rules,
       (record) => this.evict(record),
+      (id, how) => this.track(id, how),
     );
     this.held = new HeldTasks(options.finishGraceMs);
     this.finishedIds = new FinishedTaskIds(options.maxFinishedTaskIds);
@@ -141,7 +151,27 @@ export class TaskAssembler {
    * restore. See state/StateFile.ts.
    */
   snapshot(): AssemblerSnapshot {
+    this.changes = new Map();
     return { tasks: this.tasks.records(), finishedIds: this.finishedIds.toArray() };
+  }
+
+  /**
+   * What changed since the last `snapshot` or `snapshotChanges`, in proportion to the changes
+   * rather than to the tasks in flight; undefined when that is not known (no snapshot taken yet,
+   * or more changes than a snapshot holds): take a `snapshot` then.
+   */
+  snapshotChanges(): AssemblerChanges | undefined {
+    const changes = this.changes;
+    if (changes === undefined) return undefined;
+    this.changes = new Map();
+    const out: AssemblerChanges = { removedIds: [], finishedIds: [], changed: [], added: [] };
+    changes.forEach((entered, id) => {
+      const record = this.tasks.copy(id);
+      if (record !== undefined) (entered ? out.added : out.changed).push(record);
+      else if (this.finishedIds.has(id)) out.finishedIds.push(id);
+      else out.removedIds.push(id);
+    });
+    return out;
   }
 
   /**
@@ -182,8 +212,10 @@ export class TaskAssembler {
 
   /** Loads a snapshot taken by a previous run, before any event is handled; returns tasks loaded. */
   restore(snapshot: AssemblerSnapshot): number {
-    for (const id of snapshot.finishedIds) {
-      if (!this.finishedIds.restore(id)) break;
+    // The newest ids when there are more (a journal replayed on its base can hold more).
+    const ids = snapshot.finishedIds;
+    for (let i = Math.max(0, ids.length - this.options.maxFinishedTaskIds); i < ids.length; i++) {
+      this.finishedIds.add(ids[i] as string, false);
     }
     let loaded = 0;
     for (const record of snapshot.tasks) {
@@ -301,6 +333,23 @@ export class TaskAssembler {
     this.finishedIds.delete(record.id);
     this.tasks.insert(record);
     return true;
+  }
+
+  /**
+   * Notes a change to task `id` for `snapshotChanges`. A task that comes in flight or leaves it
+   * moves to the end, so the tasks added and the ids finished come out in the order of the
+   * in-flight table and `finishedIds`; any other change keeps its first place (the order of the
+   * `changed` records does not matter).
+   */
+  private track(id: string, how: TaskChange): void {
+    const changes = this.changes;
+    if (changes === undefined) return;
+    if (how !== 'changed') changes.delete(id);
+    else if (changes.has(id)) return;
+    changes.set(id, how === 'entered');
+    if (changes.size > this.options.maxInFlightTasks + this.options.maxFinishedTaskIds) {
+      this.changes = undefined;
+    }
   }
 
   /** Exports the unfinished tasks `ids` as given up on; returns how many. */

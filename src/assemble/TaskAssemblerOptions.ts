@@ -46,6 +46,24 @@ export interface AssemblerSnapshot {
   readonly finishedIds: string[];
 }
 
+/**
+ * What changed since the previous capture (`snapshot` or `snapshotChanges`): applied in this order
+ * to the previous capture, it gives this one (state/replayJournal.ts).
+ */
+export interface AssemblerChanges {
+  /** Tasks no longer in flight and not remembered as exported (pushed out of that memory). */
+  readonly removedIds: string[];
+  /** Tasks exported since, remembered as exported: they leave the tasks in flight. */
+  readonly finishedIds: string[];
+  /** Tasks in flight at both captures whose record changed: each keeps its place. */
+  readonly changed: TaskRecord[];
+  /**
+   * Tasks that came in flight since (new, or the continuation of a task exported as lost), in
+   * arrival order, after the tasks already there: replacing any older record of the same id.
+   */
+  readonly added: TaskRecord[];
+}
+
 export interface AssemblerCounters extends TaskEventReport, TraceTreeCounters {
   /** An event for a task already exported (late, duplicated, or a redelivery after the end). */
   lateEvent(): void;

@@ -30,12 +30,6 @@ describe('FinishedTaskIds', () => {
     for (let i = 0; i < 150; i++) ids.add(`u${i}`, false);
     expect(ids.toArray()).toEqual(Array.from({ length: 100 }, (_, i) => `u${i + 50}`));
   });
-
-  it('restores saved ids up to its capacity, without evicting', () => {
-    const ids = new FinishedTaskIds(2);
-    expect(['a', 'b', 'c'].map((id) => ids.restore(id))).toEqual([true, true, false]);
-    expect(ids.toArray()).toEqual(['a', 'b']);
-  });
 });
 
 describe('BoundedLru', () => {
