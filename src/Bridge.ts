@@ -442,15 +442,11 @@ export class Bridge {
       this.assembler.handleCustom(event);
     } else if (isTaskEvent(event)) {
       // Metrics first: they read what the task looked like before this event.
-      this.metrics.onTaskEvent(
-        event,
-        this.assembler.peek(event.uuid),
-        Date.now,
-        this.assembler.isTerminalEcho(event),
-      );
+      const terminalEcho = this.assembler.isTerminalEcho(event);
+      this.metrics.onTaskEvent(event, this.assembler.peek(event.uuid), Date.now, terminalEcho);
       if (event.type === 'task-sent' && event.queue) this.queueLengths.noteQueue(event.queue);
       this.beat.onTaskEvent(event);
-      this.assembler.handle(event);
+      this.assembler.handle(event, terminalEcho);
     } else if (isTaskContextEvent(event)) {
       // The worker companion's trace context / group / chord ids (docs/companion.md).
       this.assembler.handleContext(event);

@@ -1,27 +1,20 @@
-import type { TaskEvent } from '../decode/CeleryEvent.js';
 import type { StringInterner } from './StringInterner.js';
 import { NO_ATTEMPTS, NO_TIMES, type TaskRecord } from './TaskRecord.js';
-
-/** What `tryApply` did with an event. */
-export type CompactApplyResult = 'applied' | 'duplicate' | 'promote';
-
-/** A TaskRecord whose fields can be refilled: the reused view of a compact task. */
-export type TaskRecordView = { -readonly [K in keyof TaskRecord]: TaskRecord[K] };
-
-/** Column value for "no string" (interned string indexes are below it). */
-const NO_STRING = 0xffff;
-/** Column value for "no `retries` seen"; higher counts do not fit. */
-const NO_RETRIES = 0xff;
-
-/** What `rootId` is: absent, the task's own id (a root task), or another task's id. */
-const ROOT_NONE = 0;
-const ROOT_SELF = 1;
-const ROOT_OTHER = 2;
-
-/** Slots per chunk of columns: 2^14, about 700 KB of columns per chunk. */
-const CHUNK_BITS = 14;
-const CHUNK_SLOTS = 1 << CHUNK_BITS;
-const SLOT_MASK = CHUNK_SLOTS - 1;
+import type { TaskRecordView } from './TaskRecordView.js';
+import {
+  type Chunk,
+  CHUNK_BITS,
+  CHUNK_SLOTS,
+  newChunk,
+  NO_RETRIES,
+  NO_STRING,
+  ROOT_NONE,
+  ROOT_OTHER,
+  ROOT_SELF,
+  rootIdOf,
+  SLOT_MASK,
+  strings_,
+} from './compactChunk.js';
 
 /** The properties a compactly stored record may have; any other must be undefined. */
 const COMPACT_KEYS: ReadonlySet<string> = new Set<keyof TaskRecord>([
@@ -43,6 +36,17 @@ const COMPACT_KEYS: ReadonlySet<string> = new Set<keyof TaskRecord>([
   'attempts',
 ]);
 
+/** The properties of a compactly stored record that hold strings. */
+const STRING_KEYS = [
+  'name',
+  'rootId',
+  'parentId',
+  'queue',
+  'exchange',
+  'routingKey',
+  'workerHostname',
+] as const;
+
 /**
  * The records of pending tasks (sent and/or received, never started), one slot per task, in
  * columns of typed arrays instead of one object each.
@@ -61,15 +65,16 @@ const COMPACT_KEYS: ReadonlySet<string> = new Set<keyof TaskRecord>([
  * along the way stay in the process's RSS (glibc keeps freed blocks of that size in its heap).
  * Free slots form a list threaded through their `sentAt` column, so it costs no memory.
  *
- * The state of a slot is exactly the state the assembler's object path (TaskAssembler `apply`)
- * would build from the same events, restricted to what a pending task can hold:
- * - at most one distinct `task-sent` time and one distinct `task-received` time (a duplicate
- *   receive is reported as such); so `receivedTimes` is `[receivedAt]`, the last event time is
- *   the later of the two, and so is `messageAt` (every sent / received is a message event);
+ * The table knows nothing of events: a slot holds a task record, of the restricted kind a pending
+ * task is, exactly (`store` answers false for any other, changing nothing):
+ * - at most one `task-sent` time and one `task-received` time; so `receivedTimes` is
+ *   `[receivedAt]`, the last event time is the later of the two, and so is `messageAt` (every
+ *   sent / received is a message event);
  * - `workerHostnameAt` is `receivedAt` when a worker is known (only `task-received` names one);
  * - no `eta`, `expires`, captured `args` / `kwargs`, attempts, final state or companion context.
- * Any event that does not fit makes `tryApply` answer `promote`, changing nothing: the caller
- * turns the slot into a TaskRecord (`toRecord`) and applies the event to that.
+ * Events change a slot as they change an object: the in-flight table (InFlightTasks) `load`s the
+ * slot into a view, applies the one set of rules (applyTaskMessage.ts) and `store`s the result,
+ * or, when it does not fit, turns the slot into a TaskRecord (`toRecord`).
  *
  * Slot numbers are reused. Slots hold no id: the caller keeps the id -> slot map.
  */
@@ -81,44 +86,7 @@ export class CompactTaskTable {
   /** First free slot below `used`, -1 when none; each free slot's `sentAt` holds the next. */
   private freeHead = -1;
 
-  constructor(
-    private readonly strings: StringInterner,
-    /** As TaskAssemblerOptions.captureArgs: captured args / kwargs do not fit. */
-    private readonly captureArgs: boolean,
-  ) {}
-
-  /** An object for `fillView`, with every property of a TaskRecord, all undefined. */
-  static newView(): TaskRecordView {
-    return {
-      id: '',
-      name: undefined,
-      rootId: undefined,
-      parentId: undefined,
-      queue: undefined,
-      exchange: undefined,
-      routingKey: undefined,
-      eta: undefined,
-      expires: undefined,
-      retries: undefined,
-      workerHostname: undefined,
-      workerHostnameAt: undefined,
-      messageAt: undefined,
-      args: undefined,
-      kwargs: undefined,
-      result: undefined,
-      sentAt: undefined,
-      receivedAt: undefined,
-      receivedTimes: NO_TIMES,
-      lastEventAt: 0,
-      attempts: NO_ATTEMPTS,
-      final: undefined,
-      upstream: undefined,
-      groupId: undefined,
-      groupIndex: undefined,
-      groupSize: undefined,
-      chordCallbackId: undefined,
-    };
-  }
+  constructor(private readonly strings: StringInterner) {}
 
   /** Slots in use. */
   get size(): number {
@@ -178,64 +146,69 @@ export class CompactTaskTable {
   }
 
   /**
-   * Applies a `task-sent` / `task-received` of task `id` as TaskAssembler would, if the result
-   * still fits (see the class comment); otherwise changes nothing and answers `promote`. A
-   * `task-received` at a time already seen is a `duplicate` and changes nothing, as in the object
-   * path.
+   * Stores `task` in the slot if the slot can hold it exactly, so that `toRecord` gives back an
+   * equal record: a pending task (see the class comment), whose strings can be shared. Otherwise
+   * changes nothing and answers false: the task needs an object. Only the fields a pending task
+   * can have are looked at; the caller vouches that the others are absent (`load` leaves them so,
+   * `fromRecord` checks them).
    */
-  tryApply(slot: number, id: string, event: TaskEvent): CompactApplyResult {
+  store(slot: number, task: Readonly<TaskRecord>): boolean {
+    const { sentAt, receivedAt, receivedTimes, retries } = task;
+    if (!optionalFinite(sentAt) || !optionalFinite(receivedAt)) return false;
+    if (sentAt === undefined && receivedAt === undefined) return false;
+    if (receivedAt === undefined ? receivedTimes.length > 0 : receivedTimes.length !== 1) {
+      return false;
+    }
+    if (receivedAt !== undefined && receivedTimes[0] !== receivedAt) return false;
+    // One send and one receive time are kept: the last event is the later of the two, and so is
+    // the latest message (every sent / received is a message event).
+    const last =
+      sentAt === undefined || (receivedAt !== undefined && receivedAt >= sentAt)
+        ? receivedAt
+        : sentAt;
+    if (task.lastEventAt !== last || task.messageAt !== last) return false;
+    // Only `task-received` names the worker, so its time is the receive time.
+    const worker = task.workerHostname;
+    if (task.workerHostnameAt !== (worker === undefined ? undefined : receivedAt)) return false;
+    if (worker !== undefined && receivedAt === undefined) return false;
+    if (
+      retries !== undefined &&
+      !(Number.isInteger(retries) && retries >= 0 && retries < NO_RETRIES)
+    ) {
+      return false;
+    }
+    if (task.eta !== undefined || task.expires !== undefined) return false;
+    if (task.args !== undefined || task.kwargs !== undefined || task.attempts.length > 0)
+      return false;
     const c = this.chunk(slot);
     const i = slot & SLOT_MASK;
-    const t = event.timestamp;
-    const sent = event.type === 'task-sent';
-    if (!sent && event.type !== 'task-received') return 'promote';
-    if (!sent && c.receivedAt[i] === t) return 'duplicate';
-    const known = sent ? c.sentAt[i] : c.receivedAt[i];
-    if (known === undefined || !Number.isFinite(t) || !(Number.isNaN(known) || known === t)) {
-      return 'promote';
-    }
-    if (event.eta !== undefined || event.expires !== undefined) return 'promote';
-    if (this.captureArgs && (event.args !== undefined || event.kwargs !== undefined)) {
-      return 'promote';
-    }
-    let retries = c.retries[i] ?? NO_RETRIES;
-    if (event.retries !== undefined) {
-      retries = Math.max(retries === NO_RETRIES ? 0 : retries, event.retries);
-      if (!Number.isInteger(retries) || retries >= NO_RETRIES) return 'promote';
-    }
-    // Indexes of the strings the event sets (-1: too many distinct strings to share).
-    const name = this.indexOf(event.name);
-    const worker = sent ? NO_STRING : this.indexOf(event.hostname);
-    const queue = sent && event.queue !== '' ? this.indexOf(event.queue) : NO_STRING;
-    const exchange = sent ? this.indexOf(event.exchange) : NO_STRING;
-    const routingKey = sent ? this.indexOf(event.routingKey) : NO_STRING;
-    if (name < 0 || worker < 0 || queue < 0 || exchange < 0 || routingKey < 0) return 'promote';
+    // Indexes of the strings (-1: too many distinct strings to share); unchanged ones are kept.
+    const name = this.indexIn(c.name, i, task.name);
+    const workerIndex = this.indexIn(c.worker, i, worker);
+    const queue = this.indexIn(c.queue, i, task.queue);
+    const exchange = this.indexIn(c.exchange, i, task.exchange);
+    const routingKey = this.indexIn(c.routingKey, i, task.routingKey);
+    if (name < 0 || workerIndex < 0 || queue < 0 || exchange < 0 || routingKey < 0) return false;
 
-    // Fits: what TaskAssembler `apply` / `learn` / `noteWorker` do, on columns.
-    if (sent) {
-      c.sentAt[i] = t;
-      if (queue !== NO_STRING) c.queue[i] = queue;
-      if (exchange !== NO_STRING) c.exchange[i] = exchange;
-      if (routingKey !== NO_STRING) c.routingKey[i] = routingKey;
+    c.sentAt[i] = sentAt ?? NaN;
+    c.receivedAt[i] = receivedAt ?? NaN;
+    c.name[i] = name;
+    c.worker[i] = workerIndex;
+    c.queue[i] = queue;
+    c.exchange[i] = exchange;
+    c.routingKey[i] = routingKey;
+    c.retries[i] = retries ?? NO_RETRIES;
+    const { id, rootId, parentId } = task;
+    if (rootId === undefined) {
+      c.rootKind[i] = ROOT_NONE;
     } else {
-      c.receivedAt[i] = t;
-      if (worker !== NO_STRING) c.worker[i] = worker;
+      c.rootKind[i] = rootId === id ? ROOT_SELF : ROOT_OTHER;
     }
-    if (name !== NO_STRING) c.name[i] = name;
-    if (event.rootId !== undefined) {
-      const self = event.rootId === id;
-      c.rootKind[i] = self ? ROOT_SELF : ROOT_OTHER;
-      if (self) {
-        if (c.rootIds !== undefined) c.rootIds[i] = undefined;
-      } else {
-        (c.rootIds ??= strings_(CHUNK_SLOTS))[i] = event.rootId;
-      }
-    }
-    if (event.parentId !== undefined && event.parentId !== id && c.parentIds?.[i] === undefined) {
-      (c.parentIds ??= strings_(CHUNK_SLOTS))[i] = event.parentId;
-    }
-    c.retries[i] = retries;
-    return 'applied';
+    if (rootId !== undefined && rootId !== id) (c.rootIds ??= strings_(CHUNK_SLOTS))[i] = rootId;
+    else if (c.rootIds !== undefined) c.rootIds[i] = undefined;
+    if (parentId !== undefined) (c.parentIds ??= strings_(CHUNK_SLOTS))[i] = parentId;
+    else if (c.parentIds !== undefined) c.parentIds[i] = undefined;
+    return true;
   }
 
   lastEventAt(slot: number): number {
@@ -310,11 +283,12 @@ export class CompactTaskTable {
 
   /**
    * Fills `view` (every property of a TaskRecord present, so its shape never changes) with the
-   * task, like `toRecord` but allocating no object. `receivedTimes` is `single` (a reused
+   * task, like `toRecord` but allocating no object: for a look at the task, or to change it with
+   * the rules objects follow and `store` it back. `receivedTimes` is `single` (a reused
    * one-element array) or a shared empty list. (Timestamps stored into a field that may also
    * hold undefined are boxed: a few short-lived HeapNumbers, no record.)
    */
-  fillView(slot: number, id: string, view: TaskRecordView, single: number[]): void {
+  load(slot: number, id: string, view: TaskRecordView, single: number[]): void {
     const c = this.chunk(slot);
     const i = slot & SLOT_MASK;
     const receivedAt = numberOrUndefined(c.receivedAt[i]);
@@ -366,55 +340,17 @@ export class CompactTaskTable {
     for (const key of Object.keys(r)) {
       if (!COMPACT_KEYS.has(key) && r[key] !== undefined) return -1;
     }
-    const { id, sentAt, receivedAt, receivedTimes, retries, rootId, parentId } = r;
-    if (typeof id !== 'string') return -1;
-    if (!Array.isArray(r.attempts) || r.attempts.length > 0) return -1;
-    if (!optionalFinite(sentAt) || !optionalFinite(receivedAt)) return -1;
-    if (sentAt === undefined && receivedAt === undefined) return -1;
-    if (!Array.isArray(receivedTimes)) return -1;
-    if (receivedAt === undefined ? receivedTimes.length > 0 : receivedTimes.length !== 1) return -1;
-    if (receivedAt !== undefined && receivedTimes[0] !== receivedAt) return -1;
-    const last =
-      sentAt === undefined || (receivedAt !== undefined && receivedAt >= sentAt)
-        ? receivedAt
-        : sentAt;
-    if (r.lastEventAt !== last || r.messageAt !== last) return -1;
-    // Only `task-received` names the worker, so its time is the receive time.
-    if (r.workerHostnameAt !== (r.workerHostname === undefined ? undefined : receivedAt)) return -1;
-    if (r.workerHostname !== undefined && receivedAt === undefined) return -1;
-    if (
-      retries !== undefined &&
-      !(typeof retries === 'number' && Number.isInteger(retries) && retries >= 0)
-    ) {
+    if (typeof r.id !== 'string' || !Array.isArray(r.attempts) || !Array.isArray(r.receivedTimes)) {
       return -1;
     }
-    if (typeof retries === 'number' && retries >= NO_RETRIES) return -1;
-    if (rootId !== undefined && typeof rootId !== 'string') return -1;
-    if (parentId !== undefined && typeof parentId !== 'string') return -1;
-    const name = this.indexOfUnknown(r.name);
-    const worker = this.indexOfUnknown(r.workerHostname);
-    const queue = this.indexOfUnknown(r.queue);
-    const exchange = this.indexOfUnknown(r.exchange);
-    const routingKey = this.indexOfUnknown(r.routingKey);
-    if (name < 0 || worker < 0 || queue < 0 || exchange < 0 || routingKey < 0) return -1;
-
-    const slot = this.allocate();
-    const c = this.chunk(slot);
-    const i = slot & SLOT_MASK;
-    if (sentAt !== undefined) c.sentAt[i] = sentAt;
-    if (receivedAt !== undefined) c.receivedAt[i] = receivedAt;
-    c.name[i] = name;
-    c.worker[i] = worker;
-    c.queue[i] = queue;
-    c.exchange[i] = exchange;
-    c.routingKey[i] = routingKey;
-    if (retries !== undefined) c.retries[i] = retries;
-    if (rootId !== undefined) {
-      c.rootKind[i] = rootId === id ? ROOT_SELF : ROOT_OTHER;
-      if (rootId !== id) (c.rootIds ??= strings_(CHUNK_SLOTS))[i] = rootId;
+    if (r.retries !== undefined && typeof r.retries !== 'number') return -1;
+    for (const key of STRING_KEYS) {
+      if (r[key] !== undefined && typeof r[key] !== 'string') return -1;
     }
-    if (parentId !== undefined) (c.parentIds ??= strings_(CHUNK_SLOTS))[i] = parentId;
-    return slot;
+    const slot = this.allocate();
+    if (this.store(slot, record)) return slot;
+    this.free(slot);
+    return -1;
   }
 
   private chunk(slot: number): Chunk {
@@ -436,61 +372,13 @@ export class CompactTaskTable {
     return index >= NO_STRING ? -1 : index;
   }
 
-  private indexOfUnknown(value: unknown): number {
-    if (value === undefined) return NO_STRING;
-    return typeof value === 'string' ? this.indexOf(value) : -1;
+  /** As `indexOf`, the index already in `column` when it stands for `value` (no lookup). */
+  private indexIn(column: Uint16Array, i: number, value: string | undefined): number {
+    const known = column[i] ?? NO_STRING;
+    if (known !== NO_STRING && value !== undefined && this.strings.at(known) === value)
+      return known;
+    return this.indexOf(value);
   }
-}
-
-/** The columns of CHUNK_SLOTS consecutive slots. */
-interface Chunk {
-  /** Epoch seconds; NaN when not seen (an event time is never NaN: JSON has no NaN). */
-  readonly sentAt: Float64Array;
-  readonly receivedAt: Float64Array;
-  /** StringInterner indexes, NO_STRING when absent. */
-  readonly name: Uint16Array;
-  readonly worker: Uint16Array;
-  readonly queue: Uint16Array;
-  readonly exchange: Uint16Array;
-  readonly routingKey: Uint16Array;
-  readonly retries: Uint8Array;
-  readonly rootKind: Uint8Array;
-  /**
-   * Only for ROOT_OTHER; a root task (the common case) stores nothing here. Both string columns
-   * are created with the chunk's first task that needs them: a backlog of root tasks (no
-   * parent) then costs 16 bytes less per task.
-   */
-  rootIds?: (string | undefined)[];
-  parentIds?: (string | undefined)[];
-}
-
-function newChunk(): Chunk {
-  return {
-    sentAt: new Float64Array(CHUNK_SLOTS),
-    receivedAt: new Float64Array(CHUNK_SLOTS),
-    name: new Uint16Array(CHUNK_SLOTS),
-    worker: new Uint16Array(CHUNK_SLOTS),
-    queue: new Uint16Array(CHUNK_SLOTS),
-    exchange: new Uint16Array(CHUNK_SLOTS),
-    routingKey: new Uint16Array(CHUNK_SLOTS),
-    retries: new Uint8Array(CHUNK_SLOTS),
-    rootKind: new Uint8Array(CHUNK_SLOTS),
-  };
-}
-
-function rootIdOf(c: Chunk, i: number, id: string): string | undefined {
-  const kind = c.rootKind[i];
-  // A root task shares its id's string, as TaskAssembler `learn` does.
-  if (kind === ROOT_SELF) return id;
-  return kind === ROOT_OTHER ? c.rootIds?.[i] : undefined;
-}
-
-/**
- * A string column of exactly `length` elements. `new Array(n).fill()` makes a fast (not
- * dictionary-mode) array with no spare capacity: 8 bytes per element, measured on Node 20.
- */
-function strings_(length: number): (string | undefined)[] {
-  return new Array<string | undefined>(length).fill(undefined);
 }
 
 function numberOrUndefined(value: number | undefined): number | undefined {

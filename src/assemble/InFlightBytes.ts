@@ -1,51 +1,16 @@
 import type { TaskRecord } from './TaskRecord.js';
 
-/**
- * An estimate of the heap the in-flight tasks hold, kept up to date as they change, so that the
- * assembler can bound its memory in bytes (`--max-in-flight-bytes`) and not only in tasks: one
- * task can hold kilobytes (tracebacks of its attempts, captured arguments) where another holds a
- * few hundred bytes.
+/*
+ * An estimate of the heap the in-flight tasks hold, kept up to date as they change (by
+ * InFlightTasks, beside each task), so that the assembler can bound its memory in bytes
+ * (`--max-in-flight-bytes`) and not only in tasks: one task can hold kilobytes (tracebacks of
+ * its attempts, captured arguments) where another holds a few hundred bytes.
  *
  * The estimate errs high: every string counts its header and two bytes per character (V8 keeps
  * ASCII strings in one byte per character, and task names, hostnames and queues are shared
  * between tasks), objects count their usual size on 64-bit V8 with pointer compression off.
  * A pending task in the compact table counts a fixed size plus its ids.
  */
-export class InFlightBytes {
-  /** The estimate of each task kept as an object, by id. */
-  private readonly records = new Map<string, number>();
-  private bytes = 0;
-
-  get total(): number {
-    return this.bytes;
-  }
-
-  /** A pending task stored in the compact table. */
-  addCompact(id: string): void {
-    this.bytes += compactTaskBytes(id);
-  }
-
-  /** A compact task became `record` (promoted): its estimate replaces the compact one. */
-  promoted(record: TaskRecord): void {
-    this.bytes -= compactTaskBytes(record.id);
-    this.update(record);
-  }
-
-  /** `record` (in flight, as an object) was created or changed. */
-  update(record: TaskRecord): void {
-    const estimate = recordBytes(record);
-    this.bytes += estimate - (this.records.get(record.id) ?? 0);
-    this.records.set(record.id, estimate);
-  }
-
-  /** The task (an object) left the in-flight table. */
-  remove(id: string): void {
-    const estimate = this.records.get(id);
-    if (estimate === undefined) return;
-    this.records.delete(id);
-    this.bytes -= estimate;
-  }
-}
 
 /** An object's header and a Map entry pointing at it. */
 const OBJECT_BYTES = 48;

@@ -1,28 +1,34 @@
 import { describe, expect, it } from 'vitest';
 import { CompactTaskTable } from '../../src/assemble/CompactTaskTable.js';
 import { StringInterner } from '../../src/assemble/StringInterner.js';
-import type { TaskEvent } from '../../src/decode/CeleryEvent.js';
+import type { TaskRecord } from '../../src/assemble/TaskRecord.js';
+import { newTaskRecordView } from '../../src/assemble/TaskRecordView.js';
 
-const received = (uuid: string, timestamp: number, extra: Partial<TaskEvent> = {}): TaskEvent => ({
-  type: 'task-received',
-  uuid,
-  timestamp,
-  hostname: 'w1@host',
+/** A task only received, as the object path records it. */
+const received = (id: string, timestamp: number, extra: Partial<TaskRecord> = {}): TaskRecord => ({
+  id,
   name: 'proj.add',
-  rootId: uuid,
+  rootId: id,
   retries: 0,
+  workerHostname: 'w1@host',
+  workerHostnameAt: timestamp,
+  receivedAt: timestamp,
+  receivedTimes: [timestamp],
+  messageAt: timestamp,
+  lastEventAt: timestamp,
+  attempts: [],
   ...extra,
 });
 
 function filled(table: CompactTaskTable, id: string, timestamp: number): number {
   const slot = table.allocate();
-  expect(table.tryApply(slot, id, received(id, timestamp))).toBe('applied');
+  expect(table.store(slot, received(id, timestamp))).toBe(true);
   return slot;
 }
 
 describe('CompactTaskTable', () => {
   it('reuses freed slots before taking new ones', () => {
-    const table = new CompactTaskTable(new StringInterner(100), false);
+    const table = new CompactTaskTable(new StringInterner(100));
     const slots = [0, 1, 2, 3].map((i) => filled(table, `t${i}`, 100 + i));
     expect(slots).toEqual([0, 1, 2, 3]);
     table.free(1);
@@ -45,7 +51,7 @@ describe('CompactTaskTable', () => {
   });
 
   it('grows by chunks, keeps every slot, and shrinks back to one chunk once empty', () => {
-    const table = new CompactTaskTable(new StringInterner(100), false);
+    const table = new CompactTaskTable(new StringInterner(100));
     expect(table.slotCapacity).toBe(0);
     const count = 40_000;
     for (let i = 0; i < count; i++) expect(filled(table, `t${i}`, i)).toBe(i);
@@ -66,14 +72,31 @@ describe('CompactTaskTable', () => {
     expect(filled(table, 'again', 1)).toBe(0);
   });
 
-  it('answers promote when the shared strings run out, and leaves the slot as it was', () => {
-    const table = new CompactTaskTable(new StringInterner(2), false);
+  it('stores only what it gives back equal, and leaves the slot as it was otherwise', () => {
+    const table = new CompactTaskTable(new StringInterner(2));
     const slot = filled(table, 'a', 1);
-    expect(table.tryApply(slot, 'a', { ...received('a', 2), type: 'task-sent' })).toBe('applied');
-    const before = table.toRecord(slot, 'a');
-    const other = received('b', 3, { name: 'proj.other', hostname: 'w9@host' });
-    const fresh = table.allocate();
-    expect(table.tryApply(fresh, 'b', other)).toBe('promote');
-    expect(table.toRecord(slot, 'a')).toEqual(before);
+    const sent = { ...received('a', 2), sentAt: 0.5, parentId: 'p', rootId: 'r' };
+    expect(table.store(slot, sent)).toBe(true);
+    expect(table.toRecord(slot, 'a')).toEqual(sent);
+    const view = newTaskRecordView();
+    table.load(slot, 'a', view, [0]);
+    expect(JSON.parse(JSON.stringify(view))).toEqual(sent);
+    for (const change of [
+      { name: 'proj.other' }, // no room for a third shared string
+      { receivedTimes: [2, 3] },
+      { lastEventAt: 3 },
+      { messageAt: 1 },
+      { workerHostnameAt: 1 },
+      { retries: 255 },
+      { retries: 1.5 },
+      { eta: '2030-01-01T00:00:00' },
+      { args: '(1,)' },
+      { attempts: [{ startedAt: 3 }] },
+      { sentAt: Number.NaN },
+      { receivedAt: undefined, receivedTimes: [], workerHostname: undefined, sentAt: undefined },
+    ] satisfies Partial<TaskRecord>[]) {
+      expect(table.store(slot, { ...sent, ...change }), JSON.stringify(change)).toBe(false);
+      expect(table.toRecord(slot, 'a')).toEqual(sent);
+    }
   });
 });

@@ -1,7 +1,10 @@
-// The compact tier of the assembler (pending tasks in CompactTaskTable) must not change anything
-// that can be observed: every test here runs the same operations on an assembler with it and on
-// one without (`compactPendingTasks: false`, every task an object) and compares everything they
-// hand out, after every step.
+// The compact tier of the in-flight table (pending tasks in CompactTaskTable) must not change
+// anything that can be observed. The rules events follow are written once
+// (applyTaskMessage.test.ts tests them); what this checks is the tier itself: storing, loading and
+// promoting slots, and the eviction order, snapshots and give-ups over tasks kept either way.
+// Every test runs the same operations on an assembler with it and on one without
+// (`compactPendingTasks: false`, every task an object) and compares everything they hand out,
+// after every step.
 import { describe, expect, it } from 'vitest';
 import {
   type AssemblerSnapshot,
