@@ -359,7 +359,7 @@ export class Bridge {
     ]);
     this.stats.logSummary();
     this.logger.info('stopped', {
-      spansExported: this.stats.spansExported,
+      spansExported: this.stats.total('spansExported'),
       tasksInFlight: this.assembler.inFlightCount,
     });
   }

@@ -1,18 +1,8 @@
-/**
- * `celery.beat.outcome` of a run:
- * - `on_time`: sent by beat, started within `--beat-late-after-ms` of being sent, succeeded;
- * - `late`: the same, but started later than that (waited in the queue);
- * - `failed`: the task failed, was revoked, or rejected without requeue;
- * - `missed`: beat sent nothing by the expected time plus `--beat-tolerance-ms` (`not_sent`;
- *   `send_error` when beat tried and could not), or the task did not start within that tolerance
- *   of being sent (`not_started`), or did not finish within `--beat-run-timeout-ms` of starting
- *   (`not_finished`).
- */
-export type BeatOutcome = 'on_time' | 'late' | 'missed' | 'failed';
+import { BEAT_OUTCOMES, type BeatOutcome, type MissedReason } from '../shared/attributeSpecs.js';
 
-export const BEAT_OUTCOMES: readonly BeatOutcome[] = ['on_time', 'late', 'missed', 'failed'];
-
-export type MissedReason = 'not_sent' | 'send_error' | 'not_started' | 'not_finished';
+/** Declared with the other attribute values (shared/attributeSpecs.ts). */
+export type { BeatOutcome, MissedReason };
+export { BEAT_OUTCOMES };
 
 /** A span's identity, for links between runs and to the task span. */
 export interface SpanRef {

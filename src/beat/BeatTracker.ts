@@ -1,3 +1,4 @@
+import { BEAT_UNTRACKED_REASONS } from '../shared/attributeSpecs.js';
 import type { TaskFinalState, TaskRecord } from '../assemble/TaskRecord.js';
 import { spanIdFor, traceIdFor } from '../shared/deterministicIds.js';
 import type {
@@ -38,7 +39,7 @@ const MAX_SLOTS_PER_CHECK = 1000;
 /** Celery's worker liveness rule, applied to beat: gone after twice its heartbeat interval. */
 const HEARTBEAT_EXPIRY_FACTOR = 2;
 
-export type UntrackedReason = 'entry_limit' | 'app_limit' | 'run_limit';
+export type UntrackedReason = (typeof BEAT_UNTRACKED_REASONS)[number];
 
 interface Run {
   readonly entry: Entry;

@@ -12,6 +12,7 @@ import { spanIdFor, traceIdFor } from '../shared/deterministicIds.js';
 import { hrTime } from '../export/taskSpans.js';
 import { truncateMiddle } from '../shared/truncate.js';
 import type { BeatRun, MissedReason, SpanRef } from './BeatRun.js';
+import { ATTR, type LinkType } from '../shared/attributeSpecs.js';
 
 export interface BeatRunSpanOptions {
   readonly resource: Resource;
@@ -41,15 +42,15 @@ const MISSED_MESSAGE: Record<MissedReason, string> = {
 export function beatRunSpan(run: BeatRun, options: BeatRunSpanOptions): ReadableSpan {
   const max = options.maxAttributeLength;
   const attributes: Attributes = {
-    'celery.beat.app': truncateMiddle(run.app, max),
-    'celery.beat.entry': truncateMiddle(run.entry, max),
-    'celery.beat.outcome': run.outcome,
-    'celery.beat.scheduled_time': run.scheduledAt,
+    [ATTR.BEAT_APP]: truncateMiddle(run.app, max),
+    [ATTR.BEAT_ENTRY]: truncateMiddle(run.entry, max),
+    [ATTR.BEAT_OUTCOME]: run.outcome,
+    [ATTR.BEAT_SCHEDULED_TIME]: run.scheduledAt,
   };
-  if (run.task !== undefined) attributes['celery.task.name'] = truncateMiddle(run.task, max);
-  if (run.taskId !== undefined) attributes['celery.task.id'] = truncateMiddle(run.taskId, max);
-  if (run.missedReason !== undefined) attributes['celery.beat.missed_reason'] = run.missedReason;
-  if (run.lateness !== undefined) attributes['celery.beat.lateness'] = run.lateness;
+  if (run.task !== undefined) attributes[ATTR.TASK_NAME] = truncateMiddle(run.task, max);
+  if (run.taskId !== undefined) attributes[ATTR.TASK_ID] = truncateMiddle(run.taskId, max);
+  if (run.missedReason !== undefined) attributes[ATTR.BEAT_MISSED_REASON] = run.missedReason;
+  if (run.lateness !== undefined) attributes[ATTR.BEAT_LATENESS] = run.lateness;
   const events: TimedEvent[] = [];
   if (run.sentAt !== undefined) events.push({ name: 'sent', time: hrTime(run.sentAt) });
   if (run.startedAt !== undefined) events.push({ name: 'started', time: hrTime(run.startedAt) });
@@ -58,12 +59,15 @@ export function beatRunSpan(run: BeatRun, options: BeatRunSpanOptions): Readable
     links.push(
       link(
         { traceId: traceIdFor(run.taskId), spanId: spanIdFor(run.taskId) },
-        { 'celery.link.type': 'beat_task', 'celery.task.id': truncateMiddle(run.taskId, max) },
+        {
+          [ATTR.LINK_TYPE]: 'beat_task' satisfies LinkType,
+          [ATTR.TASK_ID]: truncateMiddle(run.taskId, max),
+        },
       ),
     );
   }
   if (run.previous !== undefined)
-    links.push(link(run.previous, { 'celery.link.type': 'beat_previous_run' }));
+    links.push(link(run.previous, { [ATTR.LINK_TYPE]: 'beat_previous_run' satisfies LinkType }));
   const status: ReadableSpan['status'] =
     run.outcome === 'missed'
       ? { code: SpanStatusCode.ERROR, message: MISSED_MESSAGE[run.missedReason ?? 'not_sent'] }
@@ -74,7 +78,7 @@ export function beatRunSpan(run: BeatRun, options: BeatRunSpanOptions): Readable
           }
         : { code: SpanStatusCode.UNSET };
   if (run.missedReason === 'send_error' && run.detail !== undefined)
-    attributes['celery.beat.error'] = truncateMiddle(run.detail, max);
+    attributes[ATTR.BEAT_ERROR] = truncateMiddle(run.detail, max);
   const start = Math.min(run.scheduledAt, run.sentAt ?? run.scheduledAt);
   const end = Math.max(start, run.endedAt);
   const startTime = hrTime(start);

@@ -3,9 +3,11 @@ import type { MetricData } from '@opentelemetry/sdk-metrics';
 import { type CeleryEvent, isTaskEvent, isWorkerEvent } from '../decode/CeleryEvent.js';
 import type { Logger } from '../log/Logger.js';
 import { gaugeMetricData } from '../metrics/BridgeMetricProducer.js';
+import { ATTR, DIAGNOSIS_FINDINGS } from '../shared/attributeSpecs.js';
+import { METRIC_SPECS } from '../shared/metricSpecs.js';
 
 /** What can be wrong with a Celery setup, as the event stream shows it. */
-export type Finding = 'no_task_events' | 'no_task_sent' | 'lossy_version' | 'clock_skew';
+export type Finding = (typeof DIAGNOSIS_FINDINGS)[number];
 
 /** Hosts tracked at most (a flood of hostnames cannot grow memory); later ones are not checked. */
 const MAX_HOSTS = 1000;
@@ -86,9 +88,7 @@ export class EventStreamDiagnosis {
       if (event.swVersion !== undefined && host.version === undefined) {
         host.version = event.swVersion;
         if (isLossyVersion(event.swVersion)) {
-          this.report('lossy_version', hostname, `Celery ${event.swVersion}`, {
-            version: event.swVersion,
-          });
+          this.report('lossy_version', hostname, `Celery ${event.swVersion}`, event.swVersion);
         }
       }
       if (
@@ -117,26 +117,20 @@ export class EventStreamDiagnosis {
     const offsets = [...this.hosts]
       .filter(([, host]) => host.samples >= SKEW_SAMPLES)
       .map(([hostname, host]) => ({
-        attributes: { 'celery.worker.hostname': hostname },
+        attributes: { [ATTR.WORKER_HOSTNAME]: hostname },
         value: clockOffset(host),
       }));
     return [
       gaugeMetricData(
         {
-          name: 'celery_otel_bridge.diagnosis.findings',
-          description:
-            'Problems of the Celery setup seen in the event stream, 1 per finding and host: no_task_events, no_task_sent, lossy_version, clock_skew',
-          unit: '{finding}',
+          ...METRIC_SPECS.diagnosisFindings,
           points: [...this.findings.values()].map((attributes) => ({ attributes, value: 1 })),
         },
         now,
       ),
       gaugeMetricData(
         {
-          name: 'celery_otel_bridge.worker.clock_offset',
-          description:
-            "How far a host's event timestamps are ahead of the bridge's clock (negative: behind, or its events arrive late), seconds",
-          unit: 's',
+          ...METRIC_SPECS.workerClockOffset,
           points: offsets,
         },
         now,
@@ -174,14 +168,15 @@ export class EventStreamDiagnosis {
     finding: Finding,
     hostname: string | undefined,
     what: string,
-    extra: Record<string, string> = {},
+    /** The worker's Celery version, on a `lossy_version` finding. */
+    version?: string,
   ): void {
     const key = `${finding}\u0000${hostname ?? ''}`;
     if (this.reported.has(key)) return;
     this.reported.add(key);
-    const attributes: Record<string, string> = { 'celery_otel_bridge.finding': finding };
-    if (hostname !== undefined) attributes['celery.worker.hostname'] = hostname;
-    for (const [k, v] of Object.entries(extra)) attributes[`celery.worker.${k}`] = v;
+    const attributes: Record<string, string> = { [ATTR.FINDING]: finding };
+    if (hostname !== undefined) attributes[ATTR.WORKER_HOSTNAME] = hostname;
+    if (version !== undefined) attributes[ATTR.WORKER_VERSION] = version;
     this.findings.set(key, attributes);
     this.logger.warn(`Celery setup: ${ADVICE[finding]}`, {
       finding,

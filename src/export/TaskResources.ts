@@ -2,6 +2,7 @@ import type { Attributes } from '@opentelemetry/api';
 import { type Resource, resourceFromAttributes } from '@opentelemetry/resources';
 import { BoundedLru } from '../assemble/BoundedLru.js';
 import type { ServiceNameRule } from './ExportOptions.js';
+import { ATTR } from '../shared/attributeSpecs.js';
 
 /** Distinct (service, worker) resources kept at most; past it the least recently used go. */
 const MAX_RESOURCES = 10_000;
@@ -46,11 +47,11 @@ export class TaskResources {
     const key = `${service}\u0000${worker ?? ''}`;
     let resource = this.cache.get(key);
     if (resource === undefined) {
-      const attributes: Attributes = { ...this.base, 'service.name': service };
+      const attributes: Attributes = { ...this.base, [ATTR.SERVICE_NAME]: service };
       if (worker !== undefined) {
         const at = worker.indexOf('@');
-        attributes['host.name'] = at === -1 ? worker : worker.slice(at + 1);
-        attributes['service.instance.id'] = worker;
+        attributes[ATTR.HOST_NAME] = at === -1 ? worker : worker.slice(at + 1);
+        attributes[ATTR.SERVICE_INSTANCE_ID] = worker;
       }
       resource = resourceFromAttributes(attributes);
       this.cache.set(key, resource);

@@ -1,6 +1,7 @@
 import { type HrTime, SpanStatusCode } from '@opentelemetry/api';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { escapeForTerminal as safe } from './escapeForTerminal.js';
+import { ATTR } from '../shared/attributeSpecs.js';
 
 /** Why a trace is printed now; anything but `complete` is said in the header. */
 export type TracePrintReason = 'complete' | 'max_wait' | 'buffer_full' | 'shutdown';
@@ -117,7 +118,7 @@ export function renderTraceTree(
     }
     items.forEach((item, index) => {
       const last = index === items.length - 1;
-      const queue = stringAttribute(node.span, 'messaging.destination.name');
+      const queue = stringAttribute(node.span, ATTR.MESSAGING_DESTINATION_NAME);
       render(item, under, last ? '└─ ' : '├─ ', last ? '   ' : '│  ', queue ?? parentQueue);
     });
   };
@@ -135,40 +136,40 @@ function describeSpan(
   const span = node.span;
   const duration = formatDuration(seconds(span.endTime) - seconds(span.startTime));
   if (isAttempt(span)) {
-    const outcome = stringAttribute(span, 'celery.attempt.outcome') ?? statusWord(span);
+    const outcome = stringAttribute(span, ATTR.ATTEMPT_OUTCOME) ?? statusWord(span);
     const parts = [
       `attempt ${attemptIndex(span) + 1}`,
       paint(stateStyle(outcome), safe(outcome)),
       duration,
     ];
-    const hostname = stringAttribute(span, 'celery.worker.hostname');
+    const hostname = stringAttribute(span, ATTR.WORKER_HOSTNAME);
     if (hostname !== undefined) parts.push(paint('dim', `on ${safe(hostname)}`));
     const failure = failureLine(span);
     if (failure !== undefined) parts.push(paint('red', `· ${safe(failure)}`));
     return parts.join(' ');
   }
   const state =
-    stringAttribute(span, 'celery.task.state') ??
+    stringAttribute(span, ATTR.TASK_STATE) ??
     (span.status.code === SpanStatusCode.ERROR ? 'ERROR' : 'OK');
   const parts = [paint('bold', safe(span.name)), paint(stateStyle(state), safe(state)), duration];
   const extra: string[] = [];
   const firstAttempt = node.attempts[0]?.span;
   if (
     firstAttempt !== undefined &&
-    firstAttempt.attributes['celery.attempt.start_unknown'] === undefined
+    firstAttempt.attributes[ATTR.ATTEMPT_START_UNKNOWN] === undefined
   ) {
     const wait = seconds(firstAttempt.startTime) - seconds(span.startTime);
     if (wait >= 0) extra.push(`queued ${formatDuration(wait)}`);
   }
-  const attempts = numberAttribute(span, 'celery.task.attempts');
-  const retries = numberAttribute(span, 'celery.task.retries');
+  const attempts = numberAttribute(span, ATTR.TASK_ATTEMPTS);
+  const retries = numberAttribute(span, ATTR.TASK_RETRIES);
   if (attempts !== undefined && attempts > 1) extra.push(`${attempts} attempts`);
   if (retries !== undefined && retries > 0) {
     extra.push(`${retries} ${retries === 1 ? 'retry' : 'retries'}`);
   }
-  const incomplete = stringAttribute(span, 'celery.task.incomplete');
+  const incomplete = stringAttribute(span, ATTR.TASK_INCOMPLETE);
   if (incomplete !== undefined) extra.push(`incomplete: ${safe(incomplete)}`);
-  const queue = stringAttribute(span, 'messaging.destination.name');
+  const queue = stringAttribute(span, ATTR.MESSAGING_DESTINATION_NAME);
   if (queue !== undefined && queue !== parentQueue) extra.push(`queue ${safe(queue)}`);
   if (top && span.parentSpanContext !== undefined && !isTaskRoot(span)) {
     extra.push('parent task not seen');
@@ -182,35 +183,35 @@ export function failureLine(span: ReadableSpan): string | undefined {
   const exception = span.events.find((event) => event.name === 'exception');
   if (exception === undefined) return undefined;
   const attributes = exception.attributes ?? {};
-  const stacktrace = attributes['exception.stacktrace'];
+  const stacktrace = attributes[ATTR.EXCEPTION_STACKTRACE];
   if (typeof stacktrace === 'string') {
     const lines = stacktrace.split('\n').filter((line) => line.trim() !== '');
     const last = lines[lines.length - 1];
     if (last !== undefined) return last.trim();
   }
-  const type = attributes['exception.type'];
-  const message = attributes['exception.message'];
+  const type = attributes[ATTR.EXCEPTION_TYPE];
+  const message = attributes[ATTR.EXCEPTION_MESSAGE];
   const text = [type, message].filter((part) => typeof part === 'string' && part !== '').join(': ');
   return text === '' ? undefined : text;
 }
 
 /** `celery.attempt` marks an execution attempt span (`run/<task>`). */
 export function isAttempt(span: ReadableSpan): boolean {
-  return span.attributes['celery.attempt'] !== undefined;
+  return span.attributes[ATTR.ATTEMPT] !== undefined;
 }
 
 /** A task span whose task is its trace's root task (Celery's root_id is itself, or unset). */
 export function isTaskRoot(span: ReadableSpan): boolean {
   if (isAttempt(span)) return false;
-  const id = span.attributes['celery.task.id'];
+  const id = span.attributes[ATTR.TASK_ID];
   if (id === undefined) return span.parentSpanContext === undefined;
-  const rootId = span.attributes['celery.task.root_id'];
-  const parentId = span.attributes['celery.task.parent_id'];
+  const rootId = span.attributes[ATTR.TASK_ROOT_ID];
+  const parentId = span.attributes[ATTR.TASK_PARENT_ID];
   return rootId === undefined ? parentId === undefined : rootId === id;
 }
 
 function attemptIndex(span: ReadableSpan): number {
-  return numberAttribute(span, 'celery.attempt') ?? 0;
+  return numberAttribute(span, ATTR.ATTEMPT) ?? 0;
 }
 
 function stringAttribute(span: ReadableSpan, key: string): string | undefined {

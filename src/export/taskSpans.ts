@@ -28,6 +28,12 @@ import type { UpstreamContext } from '../decode/CeleryEvent.js';
 import { cutName } from '../decode/fieldBounds.js';
 import type { TaskResources } from './TaskResources.js';
 import { truncateMiddle } from '../shared/truncate.js';
+import {
+  ATTR,
+  type BridgeErrorType,
+  type MessagingSystem,
+  OPERATION_PROCESS,
+} from '../shared/attributeSpecs.js';
 
 export interface TaskSpanOptions {
   /** Of every span, unless `resources` gives each worker and service its own. */
@@ -101,7 +107,7 @@ export function taskSpans(task: FinishedTask, options: TaskSpanOptions): Readabl
     events.push(exception);
     status = {
       code: SpanStatusCode.ERROR,
-      message: String(exception.attributes?.['exception.message'] ?? ''),
+      message: String(exception.attributes?.[ATTR.EXCEPTION_MESSAGE] ?? ''),
     };
     setErrorType(attributes, exception, options.maxAttributeLength);
   } else if (final?.state === 'REVOKED') {
@@ -109,9 +115,9 @@ export function taskSpans(task: FinishedTask, options: TaskSpanOptions): Readabl
       name: 'task-revoked',
       time: hrTime(final.at),
       attributes: definedOnly({
-        'celery.revoke.terminated': final.terminated,
-        'celery.revoke.signum': final.signum,
-        'celery.revoke.expired': final.expired,
+        [ATTR.REVOKE_TERMINATED]: final.terminated,
+        [ATTR.REVOKE_SIGNUM]: final.signum,
+        [ATTR.REVOKE_EXPIRED]: final.expired,
       }),
     });
   } else if (final?.state === 'REJECTED') {
@@ -119,7 +125,7 @@ export function taskSpans(task: FinishedTask, options: TaskSpanOptions): Readabl
   } else if (final === undefined) {
     status = { code: SpanStatusCode.ERROR, message: UNFINISHED_MESSAGE[task.completeness] };
     // No exception to name: why the bridge gave up (docs/span-model.md).
-    attributes['error.type'] = task.completeness;
+    attributes[ATTR.ERROR_TYPE] = task.completeness;
   }
   for (const custom of record.customEvents ?? []) events.push(customSpanEvent(custom));
   if (record.customEvents !== undefined) events.sort((a, b) => seconds(a.time) - seconds(b.time));
@@ -220,15 +226,15 @@ function attemptSpan(
     events.push(exception);
     status = {
       code: SpanStatusCode.ERROR,
-      message: String(exception.attributes?.['exception.message'] ?? ''),
+      message: String(exception.attributes?.[ATTR.EXCEPTION_MESSAGE] ?? ''),
     };
     setErrorType(attributes, exception, options.maxAttributeLength);
   } else if (outcome === 'LOST') {
     status = { code: SpanStatusCode.ERROR, message: 'the outcome of this attempt never arrived' };
-    attributes['error.type'] = 'lost';
+    attributes[ATTR.ERROR_TYPE] = 'lost' satisfies BridgeErrorType;
   } else if (outcome === 'CANCELLED') {
     status = { code: SpanStatusCode.ERROR, message: 'the worker cancelled this attempt' };
-    attributes['error.type'] = 'cancelled';
+    attributes[ATTR.ERROR_TYPE] = 'cancelled' satisfies BridgeErrorType;
   }
   return readableSpan({
     name: `run/${taskName}`,
@@ -253,13 +259,13 @@ function attemptAttributes(
   maxLength: number,
 ): Attributes {
   const out: Attributes = {};
-  put(out, 'celery.task.id', record.id, maxLength);
-  put(out, 'celery.task.name', record.name, maxLength);
-  out['celery.attempt'] = index;
-  out['celery.attempt.outcome'] = outcome;
-  if (attempt.startedAt === undefined) out['celery.attempt.start_unknown'] = true;
-  put(out, 'celery.task.runtime', attempt.runtime, maxLength);
-  put(out, 'celery.worker.hostname', attempt.hostname, maxLength);
+  put(out, ATTR.TASK_ID, record.id, maxLength);
+  put(out, ATTR.TASK_NAME, record.name, maxLength);
+  out[ATTR.ATTEMPT] = index;
+  out[ATTR.ATTEMPT_OUTCOME] = outcome;
+  if (attempt.startedAt === undefined) out[ATTR.ATTEMPT_START_UNKNOWN] = true;
+  put(out, ATTR.TASK_RUNTIME, attempt.runtime, maxLength);
+  put(out, ATTR.WORKER_HOSTNAME, attempt.hostname, maxLength);
   return out;
 }
 
@@ -272,37 +278,37 @@ function taskAttributes(
   const max = options.maxAttributeLength;
   const captured = Math.min(max, options.maxCapturedLength);
   const out: Attributes = {};
-  put(out, 'celery.task.id', record.id, max);
-  put(out, 'messaging.message.id', record.id, max);
-  put(out, 'celery.task.name', record.name, max);
-  put(out, 'celery.task.state', record.final?.state ?? currentState(record), max);
-  out['celery.task.retries'] = Math.max(record.retries ?? 0, retriedAttempts(record));
-  put(out, 'celery.task.root_id', record.rootId, max);
-  put(out, 'celery.task.parent_id', record.parentId, max);
-  put(out, 'celery.group.id', record.groupId, max);
-  put(out, 'celery.group.index', record.groupIndex, max);
-  put(out, 'celery.group.size', record.groupSize, max);
-  put(out, 'celery.chord.callback_id', record.chordCallbackId, max);
-  out['celery.task.attempts'] = attemptCount;
+  put(out, ATTR.TASK_ID, record.id, max);
+  put(out, ATTR.MESSAGE_ID, record.id, max);
+  put(out, ATTR.TASK_NAME, record.name, max);
+  put(out, ATTR.TASK_STATE, record.final?.state ?? currentState(record), max);
+  out[ATTR.TASK_RETRIES] = Math.max(record.retries ?? 0, retriedAttempts(record));
+  put(out, ATTR.TASK_ROOT_ID, record.rootId, max);
+  put(out, ATTR.TASK_PARENT_ID, record.parentId, max);
+  put(out, ATTR.GROUP_ID, record.groupId, max);
+  put(out, ATTR.GROUP_INDEX, record.groupIndex, max);
+  put(out, ATTR.GROUP_SIZE, record.groupSize, max);
+  put(out, ATTR.CHORD_CALLBACK_ID, record.chordCallbackId, max);
+  out[ATTR.TASK_ATTEMPTS] = attemptCount;
   if (record.delivery !== undefined && record.delivery > 0) {
-    out['celery.task.delivery'] = record.delivery;
+    out[ATTR.TASK_DELIVERY] = record.delivery;
   }
   if (record.receivedTimes.length > 1) {
-    out['celery.task.received_count'] = record.receivedTimes.length;
+    out[ATTR.TASK_RECEIVED_COUNT] = record.receivedTimes.length;
   }
-  put(out, 'celery.task.eta', record.eta, max);
-  put(out, 'celery.task.expires', record.expires, max);
-  if (task.completeness !== 'complete') out['celery.task.incomplete'] = task.completeness;
-  put(out, 'celery.worker.hostname', record.workerHostname, max);
-  put(out, 'celery.task.args', record.args, captured);
-  put(out, 'celery.task.kwargs', record.kwargs, captured);
-  put(out, 'celery.task.result', record.result, captured);
-  out['messaging.system'] = options.messagingSystem;
-  out['messaging.operation.type'] = 'process';
-  out['messaging.operation.name'] = 'process';
-  put(out, 'messaging.destination.name', record.queue, max);
-  if (options.messagingSystem === 'rabbitmq' && record.routingKey) {
-    put(out, 'messaging.rabbitmq.destination.routing_key', record.routingKey, max);
+  put(out, ATTR.TASK_ETA, record.eta, max);
+  put(out, ATTR.TASK_EXPIRES, record.expires, max);
+  if (task.completeness !== 'complete') out[ATTR.TASK_INCOMPLETE] = task.completeness;
+  put(out, ATTR.WORKER_HOSTNAME, record.workerHostname, max);
+  put(out, ATTR.TASK_ARGS, record.args, captured);
+  put(out, ATTR.TASK_KWARGS, record.kwargs, captured);
+  put(out, ATTR.TASK_RESULT, record.result, captured);
+  out[ATTR.MESSAGING_SYSTEM] = options.messagingSystem;
+  out[ATTR.MESSAGING_OPERATION_TYPE] = OPERATION_PROCESS;
+  out[ATTR.MESSAGING_OPERATION_NAME] = OPERATION_PROCESS;
+  put(out, ATTR.MESSAGING_DESTINATION_NAME, record.queue, max);
+  if (options.messagingSystem === ('rabbitmq' satisfies MessagingSystem) && record.routingKey) {
+    put(out, ATTR.RABBITMQ_ROUTING_KEY, record.routingKey, max);
   }
   return out;
 }
@@ -382,8 +388,8 @@ function byStart(a: Attempt, b: Attempt): number {
  * fully-qualified class name when the error is an exception).
  */
 function setErrorType(out: Attributes, exception: TimedEvent, maxLength: number): void {
-  const type = exception.attributes?.['exception.type'];
-  if (typeof type === 'string') put(out, 'error.type', type, maxLength);
+  const type = exception.attributes?.[ATTR.EXCEPTION_TYPE];
+  if (typeof type === 'string') put(out, ATTR.ERROR_TYPE, type, maxLength);
 }
 
 /** A custom task event (`task-progress`...): its fields as the span event's attributes. */
@@ -419,9 +425,9 @@ class ExceptionEvents {
       const parsed = parsePythonException(repr, traceback);
       // https://opentelemetry.io/docs/specs/semconv/exceptions/exceptions-spans/
       attributes = definedOnly({
-        'exception.type': parsed.type,
-        'exception.message': truncateMiddle(parsed.message, this.maxLength),
-        'exception.stacktrace':
+        [ATTR.EXCEPTION_TYPE]: parsed.type,
+        [ATTR.EXCEPTION_MESSAGE]: truncateMiddle(parsed.message, this.maxLength),
+        [ATTR.EXCEPTION_STACKTRACE]:
           traceback === undefined ? undefined : truncateMiddle(traceback, this.maxLength),
       });
       this.attributes = attributes;

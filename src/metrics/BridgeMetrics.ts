@@ -12,6 +12,19 @@ import { SeriesHistogram } from './SeriesHistogram.js';
 import { bridgeHealthGauges } from './bridgeHealthGauges.js';
 import { TaskExemplars } from './TaskExemplars.js';
 import type { WorkerLiveness } from '../assemble/WorkerLiveness.js';
+import { observeMetric } from './observeMetric.js';
+import {
+  ATTR,
+  LOADAVG_PERIODS,
+  type RuntimeOutcome,
+  type TaskEventState,
+} from '../shared/attributeSpecs.js';
+import {
+  type CountedMetric,
+  METRIC_SPECS,
+  type MetricKey,
+  type MetricSpec,
+} from '../shared/metricSpecs.js';
 
 /** What the metrics read from the rest of the bridge when they are collected. */
 export interface MetricSources {
@@ -47,7 +60,7 @@ export interface MetricSources {
 }
 
 /** `celery.task.state` values of the task counter, by event type. */
-const STATE_OF_EVENT: Record<TaskEvent['type'], string> = {
+const STATE_OF_EVENT: Record<TaskEvent['type'], TaskEventState> = {
   'task-sent': 'sent',
   'task-received': 'received',
   'task-started': 'started',
@@ -78,8 +91,8 @@ const DURATION_BUCKETS_S = [
 ];
 
 /**
- * The bridge's metric instruments: names, units and attributes here are a documented contract
- * (docs/metrics.md, with their Prometheus spellings). Task counts, runtimes and queue waits are
+ * The bridge's metric instruments, made from their declarations (metricSpecs.ts: names, units and
+ * attributes are a documented contract, docs/metrics.md). Task counts, runtimes and queue waits are
  * recorded as events arrive; the bridge's own counters are observed when a reader collects; the
  * gauges of current state (workers, tasks in flight, queue lengths) come from `stateGauges`.
  * https://opentelemetry.io/docs/specs/semconv/general/metrics/
@@ -99,132 +112,43 @@ export class BridgeMetrics {
   ) {
     const { stats, labels } = sources;
     // Reported through BridgeMetricProducer (see `collect`), as the histograms.
-    this.tasks = new SeriesCounter({
-      name: 'celery.tasks',
-      unit: '{task}',
-      description:
-        'Task events by state: sent, received, started, succeeded, failed, retried, revoked, rejected',
-      maxSeries: MAX_TASK_SERIES,
-    });
+    this.tasks = new SeriesCounter({ ...METRIC_SPECS.tasks, maxSeries: MAX_TASK_SERIES });
     this.exceptions = new SeriesCounter({
-      name: 'celery.task.exceptions',
-      unit: '{exception}',
-      description:
-        'Task failures (task-failed) by task name and exception type (error.type: the Python class)',
+      ...METRIC_SPECS.taskExceptions,
       maxSeries: MAX_TASK_SERIES,
     });
     this.exceptionTypes = new ExceptionTypeLabels(sources.maxExceptionTypes ?? 1000);
     // Reported through BridgeMetricProducer (see `collect`), not the SDK's instruments.
     this.runtime = new SeriesHistogram({
-      name: 'celery.task.runtime',
-      unit: 's',
-      description: 'Time the task body ran: task-succeeded runtime, or started to failure/retry',
+      ...METRIC_SPECS.taskRuntime,
       boundaries: DURATION_BUCKETS_S,
       maxSeries: MAX_TASK_SERIES,
     });
     this.queueWait = new SeriesHistogram({
-      name: 'celery.task.queue_wait',
-      unit: 's',
-      description: 'Time from sent (else received; after its ETA for delayed tasks) to started',
+      ...METRIC_SPECS.taskQueueWait,
       boundaries: DURATION_BUCKETS_S,
       maxSeries: MAX_TASK_SERIES,
     });
     this.lag = new SeriesHistogram({
-      name: 'celery_otel_bridge.lag',
-      unit: 's',
-      description: "Bridge clock minus the event timestamp when a task's final event is processed",
+      ...METRIC_SPECS.lag,
       boundaries: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
       maxSeries: 1,
     });
 
-    // The bridge's own health.
-    meter
-      .createObservableCounter('celery_otel_bridge.events', {
-        unit: '{event}',
-        description: 'Celery events consumed, by type',
-      })
-      .addCallback((result) => {
-        for (const [type, count] of stats.eventsByType)
-          result.observe(count, { 'celery.event.type': type });
+    // The bridge's own health: the counters BridgeStats keeps, each observed from its counts.
+    for (const [key, spec] of Object.entries(METRIC_SPECS) as [MetricKey, MetricSpec][]) {
+      if (spec.counted !== true) continue;
+      const metric = key as CountedMetric;
+      const attribute = spec.attributes[0]?.name;
+      observeMetric(meter, spec, (observe) => {
+        // Without attributes the one series is there from the start, at 0.
+        if (attribute === undefined) return observe(stats.total(metric));
+        for (const [value, count] of stats.series(metric)) observe(count, { [attribute]: value });
       });
-    meter
-      .createObservableCounter('celery_otel_bridge.events.rejected', {
-        unit: '{event}',
-        description: 'Messages or events that could not be used, by reason',
-      })
-      .addCallback((result) => {
-        for (const [reason, count] of stats.rejectedByReason) result.observe(count, { reason });
-      });
-    meter
-      .createObservableCounter('celery_otel_bridge.events.truncated', {
-        unit: '{field}',
-        description: 'Event fields cut or left out at intake for their size or range, by field',
-      })
-      .addCallback((result) => {
-        for (const [field, count] of stats.truncatedByField) result.observe(count, { field });
-      });
-    meter
-      .createObservableCounter('celery_otel_bridge.spans.exported', {
-        unit: '{span}',
-        description: 'Spans the collector accepted',
-      })
-      .addCallback((result) => result.observe(stats.spansExported));
-    meter
-      .createObservableCounter('celery_otel_bridge.spans.dropped', {
-        unit: '{span}',
-        description:
-          'Spans dropped, by reason: queue_full, export_rejected, too_large, unserializable',
-      })
-      .addCallback((result) => {
-        for (const [reason, count] of stats.droppedSpansByReason) result.observe(count, { reason });
-      });
-    meter
-      .createObservableCounter('celery_otel_bridge.tasks.evicted', {
-        unit: '{task}',
-        description:
-          'Unfinished tasks pushed out of the full in-flight table (exported as incomplete)',
-      })
-      .addCallback((result) => result.observe(stats.evictedTasks));
-    meter
-      .createObservableCounter('celery_otel_bridge.tasks.expired', {
-        unit: '{task}',
-        description: 'Unfinished tasks given up after the task age limit (exported as incomplete)',
-      })
-      .addCallback((result) => result.observe(stats.expiredTasks));
-    meter
-      .createObservableCounter('celery_otel_bridge.tasks.lost', {
-        unit: '{task}',
-        description: 'Running tasks ended as lost because their worker went offline',
-      })
-      .addCallback((result) => result.observe(stats.lostTasks));
-    meter
-      .createObservableCounter('celery_otel_bridge.tasks.outage', {
-        unit: '{task}',
-        description:
-          'Tasks in flight during a broker outage that got no event within --outage-grace-ms after it (exported as incomplete)',
-      })
-      .addCallback((result) => result.observe(stats.outageTasks));
-    meter
-      .createObservableCounter('celery_otel_bridge.events.late', {
-        unit: '{event}',
-        description: 'Events for tasks already exported (late or duplicated)',
-      })
-      .addCallback((result) => result.observe(stats.lateEvents));
-    meter
-      .createObservableCounter('celery_otel_bridge.internal_errors', {
-        unit: '{error}',
-        description:
-          'Errors caught where they would have ended the process, by where: a timer, the /metrics handler, console rendering',
-      })
-      .addCallback((result) => {
-        for (const [where, count] of stats.internalErrorsByWhere) result.observe(count, { where });
-      });
-    meter
-      .createObservableCounter('celery_otel_bridge.metrics.task_name_overflow', {
-        unit: '{event}',
-        description: 'Task events whose name was reported as __other__ (task name cap reached)',
-      })
-      .addCallback((result) => result.observe(labels.overflowedTaskNames));
+    }
+    observeMetric(meter, METRIC_SPECS.taskNameOverflow, (observe) =>
+      observe(labels.overflowedTaskNames),
+    );
   }
 
   /**
@@ -247,11 +171,11 @@ export class BridgeMetrics {
     for (const [name, entry] of inFlight) {
       inFlightPoints.push(
         {
-          attributes: { 'celery.task.name': name, 'celery.task.state': 'waiting' },
+          attributes: { [ATTR.TASK_NAME]: name, [ATTR.TASK_STATE]: 'waiting' },
           value: entry.waiting,
         },
         {
-          attributes: { 'celery.task.name': name, 'celery.task.state': 'running' },
+          attributes: { [ATTR.TASK_NAME]: name, [ATTR.TASK_STATE]: 'running' },
           value: entry.running,
         },
       );
@@ -259,76 +183,58 @@ export class BridgeMetrics {
     return [
       ...this.ageAndPrefetchGauges(workers.map((w) => w.hostname)),
       {
-        name: 'celery.worker.tasks.processed',
-        unit: '{task}',
-        description:
-          "Tasks the worker processed since it started, from its last heartbeat's processed",
+        ...METRIC_SPECS.workerTasksProcessed,
         points: workers.map((w) => ({
-          attributes: { 'celery.worker.hostname': w.hostname },
+          attributes: { [ATTR.WORKER_HOSTNAME]: w.hostname },
           value: w.processed,
         })),
       },
       {
-        name: 'celery.worker.loadavg',
-        unit: '1',
-        description: "The worker host's load average at its last heartbeat (loadavg), by period",
+        ...METRIC_SPECS.workerLoadavg,
         points: workers.flatMap((w) =>
           w.loadavg === undefined
             ? []
             : LOADAVG_PERIODS.map((period, i) => ({
                 attributes: {
-                  'celery.worker.hostname': w.hostname,
-                  'celery.worker.loadavg.period': period,
+                  [ATTR.WORKER_HOSTNAME]: w.hostname,
+                  [ATTR.LOADAVG_PERIOD]: period,
                 },
                 value: w.loadavg?.[i] ?? 0,
               })),
         ),
       },
       {
-        name: 'celery.worker.up',
-        unit: '1',
-        description:
-          '1 while the worker heartbeats (Celery: offline after 2 x freq without one), else 0',
+        ...METRIC_SPECS.workerUp,
         points: workers.map((w) => ({
-          attributes: { 'celery.worker.hostname': w.hostname },
+          attributes: { [ATTR.WORKER_HOSTNAME]: w.hostname },
           value: w.up ? 1 : 0,
         })),
       },
       {
-        name: 'celery.worker.tasks.active',
-        unit: '{task}',
-        description: 'Tasks the worker was running at its last heartbeat',
+        ...METRIC_SPECS.workerTasksActive,
         points: workers.map((w) => ({
-          attributes: { 'celery.worker.hostname': w.hostname },
+          attributes: { [ATTR.WORKER_HOSTNAME]: w.hostname },
           value: w.active,
         })),
       },
       {
-        name: 'celery.tasks.in_flight',
-        unit: '{task}',
-        description: 'Tasks received but not finished: waiting (not started) or running',
+        ...METRIC_SPECS.tasksInFlight,
         points: inFlightPoints,
       },
       {
-        name: 'celery.queue.length',
-        unit: '{message}',
-        description: 'Messages waiting in the queue, as the broker reports it',
+        ...METRIC_SPECS.queueLength,
         points: [...this.sources.queueLengths()].map(([queue, length]) => ({
-          attributes: { 'messaging.destination.name': queue },
+          attributes: { [ATTR.MESSAGING_DESTINATION_NAME]: queue },
           value: length,
         })),
       },
       {
-        name: 'celery_otel_bridge.tasks.tracked',
-        unit: '{task}',
-        description: 'Tasks held in memory now (in flight or waiting for missing events)',
+        ...METRIC_SPECS.tasksTracked,
         points: [{ attributes: {}, value: this.sources.inFlightCount() }],
       },
       ...bridgeHealthGauges(this.sources.brokerConnected?.()),
       {
-        name: 'celery_otel_bridge.tasks.tracked_bytes',
-        unit: 'By',
-        description: 'Estimated memory of the tasks held (bounded by --max-in-flight-bytes)',
+        ...METRIC_SPECS.tasksTrackedBytes,
         points: [{ attributes: {}, value: this.sources.inFlightBytes?.() ?? 0 }],
       },
     ];
@@ -352,9 +258,9 @@ export class BridgeMetrics {
     const queue = event.queue || before?.queue;
     const worker = event.type === 'task-sent' ? undefined : labels.workerName(event.hostname);
     this.tasks.add(`${name}\u0000${state}\u0000${queue ?? ''}\u0000${worker ?? ''}`, () => {
-      const attributes: Attributes = { 'celery.task.name': name, 'celery.task.state': state };
-      if (queue) attributes['messaging.destination.name'] = queue;
-      if (worker !== undefined) attributes['celery.worker.hostname'] = worker;
+      const attributes: Attributes = { [ATTR.TASK_NAME]: name, [ATTR.TASK_STATE]: state };
+      if (queue) attributes[ATTR.MESSAGING_DESTINATION_NAME] = queue;
+      if (worker !== undefined) attributes[ATTR.WORKER_HOSTNAME] = worker;
       return attributes;
     });
     // Lag is sampled at each task's final events: the ones whose delay decides when its span
@@ -412,8 +318,8 @@ export class BridgeMetrics {
       parsePythonException(event.exception, event.traceback).type,
     );
     this.exceptions.add(`${name}\u0000${type}`, () => ({
-      'celery.task.name': name,
-      'error.type': type,
+      [ATTR.TASK_NAME]: name,
+      [ATTR.ERROR_TYPE]: type,
     }));
   }
 
@@ -449,7 +355,7 @@ export class BridgeMetrics {
       for (const state of ['waiting', 'running'] as const) {
         if (entry[state] === Number.POSITIVE_INFINITY) continue;
         agePoints.push({
-          attributes: { 'celery.task.name': name, 'celery.task.state': state },
+          attributes: { [ATTR.TASK_NAME]: name, [ATTR.TASK_STATE]: state },
           // Clock skew between a worker and the bridge can make it negative: 0 then.
           value: Math.max(0, nowS - entry[state]),
         });
@@ -457,19 +363,13 @@ export class BridgeMetrics {
     }
     return [
       {
-        name: 'celery.tasks.oldest_age',
-        unit: 's',
-        description:
-          'Age of the oldest waiting (received, not started; since runnable) and running (since started) task, by task name',
+        ...METRIC_SPECS.tasksOldestAge,
         points: agePoints,
       },
       {
-        name: 'celery.worker.tasks.prefetched',
-        unit: '{task}',
-        description:
-          'Tasks the worker received and has not started (prefetched or waiting for an ETA)',
+        ...METRIC_SPECS.workerTasksPrefetched,
         points: [...prefetched].map(([hostname, value]) => ({
-          attributes: { 'celery.worker.hostname': hostname },
+          attributes: { [ATTR.WORKER_HOSTNAME]: hostname },
           value,
         })),
       },
@@ -480,13 +380,13 @@ export class BridgeMetrics {
     taskId: string,
     name: string,
     worker: string | undefined,
-    result: 'success' | 'failure' | 'retry',
+    result: RuntimeOutcome,
     seconds: number,
     nowMs: () => number,
   ): void {
     this.runtime.record(
       `${name}\u0000${worker ?? ''}\u0000${result}`,
-      () => ({ ...outcome(name, worker), 'celery.task.outcome': result }),
+      () => ({ ...outcome(name, worker), [ATTR.TASK_OUTCOME]: result }),
       seconds,
       (value) => this.exemplars.candidate(taskId, value, nowMs()),
     );
@@ -514,12 +414,9 @@ export class BridgeMetrics {
 
 const NO_ATTRIBUTES = (): Attributes => ({});
 
-/** `celery.worker.loadavg.period` of each of the heartbeat's three `loadavg` values. */
-const LOADAVG_PERIODS = ['1m', '5m', '15m'] as const;
-
 function outcome(name: string, worker: string | undefined): Attributes {
-  const attributes: Attributes = { 'celery.task.name': name };
-  if (worker !== undefined) attributes['celery.worker.hostname'] = worker;
+  const attributes: Attributes = { [ATTR.TASK_NAME]: name };
+  if (worker !== undefined) attributes[ATTR.WORKER_HOSTNAME] = worker;
   return attributes;
 }
 

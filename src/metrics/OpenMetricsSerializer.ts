@@ -6,6 +6,7 @@ import {
   type ScopeMetrics,
 } from '@opentelemetry/sdk-metrics';
 import type { ExemplarHistogramDataPoint, HistogramExemplar } from './SeriesHistogram.js';
+import { ATTR } from '../shared/attributeSpecs.js';
 
 /** The media type Prometheus asks for first when it can store exemplars. */
 export const OPENMETRICS_CONTENT_TYPE =
@@ -53,9 +54,10 @@ function serializeMetric(
 ): void {
   let name = metricName(metric.descriptor.name);
   if (name === '' || name === '_') return;
-  const scope: Attributes = { 'otel.scope.name': scopeMetrics.scope.name };
-  if (scopeMetrics.scope.schemaUrl) scope['otel.scope.schema_url'] = scopeMetrics.scope.schemaUrl;
-  if (scopeMetrics.scope.version) scope['otel.scope.version'] = scopeMetrics.scope.version;
+  const scope: Attributes = { [ATTR.OTEL_SCOPE_NAME]: scopeMetrics.scope.name };
+  if (scopeMetrics.scope.schemaUrl)
+    scope[ATTR.OTEL_SCOPE_SCHEMA_URL] = scopeMetrics.scope.schemaUrl;
+  if (scopeMetrics.scope.version) scope[ATTR.OTEL_SCOPE_VERSION] = scopeMetrics.scope.version;
   const help = escapeHelp(metric.descriptor.description || 'description missing');
   const samples: string[] = [];
   let family = name;

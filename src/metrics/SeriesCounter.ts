@@ -6,6 +6,7 @@ import {
   type SumMetricData,
 } from '@opentelemetry/sdk-metrics';
 import { forgetIdleSeries } from './forgetIdleSeries.js';
+import { ATTR } from '../shared/attributeSpecs.js';
 
 export interface SeriesCounterOptions {
   readonly name: string;
@@ -54,7 +55,7 @@ export class SeriesCounter {
     } else if (this.series.size < this.options.maxSeries || this.makeRoom()) {
       this.series.set(key, this.newSeries(attributes(), value));
     } else {
-      this.overflow ??= this.newSeries({ 'otel.metric.overflow': true }, 0);
+      this.overflow ??= this.newSeries({ [ATTR.METRIC_OVERFLOW]: true }, 0);
       this.overflow.value += value;
     }
   }

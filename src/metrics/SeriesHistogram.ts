@@ -9,6 +9,7 @@ import {
 } from '@opentelemetry/sdk-metrics';
 import { forgetIdleSeries } from './forgetIdleSeries.js';
 import type { ExemplarCandidate } from './TaskExemplars.js';
+import { ATTR } from '../shared/attributeSpecs.js';
 
 /** An exemplar of one bucket: a value observed in it and the task span it came from. */
 export interface HistogramExemplar {
@@ -118,7 +119,7 @@ export class SeriesHistogram {
         series = this.newSeries(attributes());
         this.series.set(key, series);
       } else {
-        series = this.overflow ??= this.newSeries({ 'otel.metric.overflow': true });
+        series = this.overflow ??= this.newSeries({ [ATTR.METRIC_OVERFLOW]: true });
       }
     }
     series.used = this.generation;

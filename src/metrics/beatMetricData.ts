@@ -9,6 +9,8 @@ import {
 import { gaugeMetricData, type StateGauge } from './BridgeMetricProducer.js';
 import { hrTime } from '../export/taskSpans.js';
 import { BEAT_OUTCOMES } from '../beat/BeatRun.js';
+import { ATTR } from '../shared/attributeSpecs.js';
+import { METRIC_SPECS, type MetricSpec } from '../shared/metricSpecs.js';
 import {
   type BeatTracker,
   type Entry,
@@ -22,7 +24,7 @@ const BOUNDARIES = [...LATENESS_BUCKETS_S];
  * The beat metrics at one collection, built from the tracker's state (through
  * BridgeMetricProducer, like the bridge's other computed metrics): an entry removed from the
  * schedule, and so from the tracker, has no series at the next collection, counters included.
- * Names and attributes are a documented contract (docs/periodic-tasks.md).
+ * Names and attributes are declared in metricSpecs.ts (a documented contract, docs/metrics.md).
  */
 export function beatMetricData(tracker: BeatTracker, nowS: number, now: HrTime): MetricData[] {
   const runs: SumMetricData['dataPoints'] = [];
@@ -32,13 +34,13 @@ export function beatMetricData(tracker: BeatTracker, nowS: number, now: HrTime):
   const up: StateGauge['points'][number][] = [];
   for (const app of tracker.apps.values()) {
     if (app.lastHeartbeatAt !== undefined)
-      up.push({ attributes: { 'celery.beat.app': app.name }, value: app.up ? 1 : 0 });
+      up.push({ attributes: { [ATTR.BEAT_APP]: app.name }, value: app.up ? 1 : 0 });
     for (const entry of app.entries.values()) {
       const attributes = entryAttributes(entry);
       const startTime = hrTime(entry.since);
       for (const outcome of BEAT_OUTCOMES) {
         runs.push({
-          attributes: { ...attributes, 'celery.beat.outcome': outcome },
+          attributes: { ...attributes, [ATTR.BEAT_OUTCOME]: outcome },
           startTime,
           endTime: now,
           value: entry.runs[outcome],
@@ -67,86 +69,72 @@ export function beatMetricData(tracker: BeatTracker, nowS: number, now: HrTime):
   const untracked: SumMetricData['dataPoints'] = (
     Object.entries(tracker.untracked) as [UntrackedReason, number][]
   ).map(([reason, value]) => ({
-    attributes: { reason },
+    attributes: { [ATTR.REASON]: reason },
     startTime: hrTime(tracker.createdAt),
     endTime: now,
     value,
   }));
   return [
-    sum('celery.beat.runs', '{run}', 'Beat runs by outcome: on_time, late, missed, failed', runs),
+    sum(METRIC_SPECS.beatRuns, runs),
     {
-      descriptor: {
-        name: 'celery.beat.lateness',
-        unit: 's',
-        description: 'Time from beat sending a run to its task starting',
-        valueType: ValueType.DOUBLE,
-      },
+      descriptor: descriptorOf(METRIC_SPECS.beatLateness),
       aggregationTemporality: AggregationTemporality.CUMULATIVE,
       dataPointType: DataPointType.HISTOGRAM,
       dataPoints: lateness,
     },
     gaugeMetricData(
       {
-        name: 'celery.beat.since_last_success',
-        unit: 's',
-        description: 'Time since the last run of the entry that succeeded (seen by this bridge)',
+        ...METRIC_SPECS.beatSinceLastSuccess,
         points: sinceSuccess,
       },
       now,
     ),
     gaugeMetricData(
       {
-        name: 'celery.beat.next_run',
-        unit: 's',
-        description: 'When the next run of the entry is expected (Unix time)',
+        ...METRIC_SPECS.beatNextRun,
         points: nextRun,
       },
       now,
     ),
     gaugeMetricData(
       {
-        name: 'celery.beat.up',
-        unit: '1',
-        description: '1 while celery beat heartbeats (gone after twice its interval without one)',
+        ...METRIC_SPECS.beatUp,
         points: up,
       },
       now,
     ),
     gaugeMetricData(
       {
-        name: 'celery_otel_bridge.beat.entries',
-        unit: '{entry}',
-        description: 'Beat schedule entries tracked (at most --beat-max-entries)',
+        ...METRIC_SPECS.beatEntries,
         points: [{ attributes: {}, value: tracker.entries }],
       },
       now,
     ),
-    sum(
-      'celery_otel_bridge.beat.untracked',
-      '{item}',
-      'Beat entries, apps or waiting runs not tracked because a bound was reached, by reason',
-      untracked,
-    ),
+    sum(METRIC_SPECS.beatUntracked, untracked),
   ];
 }
 
 function entryAttributes(entry: Entry): Attributes {
   const attributes: Attributes = {
-    'celery.beat.app': entry.app.name,
-    'celery.beat.entry': entry.name,
+    [ATTR.BEAT_APP]: entry.app.name,
+    [ATTR.BEAT_ENTRY]: entry.name,
   };
-  if (entry.task !== undefined) attributes['celery.task.name'] = entry.task;
+  if (entry.task !== undefined) attributes[ATTR.TASK_NAME] = entry.task;
   return attributes;
 }
 
-function sum(
-  name: string,
-  unit: string,
-  description: string,
-  dataPoints: SumMetricData['dataPoints'],
-): SumMetricData {
+function descriptorOf(spec: MetricSpec): HistogramMetricData['descriptor'] {
   return {
-    descriptor: { name, unit, description, valueType: ValueType.DOUBLE },
+    name: spec.name,
+    unit: spec.unit,
+    description: spec.description,
+    valueType: ValueType.DOUBLE,
+  };
+}
+
+function sum(spec: MetricSpec, dataPoints: SumMetricData['dataPoints']): SumMetricData {
+  return {
+    descriptor: descriptorOf(spec),
     aggregationTemporality: AggregationTemporality.CUMULATIVE,
     dataPointType: DataPointType.SUM,
     isMonotonic: true,

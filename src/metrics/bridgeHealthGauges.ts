@@ -1,3 +1,4 @@
+import { METRIC_SPECS } from '../shared/metricSpecs.js';
 import type { StateGauge } from './BridgeMetricProducer.js';
 
 /**
@@ -14,17 +15,13 @@ import type { StateGauge } from './BridgeMetricProducer.js';
 export function bridgeHealthGauges(connected: boolean | undefined): StateGauge[] {
   const gauges: StateGauge[] = [
     {
-      name: 'process.memory.usage',
-      unit: 'By',
-      description: "The bridge process's resident set size",
+      ...METRIC_SPECS.processMemoryUsage,
       points: [{ attributes: {}, value: process.memoryUsage.rss() }],
     },
   ];
   if (connected !== undefined) {
     gauges.push({
-      name: 'celery_otel_bridge.broker.connected',
-      unit: '1',
-      description: '1 while connected to the broker and consuming (as /readyz), else 0',
+      ...METRIC_SPECS.brokerConnected,
       points: [{ attributes: {}, value: connected ? 1 : 0 }],
     });
   }

@@ -9,6 +9,7 @@ import {
   resourceFromAttributes,
   serviceInstanceIdDetector,
 } from '@opentelemetry/resources';
+import { ATTR } from '../shared/attributeSpecs.js';
 
 /** The bridge's own `service.name`, whatever OTEL_SERVICE_NAME says (that names Celery's). */
 export const BRIDGE_SERVICE_NAME = 'celery-otel-bridge';
@@ -42,9 +43,9 @@ export function detectBridgeResource(detectorNames: readonly string[], version: 
   const detectors = names.flatMap((name) => DETECTORS[name] ?? []);
   return detectResources({ detectors }).merge(
     resourceFromAttributes({
-      'service.name': BRIDGE_SERVICE_NAME,
-      'service.version': version,
-      'telemetry.sdk.language': 'nodejs',
+      [ATTR.SERVICE_NAME]: BRIDGE_SERVICE_NAME,
+      [ATTR.SERVICE_VERSION]: version,
+      [ATTR.TELEMETRY_SDK_LANGUAGE]: 'nodejs',
     }),
   );
 }

@@ -4,44 +4,66 @@ import type { SerializerDropReason } from '../export/ProtobufSpanSerializer.js';
 import type { SpanExportCounters } from '../export/SpanExportQueue.js';
 import type { Logger } from '../log/Logger.js';
 import { describeBug } from '../shared/describeError.js';
+import {
+  type CountedMetric,
+  METRIC_SPECS,
+  type MetricKey,
+  type MetricSpec,
+} from '../shared/metricSpecs.js';
 
 /**
  * The bridge's own counters. Problems are logged once per kind when first seen (with what to do),
  * then only as a periodic summary: a flood of bad events never becomes a flood of log lines.
+ *
+ * The counters exported as metrics are kept by their metric (metricSpecs.ts, `counted: true`),
+ * by the value of its one attribute ('' without one): BridgeMetrics observes every such metric
+ * from `series`, so a new counter needs no field, getter or instrument of its own.
  */
 export class BridgeStats implements AssemblerCounters, SpanExportCounters {
-  readonly eventsByType = new Map<string, number>();
-  readonly rejectedByReason = new Map<string, number>();
-  readonly droppedSpansByReason = new Map<string, number>();
-  /** Event fields cut or dropped at intake for their size or range, by field (fieldBounds.ts). */
-  readonly truncatedByField = new Map<string, number>();
-  spansExported = 0;
+  private readonly counts = new Map<CountedMetric, Map<string, number>>();
+  /** The hottest counter (every event), looked up once. */
+  private readonly eventsByType: Map<string, number>;
+  // Counted for their callers' sake, not exported as metrics.
   tasksExported = 0;
-  lateEvents = 0;
   duplicateEvents = 0;
-  evictedTasks = 0;
   /** Worker companion: tree/chord contexts forgotten (bounded memory); root contexts too late. */
   evictedTraceContexts = 0;
   lateTraceContexts = 0;
   brokerDisconnects = 0;
   exportOutages = 0;
-  expiredTasks = 0;
-  lostTasks = 0;
-  /** Given up after a broker outage: no event within --outage-grace-ms. */
-  outageTasks = 0;
-  /** Bugs caught where they would have ended the process, by where (see internalError). */
-  readonly internalErrorsByWhere = new Map<string, number>();
   private readonly reported = new Set<string>();
   private sinceSummary = new Map<string, number>();
 
-  constructor(private readonly logger: Logger) {}
+  constructor(private readonly logger: Logger) {
+    for (const [key, spec] of Object.entries(METRIC_SPECS) as [MetricKey, MetricSpec][]) {
+      if (spec.counted === true) this.counts.set(key as CountedMetric, new Map());
+    }
+    this.eventsByType = this.seriesOf('events');
+  }
+
+  /** Adds `value` to a counted metric, for `attribute` (the value of its one attribute). */
+  count(metric: CountedMetric, value = 1, attribute = ''): void {
+    this.add(this.seriesOf(metric), attribute, value);
+  }
+
+  /** A counted metric's counts by attribute value ('' for a metric without attributes). */
+  series(metric: CountedMetric): ReadonlyMap<string, number> {
+    return this.seriesOf(metric);
+  }
+
+  /** A counted metric's count over all its attribute values. */
+  total(metric: CountedMetric): number {
+    let sum = 0;
+    for (const value of this.seriesOf(metric).values()) sum += value;
+    return sum;
+  }
 
   event(type: string): void {
     this.eventsByType.set(type, (this.eventsByType.get(type) ?? 0) + 1);
   }
 
   rejected(rejection: DecodeRejection, count: number): void {
-    this.add(this.rejectedByReason, rejection.reason, count);
+    this.count('eventsRejected', count, rejection.reason);
     // Event types the bridge has no use for (another tool's, a newer Celery's) are no problem.
     if (rejection.reason === 'unknown_event_type') return;
     this.noteProblem(`rejected:${rejection.reason}`, count);
@@ -54,7 +76,7 @@ export class BridgeStats implements AssemblerCounters, SpanExportCounters {
   }
 
   truncated(field: string, count: number): void {
-    this.add(this.truncatedByField, field, count);
+    this.count('eventsTruncated', count, field);
     this.noteProblem(`truncated:${field}`, count);
     this.once(
       `truncated:${field}`,
@@ -74,7 +96,7 @@ export class BridgeStats implements AssemblerCounters, SpanExportCounters {
   }
 
   lateEvent(): void {
-    this.lateEvents++;
+    this.count('eventsLate');
   }
 
   duplicateEvent(): void {
@@ -82,7 +104,7 @@ export class BridgeStats implements AssemblerCounters, SpanExportCounters {
   }
 
   tasksEvicted(count: number): void {
-    this.evictedTasks += count;
+    this.count('tasksEvicted', count);
     this.noteProblem('tasks_evicted', count);
     this.once(
       'tasks_evicted',
@@ -120,21 +142,21 @@ export class BridgeStats implements AssemblerCounters, SpanExportCounters {
   }
 
   exported(count: number): void {
-    this.spansExported += count;
+    this.count('spansExported', count);
   }
 
   tasksExpired(count: number): void {
     if (count === 0) return;
-    this.expiredTasks += count;
+    this.count('tasksExpired', count);
     this.noteProblem('tasks_expired', count);
   }
 
   tasksLost(count: number): void {
-    this.lostTasks += count;
+    this.count('tasksLost', count);
   }
 
   tasksGivenUpAfterOutage(count: number): void {
-    this.outageTasks += count;
+    this.count('tasksOutage', count);
   }
 
   exportFailing(detail: string): void {
@@ -156,7 +178,7 @@ export class BridgeStats implements AssemblerCounters, SpanExportCounters {
     count: number,
     detail: string,
   ): void {
-    this.add(this.droppedSpansByReason, reason, count);
+    this.count('spansDropped', count, reason);
     this.noteProblem(`spans_dropped:${reason}`, count);
     this.once(`dropped:${reason}`, detail);
   }
@@ -166,12 +188,12 @@ export class BridgeStats implements AssemblerCounters, SpanExportCounters {
    * place (with the first error's stack and causes), and the bridge goes on.
    */
   internalError(where: string, error: unknown): void {
-    this.add(this.internalErrorsByWhere, where, 1);
+    this.count('internalErrors', 1, where);
     this.noteProblem(`internal_error:${where}`, 1);
     if (this.reported.has(`internal_error:${where}`)) return;
     this.reported.add(`internal_error:${where}`);
     this.logger.error(
-      'internal error, caught; the bridge goes on (counted in celery_otel_bridge.internal_errors)',
+      `internal error, caught; the bridge goes on (counted in ${METRIC_SPECS.internalErrors.name})`,
       {
         where,
         error: describeBug(error),
@@ -200,6 +222,12 @@ export class BridgeStats implements AssemblerCounters, SpanExportCounters {
 
   private noteProblem(key: string, count: number): void {
     this.add(this.sinceSummary, key, count);
+  }
+
+  private seriesOf(metric: CountedMetric): Map<string, number> {
+    const series = this.counts.get(metric);
+    if (series === undefined) throw new Error(`${metric} is not a counted metric (metricSpecs.ts)`);
+    return series;
   }
 
   private add(map: Map<string, number>, key: string, count: number): void {

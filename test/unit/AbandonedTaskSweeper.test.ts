@@ -50,7 +50,7 @@ describe('AbandonedTaskSweeper', () => {
     event('task-received', 'waiting', { name: 'proj.add' });
     // Celery: offline after 2 x freq without a heartbeat.
     vi.advanceTimersByTime(5_000);
-    expect(stats.lostTasks).toBe(1);
+    expect(stats.total('tasksLost')).toBe(1);
     // Held for the finish grace period (its real outcome or a redelivery may still come).
     expect(finished).toEqual([]);
     vi.advanceTimersByTime(ASSEMBLER_OPTIONS.finishGraceMs);
@@ -68,7 +68,7 @@ describe('AbandonedTaskSweeper', () => {
     event('task-started', 'moving');
     vi.advanceTimersByTime(200_000);
     expect(finished.map((t) => [t.record.id, t.completeness])).toEqual([['quiet', 'outage']]);
-    expect(stats.outageTasks).toBe(1);
+    expect(stats.total('tasksOutage')).toBe(1);
     expect(assembler.inFlightCount).toBe(1);
     sweeper.stop();
   });
@@ -79,7 +79,7 @@ describe('AbandonedTaskSweeper', () => {
     event('task-received', 'old', { name: 'proj.add' });
     vi.advanceTimersByTime(3_600_000 + 60_000);
     expect(finished.map((t) => [t.record.id, t.completeness])).toEqual([['old', 'expired']]);
-    expect(stats.expiredTasks).toBe(1);
+    expect(stats.total('tasksExpired')).toBe(1);
     sweeper.stop();
     event('task-received', 'after', { name: 'proj.add' });
     vi.advanceTimersByTime(2 * 3_600_000);

@@ -16,7 +16,7 @@ describe('guarded timer callbacks', () => {
     for (let i = 0; i < 5; i++) expect(() => tick()).not.toThrow();
     guarded('summary', report, () => undefined)();
     expect(calls).toBe(5);
-    expect(stats.internalErrorsByWhere).toEqual(new Map([['tick', 5]]));
+    expect(stats.series('internalErrors')).toEqual(new Map([['tick', 5]]));
     expect(lines).toHaveLength(1);
     const line = JSON.parse(lines[0] ?? '{}') as Record<string, unknown>;
     expect(line).toMatchObject({ level: 'error', where: 'tick' });

@@ -370,7 +370,7 @@ describe('unknown event types', () => {
     ]);
     for (const rejection of r.rejections) stats.rejected(rejection, 1);
     stats.logSummary();
-    expect(stats.rejectedByReason.get('unknown_event_type')).toBe(1);
+    expect(stats.series('eventsRejected').get('unknown_event_type')).toBe(1);
     expect(lines).toEqual([]);
   });
 });
