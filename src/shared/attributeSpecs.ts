@@ -202,9 +202,9 @@ const SPECS = {
     on: ['task span', 'attempt span', 'metrics'],
     value: "the worker's node name",
   },
-  TASK_ARGS: { name: 'celery.task.args', on: ['task span'], value: 'with --capture-args' },
-  TASK_KWARGS: { name: 'celery.task.kwargs', on: ['task span'], value: 'with --capture-args' },
-  TASK_RESULT: { name: 'celery.task.result', on: ['task span'], value: 'with --capture-result' },
+  TASK_ARGS: { name: 'celery.task.args', on: ['task span'], value: 'with `--capture-args`' },
+  TASK_KWARGS: { name: 'celery.task.kwargs', on: ['task span'], value: 'with `--capture-args`' },
+  TASK_RESULT: { name: 'celery.task.result', on: ['task span'], value: 'with `--capture-result`' },
   MESSAGING_SYSTEM: { name: 'messaging.system', on: ['task span'], values: MESSAGING_SYSTEMS },
   MESSAGING_OPERATION_TYPE: {
     name: 'messaging.operation.type',
@@ -282,12 +282,17 @@ const SPECS = {
   SERVICE_NAME: {
     name: 'service.name',
     on: ['resource'],
-    value: '--service-name / --service-name-map; celery-otel-bridge for its own metrics',
+    value: '`--service-name` / `--service-name-map`; `celery-otel-bridge` on its own resource',
   },
   SERVICE_VERSION: {
     name: 'service.version',
     on: ['resource'],
-    value: "the bridge's version (its own resource)",
+    value: "the bridge's version, on its own resource",
+  },
+  TELEMETRY_SDK_LANGUAGE: {
+    name: 'telemetry.sdk.language',
+    on: ['resource'],
+    values: ['nodejs'],
   },
   SERVICE_INSTANCE_ID: {
     name: 'service.instance.id',
@@ -342,12 +347,6 @@ const SPECS = {
   OTEL_SCOPE_NAME: { name: 'otel.scope.name', on: ['metrics'] },
   OTEL_SCOPE_VERSION: { name: 'otel.scope.version', on: ['metrics'] },
   OTEL_SCOPE_SCHEMA_URL: { name: 'otel.scope.schema_url', on: ['metrics'] },
-  TELEMETRY_SDK_LANGUAGE: {
-    name: 'telemetry.sdk.language',
-    on: ['resource'],
-    values: ['nodejs'],
-    value: "the bridge's own resource",
-  },
 } as const satisfies Record<string, AttributeSpec>;
 
 /** Every attribute, in the order of the reference table. */

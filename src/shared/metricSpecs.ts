@@ -240,7 +240,12 @@ export const METRIC_SPECS = {
     kind: 'counter',
     unit: '{field}',
     description: 'Event fields cut or left out at intake for their size or range, by field',
-    attributes: [attr(ATTR.FIELD, '`name`, `hostname`, `eta`, … ([limits](hostile-input.md))')],
+    attributes: [
+      attr(
+        ATTR.FIELD,
+        '`name`, `hostname`, `eta`, …: cut or left out at intake, docs/hostile-input.md',
+      ),
+    ],
     counted: true,
   },
   eventsLate: {

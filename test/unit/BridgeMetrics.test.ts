@@ -15,6 +15,8 @@ import { BridgeMetricProducer } from '../../src/metrics/BridgeMetricProducer.js'
 import { WorkerLiveness } from '../../src/assemble/WorkerLiveness.js';
 import { Logger } from '../../src/log/Logger.js';
 import { BridgeStats } from '../../src/telemetry/BridgeStats.js';
+import { METRIC_SPECS, type MetricSpec } from '../../src/shared/metricSpecs.js';
+import { prometheusNames } from '../../src/shared/metricsTable.js';
 import { amqpFixtureMessages } from '../support/fixtures.js';
 import { ASSEMBLER_OPTIONS, decodeAll } from '../support/pipeline.js';
 import {
@@ -495,6 +497,15 @@ describe('the metric tables', () => {
     ]) {
       expect(names).toContain(name);
     }
+    // A histogram's family is its base name; its samples are the _bucket, _sum and _count.
+    const declared = new Set(
+      Object.values(METRIC_SPECS).flatMap((spec: MetricSpec) =>
+        spec.kind === 'histogram'
+          ? [prometheusNames(spec)[0]?.replace(/_bucket$/, '')]
+          : prometheusNames(spec),
+      ),
+    );
+    for (const name of names) expect(declared.has(name), `${name} in metricSpecs.ts`).toBe(true);
     for (const name of names)
       expect(table, `docs/metrics.md row for ${name}`).toContain(`\`${name}`);
   });
