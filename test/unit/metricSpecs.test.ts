@@ -13,7 +13,7 @@ import {
 import * as prettier from 'prettier';
 import { describe, expect, it } from 'vitest';
 import { BeatTracker } from '../../src/beat/BeatTracker.js';
-import { beatMetricData } from '../../src/beat/beatMetricData.js';
+import { beatMetricData } from '../../src/metrics/beatMetricData.js';
 import { EventStreamDiagnosis } from '../../src/diagnose/EventStreamDiagnosis.js';
 import { Logger } from '../../src/log/Logger.js';
 import { BridgeMetrics } from '../../src/metrics/BridgeMetrics.js';
