@@ -26,8 +26,8 @@ describe('describeBug', () => {
     const stats = new BridgeStats(new Logger('info', (line) => lines.push(line)));
     stats.internalError('handle_message', new RangeError('a bug'));
     stats.internalError('handle_message', new RangeError('a bug'));
-    expect(stats.internalErrorsByWhere.get('handle_message')).toBe(2);
-    expect(stats.rejectedByReason.size).toBe(0);
+    expect(stats.series('internalErrors').get('handle_message')).toBe(2);
+    expect(stats.series('eventsRejected').size).toBe(0);
     expect(lines).toHaveLength(1);
     expect(lines[0]).toContain('RangeError: a bug');
     expect(lines[0]).toContain('describeBug.test.ts');
