@@ -18,7 +18,7 @@ import type { ExemplarHistogramDataPoint, HistogramExemplar } from './SeriesHist
  * The OTLP/HTTP metric exporter of the SDK (same delegate: headers, compression, timeouts,
  * retries), with the histograms' exemplars added to the request.
  *
- * The SDK's serializers (@opentelemetry/otlp-transformer 0.223.0, protobuf and JSON) write no
+ * The SDK's serializers (@opentelemetry/otlp-transformer, protobuf and JSON) write no
  * exemplars: sdk-metrics data points have none. So each request is first serialised by the SDK,
  * unchanged, and the exemplars of the bridge's own histograms (SeriesHistogram) are then added to
  * their HistogramDataPoint (field 8, `repeated Exemplar exemplars`), which the SDK leaves empty.

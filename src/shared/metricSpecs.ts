@@ -383,7 +383,7 @@ export const METRIC_SPECS = {
     kind: 'counter',
     unit: '{error}',
     description:
-      'Errors caught where they would have ended the process, by where: a timer, the /metrics handler, console rendering',
+      'Errors caught where they would have ended the process, by where: a timer, the /metrics handler, console rendering, handling a message',
     attributes: [attr(ATTR.WHERE, 'the timer or handler; each place logged once')],
     counted: true,
   },

@@ -6,8 +6,8 @@ import type { EncodedState, StateFile } from './StateFile.js';
 /**
  * A save waits as long as the previous one took: saving is at most half of the time, however many
  * tasks are in flight (a journal entry costs little; a base, written when the journal outgrew
- * it, is paid for by a longer wait). Spacing saves by four times their cost slowed a RabbitMQ
- * backlog drain by a quarter in the benchmark.
+ * it, is paid for by a longer wait). A wider spacing slows the RabbitMQ backlog drain, since
+ * acknowledgements wait for saves (docs/benchmark.md).
  */
 const SAVE_SPACING = 1;
 
