@@ -1129,8 +1129,8 @@ async function runInflight(ctx: Context, tasks: number): Promise<InflightResult>
   const bridge = await startBridge(ctx, {
     broker: 'amqp',
     queue,
-    // No state file: each acknowledgement checkpoint writes the whole in-flight state, whose cost
-    // grows with a million tasks in flight (docs/reliability.md, "Nothing lost"); memory is what is measured.
+    // No state file: memory is what is measured, and the first save of an active bridge writes
+    // the whole in-flight state, a million tasks here (docs/state-file.md).
     stateFile: 'none',
     extraArgs: [
       '--max-in-flight-tasks',
