@@ -1,5 +1,6 @@
 import type { TaskContextEvent, UpstreamContext } from '../decode/CeleryEvent.js';
 import { BoundedLru } from './BoundedLru.js';
+import { ATTR } from '../shared/attributeSpecs.js';
 import { spanIdFor, traceIdFor } from '../shared/deterministicIds.js';
 import type { TaskRecord, TaskSpanLink, TraceAssignment } from './TaskRecord.js';
 
@@ -100,7 +101,7 @@ export class TraceTrees {
         traceId: record.upstream.traceId,
         spanId: record.upstream.spanId,
         traceState: record.upstream.traceState,
-        attributes: { 'celery.link.type': 'upstream' },
+        attributes: { [ATTR.LINK_TYPE]: 'upstream' },
       });
     }
     return {
@@ -158,10 +159,10 @@ export class TraceTrees {
         tree.decided ??= decide(tree, header.rootId);
         const traceId = tree.decided.traceId;
         const attributes: Record<string, string | number> = {
-          'celery.link.type': 'chord_header',
-          'celery.task.id': headerId,
+          [ATTR.LINK_TYPE]: 'chord_header',
+          [ATTR.TASK_ID]: headerId,
         };
-        if (header.index !== undefined) attributes['celery.group.index'] = header.index;
+        if (header.index !== undefined) attributes[ATTR.GROUP_INDEX] = header.index;
         return { traceId, spanId: spanIdFor(headerId), attributes };
       });
   }
