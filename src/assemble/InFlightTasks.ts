@@ -27,6 +27,14 @@ class ObjectEntry {
   ) {}
 }
 
+/** Visits one in-flight task: its name, state, when that state began (NaN: unknown), its worker. */
+export type InFlightSinceVisitor = (
+  name: string | undefined,
+  state: InFlightState,
+  since: number,
+  worker: string | undefined,
+) => void;
+
 /**
  * Every task in flight, in arrival order (eviction takes the first), and the estimate of the heap
  * they hold. The only place that knows a task can be kept two ways:
@@ -219,14 +227,7 @@ export class InFlightTasks {
   }
 
   /** Like `forEach`, with when the task's state began (stateSince.ts) and its worker. */
-  forEachSince(
-    visit: (
-      name: string | undefined,
-      state: InFlightState,
-      since: number,
-      worker: string | undefined,
-    ) => void,
-  ): void {
+  forEachSince(visit: InFlightSinceVisitor): void {
     this.entries.forEach((entry, id) => {
       if (typeof entry !== 'number') {
         const record = entry.record;

@@ -6,7 +6,7 @@ import { applyTaskEvent, type TaskEventRules } from './applyTaskEvent.js';
 import { addCustomEvent } from './customSpanEvents.js';
 import { FinishedTaskIds } from './FinishedTaskIds.js';
 import { HeldTasks } from './HeldTasks.js';
-import { InFlightTasks, type TaskChange } from './InFlightTasks.js';
+import { type InFlightSinceVisitor, InFlightTasks, type TaskChange } from './InFlightTasks.js';
 import { InterruptedTasks, interruptedCompleteness } from './InterruptedTasks.js';
 import type { FinishedTask, InFlightState, TaskRecord } from './TaskRecord.js';
 import { StringInterner } from './StringInterner.js';
@@ -134,14 +134,7 @@ export class TaskAssembler {
    * Like `forEachInFlight`, with when the task's state began (stateSince.ts; NaN when unknown)
    * and the worker holding it: for the oldest-age and prefetched gauges, once per collection.
    */
-  forEachInFlightSince(
-    visit: (
-      name: string | undefined,
-      state: InFlightState,
-      since: number,
-      worker: string | undefined,
-    ) => void,
-  ): void {
+  forEachInFlightSince(visit: InFlightSinceVisitor): void {
     this.tasks.forEachSince(visit);
   }
 
