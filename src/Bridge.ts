@@ -112,6 +112,9 @@ export class Bridge {
   private pausedTotalMs = 0;
   private pausesSinceLog = 0;
   private pauseLoggedAtMs = Number.NEGATIVE_INFINITY;
+  /** When the message being decoded arrived (epoch seconds), read once per message. */
+  private arrivalSeconds = Date.now() / 1000;
+  private readonly arrivalMs = (): number => this.arrivalSeconds * 1000;
 
   constructor(
     private readonly options: BridgeOptions,
@@ -186,7 +189,8 @@ export class Bridge {
     this.decodeOptions = {
       maxMessageBytes: options.maxMessageBytes,
       maxFieldLength: options.maxAttributeLength,
-      nowEpochSeconds: () => Date.now() / 1000,
+      // The clock is read once per message: the diagnosis and the lag of its events use it too.
+      nowEpochSeconds: () => (this.arrivalSeconds = Date.now() / 1000),
     };
     this.decodeSink = {
       event: (event) => this.onEvent(event),
@@ -216,7 +220,7 @@ export class Bridge {
       (now) => [...this.metrics.collect(now), ...beatMetricData(this.beat, Date.now() / 1000, now)],
       scope,
     );
-    this.diagnosis = new EventStreamDiagnosis(logger);
+    this.diagnosis = new EventStreamDiagnosis(logger, () => this.arrivalSeconds);
     const diagnosis = new BridgeMetricProducer((now) => this.diagnosis.metrics(now), scope);
     this.bridgeResource = detectBridgeResource(metricsOptions.resourceDetectors, VERSION);
     this.meters = createMeterProvider(
@@ -443,7 +447,12 @@ export class Bridge {
     } else if (isTaskEvent(event)) {
       // Metrics first: they read what the task looked like before this event.
       const terminalEcho = this.assembler.isTerminalEcho(event);
-      this.metrics.onTaskEvent(event, this.assembler.peek(event.uuid), Date.now, terminalEcho);
+      this.metrics.onTaskEvent(
+        event,
+        this.assembler.peek(event.uuid),
+        this.arrivalMs,
+        terminalEcho,
+      );
       if (event.type === 'task-sent' && event.queue) this.queueLengths.noteQueue(event.queue);
       this.beat.onTaskEvent(event);
       this.assembler.handle(event, terminalEcho);

@@ -103,9 +103,9 @@ export class EventStreamDiagnosis {
         );
       }
     } else if (event.type !== 'task-sent') {
-      host.taskEvents++;
-      // Its task events are on now (e.g. --enable-events reached it): no longer a finding.
-      this.findings.delete(`no_task_events\u0000${hostname}`);
+      // Its task events are on now (e.g. --enable-events reached it): no longer a finding. The
+      // finding is only made while a host has sent no task event, so its first one ends it.
+      if (host.taskEvents++ === 0) this.findings.delete(`no_task_events\u0000${hostname}`);
     }
     if (this.sent === 0 && this.received >= RECEIVED_WITHOUT_SENT) {
       this.report('no_task_sent', undefined, `${this.received} tasks received, no task-sent`);

@@ -13,6 +13,7 @@ import { bridgeHealthGauges } from './bridgeHealthGauges.js';
 import { TaskExemplars } from './TaskExemplars.js';
 import type { WorkerLiveness } from '../assemble/WorkerLiveness.js';
 import { observeMetric } from './observeMetric.js';
+import { SeriesKeys } from './SeriesKeys.js';
 import {
   ATTR,
   LOADAVG_PERIODS,
@@ -105,6 +106,8 @@ export class BridgeMetrics {
   private readonly exemplars = new TaskExemplars(MAX_EXEMPLAR_TASKS);
   private readonly exceptions: SeriesCounter;
   private readonly exceptionTypes: ExceptionTypeLabels;
+  /** Series keys of the per-event counter and the per-task histograms (one cache for all). */
+  private readonly keys = new SeriesKeys(2 * MAX_TASK_SERIES);
 
   constructor(
     meter: Meter,
@@ -257,12 +260,15 @@ export class BridgeMetrics {
     const state = STATE_OF_EVENT[event.type];
     const queue = event.queue || before?.queue;
     const worker = event.type === 'task-sent' ? undefined : labels.workerName(event.hostname);
-    this.tasks.add(`${name}\u0000${state}\u0000${queue ?? ''}\u0000${worker ?? ''}`, () => {
-      const attributes: Attributes = { [ATTR.TASK_NAME]: name, [ATTR.TASK_STATE]: state };
-      if (queue) attributes[ATTR.MESSAGING_DESTINATION_NAME] = queue;
-      if (worker !== undefined) attributes[ATTR.WORKER_HOSTNAME] = worker;
-      return attributes;
-    });
+    const key = this.keys.key(name, state, queue ?? '', worker ?? '');
+    if (!this.tasks.increment(key)) {
+      this.tasks.add(key, () => {
+        const attributes: Attributes = { [ATTR.TASK_NAME]: name, [ATTR.TASK_STATE]: state };
+        if (queue) attributes[ATTR.MESSAGING_DESTINATION_NAME] = queue;
+        if (worker !== undefined) attributes[ATTR.WORKER_HOSTNAME] = worker;
+        return attributes;
+      });
+    }
     // Lag is sampled at each task's final events: the ones whose delay decides when its span
     // goes out. (Recording it for every event cost more than the rest of the pipeline.)
     if (TERMINAL.has(event.type)) {
@@ -275,7 +281,7 @@ export class BridgeMetrics {
         // fire a moment early; a start is still one queue wait.
         if (since !== undefined) {
           this.queueWait.record(
-            `${name}\u0000${worker ?? ''}`,
+            this.keys.key(name, worker ?? ''),
             () => outcome(name, worker),
             Math.max(0, event.timestamp - since),
             (value) => this.exemplars.candidate(event.uuid, value, nowMs()),
@@ -385,7 +391,7 @@ export class BridgeMetrics {
     nowMs: () => number,
   ): void {
     this.runtime.record(
-      `${name}\u0000${worker ?? ''}\u0000${result}`,
+      this.keys.key(name, worker ?? '', result),
       () => ({ ...outcome(name, worker), [ATTR.TASK_OUTCOME]: result }),
       seconds,
       (value) => this.exemplars.candidate(taskId, value, nowMs()),

@@ -46,6 +46,18 @@ export class SeriesCounter {
 
   constructor(private readonly options: SeriesCounterOptions) {}
 
+  /**
+   * Adds to the series of `key` if it exists, and says whether it did: the caller then makes the
+   * attributes (and the closure `add` takes) only for a new series.
+   */
+  increment(key: string, value = 1): boolean {
+    const entry = this.series.get(key);
+    if (entry === undefined) return false;
+    entry.value += value;
+    entry.used = this.generation;
+    return true;
+  }
+
   /** `key` must identify `attributes`; `attributes` is only built when the series is new. */
   add(key: string, attributes: () => Attributes, value = 1): void {
     const entry = this.series.get(key);

@@ -11,14 +11,31 @@ import { hash } from 'node:crypto';
  * almost never yields; they are replaced all the same.
  * https://www.w3.org/TR/trace-context/#trace-id
  */
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
 export function traceIdFor(rootTaskId: string): string {
-  if (UUID.test(rootTaskId)) {
-    const hex = rootTaskId.replace(/-/g, '').toLowerCase();
-    if (hex !== '00000000000000000000000000000000') return hex;
-  }
+  const hex = uuidHex(rootTaskId);
+  if (hex !== undefined && hex !== '00000000000000000000000000000000') return hex;
   return nonZero(digest(`trace:${rootTaskId}`).slice(0, 32));
+}
+
+/**
+ * A canonical UUID (8-4-4-4-12 hex digits, either case) as 32 lowercase hex digits; undefined
+ * for anything else. One pass over the characters: this runs for every task exported.
+ */
+function uuidHex(id: string): string | undefined {
+  if (id.length !== 36) return undefined;
+  let lower = true;
+  for (let i = 0; i < 36; i++) {
+    const c = id.charCodeAt(i);
+    if (i === 8 || i === 13 || i === 18 || i === 23) {
+      if (c !== 45 /* - */) return undefined;
+    } else if (c >= 65 /* A */ && c <= 70 /* F */) {
+      lower = false;
+    } else if (!((c >= 48 && c <= 57) || (c >= 97 && c <= 102))) {
+      return undefined;
+    }
+  }
+  const hex = id.slice(0, 8) + id.slice(9, 13) + id.slice(14, 18) + id.slice(19, 23) + id.slice(24);
+  return lower ? hex : hex.toLowerCase();
 }
 
 export function spanIdFor(taskId: string): string {
