@@ -61,6 +61,11 @@ const MAX_WORKERS = 10_000;
 const STOP_SAFE_MS = 10_000;
 /** Pauses of the intake are logged at most once in this long (they come in runs under load). */
 const PAUSE_LOG_INTERVAL_MS = 60_000;
+/**
+ * Longest the start waits for the exporter (its send thread loading the SDK's exporter) before
+ * consuming: past it, the first exports wait in the queue as they would for a slow collector.
+ */
+const EXPORTER_READY_MS = 10_000;
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms).unref());
@@ -312,6 +317,7 @@ export class Bridge {
         port: this.httpPort,
       });
     }
+    await this.exportQueue.ready(EXPORTER_READY_MS);
     await this.broker.source.start();
     if (this.options.enableEvents.enabled) {
       this.broadcaster = new EnableEventsBroadcaster(

@@ -101,7 +101,8 @@ export class SpanExportQueue {
   private readonly lowWater: number;
 
   constructor(
-    private readonly exporter: SpanExporter,
+    /** `ready`, when the exporter has it: resolves once it can send (its thread started). */
+    private readonly exporter: SpanExporter & { ready?(): Promise<void> },
     private readonly options: SpanExportQueueOptions,
     private readonly counters: SpanExportCounters,
     private readonly nowMs: () => number = () => Date.now(),
@@ -109,6 +110,19 @@ export class SpanExportQueue {
     this.maxConcurrent = Math.max(1, options.maxConcurrentExports ?? 1);
     this.highWater = Math.max(1, Math.floor(options.maxQueueSize * HIGH_WATER));
     this.lowWater = Math.floor(options.maxQueueSize * LOW_WATER);
+  }
+
+  /**
+   * Resolves once the exporter can send, or after `timeoutMs`: a bridge that consumes before its
+   * exporter can send holds the first messages unacknowledged meanwhile, and on RabbitMQ a full
+   * prefetch window stops the broker until then.
+   */
+  ready(timeoutMs: number): Promise<void> {
+    const ready = this.exporter.ready?.();
+    if (ready === undefined) return Promise.resolve();
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)));
+    return Promise.race([ready, timeout]).finally(() => clearTimeout(timer));
   }
 
   /** Spans queued, not counting those being sent. */

@@ -7,7 +7,7 @@ import {
 import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace-base';
 import { ProtobufSpanSerializer } from './ProtobufSpanSerializer.js';
 import { workerScriptUrl } from '../shared/workerScriptUrl.js';
-import type { SendReply, SendRequest, SendThreadData } from './sendThreadMessages.js';
+import type { SendReady, SendReply, SendRequest, SendThreadData } from './sendThreadMessages.js';
 
 /** The component type the SDK's exporter reports in its `otel.sdk.exporter.*` self-metrics. */
 const COMPONENT_TYPE = 'otlp_http_span_exporter';
@@ -31,6 +31,8 @@ export class ThreadedOtlpExporter implements SpanExporter {
   private readonly pending = new Map<number, (result: ExportResult) => void>();
   private idle: (() => void)[] = [];
   private stopped = false;
+  /** Resolves once the current thread said it is ready (or failed: exports then fail and retry). */
+  private threadReady: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly config: OTLPExporterNodeConfigBase,
@@ -45,6 +47,11 @@ export class ThreadedOtlpExporter implements SpanExporter {
     // Started now: loading the SDK's exporter in a new thread takes a few hundred milliseconds,
     // which would otherwise delay the first spans.
     this.thread();
+  }
+
+  /** Resolves once the send thread takes exports, so the bridge starts consuming only then. */
+  ready(): Promise<void> {
+    return this.threadReady;
   }
 
   export(spans: ReadableSpan[], resultCallback: (result: ExportResult) => void): void {
@@ -108,11 +115,20 @@ export class ThreadedOtlpExporter implements SpanExporter {
     const worker = new Worker(this.threadUrl, { workerData: data });
     // The bridge decides when to stop; an idle send thread must not keep it alive.
     worker.unref();
-    worker.on('message', (reply: SendReply) => this.settle(reply));
-    worker.on('error', (error) => this.failAll(worker, error));
-    worker.on('exit', (code) =>
-      this.failAll(worker, new Error(`the OTLP send thread exited (code ${code})`)),
-    );
+    let ready: () => void = () => undefined;
+    this.threadReady = new Promise<void>((resolve) => (ready = resolve));
+    worker.on('message', (reply: SendReply | SendReady) => {
+      if ('type' in reply) ready();
+      else this.settle(reply);
+    });
+    worker.on('error', (error) => {
+      ready();
+      this.failAll(worker, error);
+    });
+    worker.on('exit', (code) => {
+      ready();
+      this.failAll(worker, new Error(`the OTLP send thread exited (code ${code})`));
+    });
     this.worker = worker;
     return worker;
   }

@@ -18,7 +18,7 @@ import {
   type ISerializer,
   ProtobufTraceSerializer,
 } from '@opentelemetry/otlp-transformer';
-import type { SendReply, SendRequest, SendThreadData } from './sendThreadMessages.js';
+import type { SendReady, SendReply, SendRequest, SendThreadData } from './sendThreadMessages.js';
 
 /** A batch as the delegate sees it: its request body, and its span count for self-metrics. */
 interface SerialisedBatch {
@@ -45,6 +45,8 @@ const exporter = new OTLPExporterBase<SerialisedBatch>(
     undefined,
   ),
 );
+
+port.postMessage({ type: 'ready' } satisfies SendReady);
 
 port.on('message', (request: SendRequest) => {
   if (request.type === 'shutdown') {

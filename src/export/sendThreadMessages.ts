@@ -31,3 +31,11 @@ export interface SendReply {
     readonly data?: string;
   };
 }
+
+/**
+ * Send thread -> bridge thread, once, when the SDK's exporter is loaded and the thread takes
+ * exports: before it, the first spans would wait for the thread to start.
+ */
+export interface SendReady {
+  readonly type: 'ready';
+}

@@ -41,6 +41,32 @@ async function server(
 }
 
 describe('ThreadedOtlpExporter', () => {
+  it('says when its thread takes exports, so the bridge consumes only then', async () => {
+    const exporter = new ThreadedOtlpExporter({ url: 'http://127.0.0.1:9/v1/traces' });
+    try {
+      let ready = false;
+      const waiting = exporter.ready().then(() => (ready = true));
+      // The thread loads the SDK's exporter first: not ready within the constructor's turn.
+      await Promise.resolve();
+      expect(ready).toBe(false);
+      await waiting;
+      const internals = exporter as unknown as { worker: Worker | undefined };
+      expect(internals.worker).toBeDefined();
+    } finally {
+      await exporter.shutdown();
+    }
+  });
+
+  it('is ready, then, once a thread that failed to start has gone (exports fail and retry)', async () => {
+    const exporter = new ThreadedOtlpExporter(
+      { url: 'http://127.0.0.1:9/v1/traces' },
+      undefined,
+      new URL('data:text/javascript,throw new Error("no thread")'),
+    );
+    await expect(exporter.ready()).resolves.toBeUndefined();
+    await exporter.shutdown();
+  });
+
   it('delivers the spans from its thread, several batches in a row', async () => {
     const receiver = await OtlpReceiver.start();
     const exporter = new ThreadedOtlpExporter({ url: receiver.tracesUrl, timeoutMillis: 5000 });
