@@ -13,6 +13,8 @@ export interface TaskSpan {
 }
 
 export class BenchReceiver {
+  /** `--collector-latency-ms`: every answer waits this long more, as across a network. */
+  latencyMs = 0;
   spans = 0;
   attributes = 0;
   taskSpans = 0;
@@ -67,7 +69,7 @@ export class BenchReceiver {
     this.decodeMs = 0;
     this.arrivals.clear();
     this.lastArrivalMs = 0;
-    this.send({ type: 'configure', epoch: this.epoch, slow });
+    this.send({ type: 'configure', epoch: this.epoch, slow, latencyMs: this.latencyMs });
   }
 
   async close(): Promise<void> {

@@ -18,7 +18,13 @@ export interface SlowCollector {
 export type TaskSpanArrival = [id: string, state: string, incomplete: boolean, spanId: string];
 
 export type ReceiverCommand =
-  | { readonly type: 'configure'; readonly epoch: number; readonly slow: SlowCollector | undefined }
+  | {
+      readonly type: 'configure';
+      readonly epoch: number;
+      readonly slow: SlowCollector | undefined;
+      /** Every answer waits this long more (a collector across a network); answers overlap. */
+      readonly latencyMs: number;
+    }
   | { readonly type: 'close' };
 
 export type ReceiverEvent =

@@ -143,6 +143,7 @@ const port = parentPort;
 if (port === null) throw new Error('receiverThread.mjs runs as a worker thread');
 let epoch = 0;
 let slow: SlowCollector | undefined;
+let latencyMs = 0;
 /**
  * Refuse mode: a token bucket holding 100 ms of spans (a rate limiter with a small burst, as
  * Tempo's or a gateway's; at least one request of any size gets through when it is full).
@@ -216,7 +217,7 @@ function handle(req: IncomingMessage, res: ServerResponse): void {
       post({ type: 'accepted', epoch: requestEpoch, at, decodeMs, ...decoded });
       answer(res, 200, json);
     };
-    const wait = atMs - Date.now();
+    const wait = atMs + latencyMs - Date.now();
     if (wait > 0) setTimeout(accept, wait);
     else accept();
   });
@@ -275,6 +276,7 @@ port.on('message', (command: ReceiverCommand) => {
   if (command.type === 'configure') {
     epoch = command.epoch;
     slow = command.slow;
+    latencyMs = command.latencyMs;
     tokens = (slow?.spansPerSecond ?? 0) * BUCKET_SECONDS;
     refilledAt = Date.now();
     busyUntil = 0;

@@ -56,6 +56,7 @@ interface Args {
   slowTasks: number;
   slowRate: number;
   slowMode: SlowCollector['mode'];
+  collectorLatencyMs: number;
   slowStatus: number;
   killAt: number;
   redisLimit: boolean;
@@ -79,6 +80,8 @@ const HELP = `npm run bench -- [options]
   --slow-mode refuse|delay  over its rate the slow collector answers --slow-status (default
                             refuse), or answers late
   --slow-status N           refuse: 429 (default) or 503 (the collector's memory_limiter)
+  --collector-latency-ms N  every answer of the receiver waits N ms more, answers overlapping
+                            (a collector across a network; default 0)
   --kill-at F               kill -9 and standby runs: kill the bridge once this fraction of the
                             tasks have their span (default 0.33; 0 skips both)
   --no-redis-limit          skip the search for the burst that Redis's pub/sub buffer limit cuts
@@ -104,6 +107,7 @@ function parseArgs(argv: string[]): Args {
     slowTasks: 30_000,
     slowRate: 8_000,
     slowMode: 'refuse',
+    collectorLatencyMs: 0,
     slowStatus: 429,
     killAt: 0.33,
     redisLimit: true,
@@ -168,6 +172,11 @@ function parseArgs(argv: string[]): Args {
       }
       case '--slow-status':
         args.slowStatus = count();
+        break;
+      case '--collector-latency-ms':
+        args.collectorLatencyMs = Number(value());
+        if (!(args.collectorLatencyMs >= 0))
+          throw new Error('--collector-latency-ms needs ms >= 0');
         break;
       case '--kill-at': {
         const f = Number(value());
@@ -1135,6 +1144,10 @@ async function runInflight(ctx: Context, tasks: number): Promise<InflightResult>
     extraArgs: [
       '--max-in-flight-tasks',
       String(tasks + 10_000),
+      // The estimate's default bound (128 MiB) would give up on most of a million tasks, and the
+      // figure would then mix the tasks kept with the garbage of those exported.
+      '--max-in-flight-bytes',
+      String(2 ** 31),
       // 1M task-received events are ~350 MB: let RabbitMQ hold them all while the bridge catches up.
       '--amqp-queue-max-bytes',
       String(2 ** 31),
@@ -1171,7 +1184,10 @@ async function runInflight(ctx: Context, tasks: number): Promise<InflightResult>
       baselineRssMiB: round(baseline / 2 ** 20, 1),
       steadyRssMiB: round(steady.rss / 2 ** 20, 1),
       peakRssMiB: round(steady.hwm / 2 ** 20, 1),
-      bytesPerTask: Math.round((steady.rss - baseline) / generator.tasksStarted),
+      // Per task still in flight: those given up on are not held any more.
+      bytesPerTask: Math.round(
+        (steady.rss - baseline) / Math.max(1, generator.tasksStarted - evicted),
+      ),
       drainSeconds: round(((busyUntil ?? Date.now()) - t0) / 1000, 1),
       evicted,
     };
@@ -1202,6 +1218,7 @@ function report(
   lags: LagResult[],
   limit: RedisLimitResult | undefined,
   inflight: InflightResult | undefined,
+  collectorLatencyMs: number,
 ): string {
   const rows: string[][] = [['figure', ...runs.map((r) => r.label)]];
   const row = (name: string, cell: (r: BridgeRunResult) => string): void => {
@@ -1223,10 +1240,11 @@ function report(
         ? `at ${fmt(r.pacedEventsPerSecond ?? 0)} ev/s`
         : `full speed: ${fmt(r.publishedEventsPerSecond ?? 0)} ev/s`,
   );
+  const latency = collectorLatencyMs > 0 ? `, answers ${collectorLatencyMs} ms late` : '';
   row('collector accepts', (r) =>
     r.slowCollector === undefined
-      ? 'all at once'
-      : `${fmt(r.slowCollector.spansPerSecond)} spans/s (${r.slowCollector.mode === 'refuse' ? String(r.slowCollector.refuseStatus) : 'slow answers'})`,
+      ? `all at once${latency}`
+      : `${fmt(r.slowCollector.spansPerSecond)} spans/s (${r.slowCollector.mode === 'refuse' ? String(r.slowCollector.refuseStatus) : 'slow answers'})${latency}`,
   );
   row('bare consumer alone events/s', (r) =>
     r.bare === undefined ? 'n/a' : fmt(r.bare.eventsPerSecond),
@@ -1334,7 +1352,8 @@ function report(
     out +=
       `\n\nIn-flight state: ${fmt(inflight.tasks)} tasks received, never finished: RSS ` +
       `${inflight.baselineRssMiB} -> ${inflight.steadyRssMiB} MiB (peak ${inflight.peakRssMiB} MiB) = ` +
-      `${fmt(inflight.bytesPerTask)} bytes per in-flight task`;
+      `${fmt(inflight.bytesPerTask)} bytes per in-flight task` +
+      (inflight.evicted > 0 ? ` (${fmt(inflight.evicted)} given up on, not counted)` : '');
   }
   return out;
 }
@@ -1387,6 +1406,7 @@ async function main(): Promise<void> {
     process.stderr.write(`[bench +${Math.round((Date.now() - started) / 1000)}s] ${text}\n`);
   };
   const receiver = new BenchReceiver();
+  receiver.latencyMs = args.collectorLatencyMs;
   const otlpEndpoint = await receiver.start();
   const { vhost, isolated } = await createVhost();
   if (!isolated) {
@@ -1593,7 +1613,7 @@ async function main(): Promise<void> {
       : '');
   process.stdout.write(
     `\nBenchmark, ${date}, ${machine}, bridge ${revision}${args.quick ? ', --quick' : ''} (${settings})\n\n` +
-      `${report(runs, lags, limit, inflight)}\n`,
+      `${report(runs, lags, limit, inflight, args.collectorLatencyMs)}\n`,
   );
   if (profile !== undefined) process.stdout.write(`\n${printProfile(profile)}\n`);
   const json = { date, machine, revision, args, runs, lags, redisLimit: limit, inflight, profile };
