@@ -4,11 +4,10 @@ import { describeError } from '../shared/describeError.js';
 import type { EncodedState, StateFile } from './StateFile.js';
 
 /**
- * A save starts no sooner than the previous one cost after it ended: encoding it, plus writing it
- * when it was a whole state (a base, written when the journal outgrew it). So saving is at most
- * half of the time however many tasks are in flight. Appending a journal entry is not counted:
- * its fsync is a wait, not work, and the saves pipelined behind it absorb it. A wider spacing
- * slows the RabbitMQ backlog drain, since acknowledgements wait for saves (docs/benchmark.md).
+ * A save waits as long as the previous one took: saving is at most half of the time, however many
+ * tasks are in flight (a journal entry costs little; a base, written when the journal outgrew
+ * it, is paid for by a longer wait). A wider spacing slows the RabbitMQ backlog drain, since
+ * acknowledgements wait for saves (docs/benchmark.md).
  */
 const SAVE_SPACING = 1;
 
@@ -25,18 +24,9 @@ export interface SnapshotSource {
 }
 
 /**
- * Saves captured and not yet written, at most: each waits for the collector (`spansSettled`)
- * while the next is captured, so acknowledgements follow one another instead of each waiting for
- * the one before to be written. Past it, callers share one save queued behind them.
- */
-const MAX_PENDING_SAVES = 4;
-
-/**
  * The unfinished tasks kept across restarts (`--state-file`): restored when the bridge becomes
- * the active consumer, saved at every acknowledgement checkpoint, every
- * `--state-snapshot-interval-ms`, and on a graceful stop. Checkpoints overlap: each captures the
- * state at once and waits for its spans, and the captures are written in the order they were
- * taken (at most {@link MAX_PENDING_SAVES} under way; more callers share one queued save).
+ * the active consumer, saved at every acknowledgement checkpoint (coalesced: one write at a time,
+ * the newest state), every `--state-snapshot-interval-ms`, and on a graceful stop.
  *
  * A checkpoint appends what changed since the previous one to the file's journal; the whole
  * state (a new base, the journal started afresh) is written by the first save after the start,
@@ -51,18 +41,9 @@ const MAX_PENDING_SAVES = 4;
  */
 export class SavedTasks {
   private timer: NodeJS.Timeout | undefined;
-  /** Saves captured, not yet ended, oldest first; and the one queued for callers past them. */
-  private readonly pending: Promise<boolean>[] = [];
+  /** The save under way, and the one queued behind it for callers that came meanwhile. */
+  private saving: Promise<boolean> | undefined;
   private queued: Promise<boolean> | undefined;
-  /** The newest save's write (or its skip): the next save writes after it, in capture order. */
-  private lastWrite: Promise<unknown> = Promise.resolve();
-  /** Writes that failed: an entry captured before one follows a gap and is not written. */
-  private writeFailures = 0;
-  /**
-   * A pending save holds a whole state (a base): no other save starts until it ends, so the
-   * captures held in memory are at most one base, or {@link MAX_PENDING_SAVES} journal entries.
-   */
-  private basePending = false;
   /** Restored: this bridge is the one whose state the file holds, so it may write it. */
   private owner = false;
   /** Saves are spaced by their own cost (see `save`). */
@@ -96,25 +77,19 @@ export class SavedTasks {
   }
 
   /**
-   * Saves the state as it is now; resolves true once written (false if the write failed). While
-   * the spacing wait runs or {@link MAX_PENDING_SAVES} are under way, calls share one more save
-   * after them, so writes never pile up.
+   * Saves the state as it is now; resolves true once written (false if the write failed). Calls
+   * while a save runs share one more save after it, so writes never pile up.
    */
   checkpoint(): Promise<boolean> {
     if (!this.owner) return this.spansSettled().then(() => true);
     const wait = this.nextSaveAtMs - Date.now();
-    const full = this.pending.length >= MAX_PENDING_SAVES || this.basePending;
-    if (this.queued === undefined && !full && wait <= 0) return this.startSave('checkpoint');
-    if (this.queued === undefined) {
-      const oldest = full ? this.pending[0] : undefined;
-      this.queued = (oldest ?? Promise.resolve(true))
-        .catch(() => false)
-        .then(() => sleepMs(this.nextSaveAtMs - Date.now()))
-        .then(() => {
-          this.queued = undefined;
-          return this.checkpoint();
-        });
-    }
+    if (this.saving === undefined && wait <= 0) return this.startSave('checkpoint');
+    this.queued ??= (this.saving ?? Promise.resolve(true))
+      .then(() => sleepMs(this.nextSaveAtMs - Date.now()))
+      .then(() => {
+        this.queued = undefined;
+        return this.checkpoint();
+      });
     return this.queued;
   }
 
@@ -132,9 +107,9 @@ export class SavedTasks {
       if (Number.isFinite(timeoutMs)) timer = setTimeout(() => resolve('timeout'), timeoutMs);
     });
     const saved = (async () => {
-      // The last save comes after every other: each journal entry follows the capture before it.
-      while (this.pending.length > 0 || this.queued !== undefined) {
-        await this.pending[this.pending.length - 1];
+      // Saves never overlap: each journal entry follows the capture written before it.
+      while (this.saving !== undefined || this.queued !== undefined) {
+        await this.saving;
         await this.queued;
       }
       return this.startSave('stop');
@@ -175,50 +150,29 @@ export class SavedTasks {
     }
   }
 
-  /** Captures now and starts a save; it is pending until it ends, and writes after the one before. */
+  /** Starts a save; it is `saving` until it ends, so no other starts meanwhile. */
   private startSave(why: 'stop' | 'checkpoint'): Promise<boolean> {
-    const after = this.lastWrite;
-    let written: () => void = () => undefined;
-    this.lastWrite = new Promise<void>((resolve) => (written = resolve));
-    const saving = this.save(why, after, written).finally(() => {
-      const index = this.pending.indexOf(saving);
-      if (index !== -1) void this.pending.splice(index, 1);
+    const saving = this.save(why).finally(() => {
+      if (this.saving === saving) this.saving = undefined;
     });
-    this.pending.push(saving);
+    this.saving = saving;
     return saving;
   }
 
-  private async save(
-    why: 'stop' | 'checkpoint',
-    /** The previous save's write: this one writes after it. */
-    after: Promise<unknown>,
-    /** Lets the next save write. */
-    written: () => void,
-  ): Promise<boolean> {
-    let ownsBase = false;
+  private async save(why: 'stop' | 'checkpoint'): Promise<boolean> {
     try {
       // Captured now, encoded: later events must not change what this save says.
-      const failuresBefore = this.writeFailures;
       const startedMs = Date.now();
       const encoded = this.capture(why);
       const encodedMs = Date.now();
-      if (encoded?.kind === 'base') {
-        this.basePending = true;
-        ownsBase = true;
-      }
       await this.spansSettled();
-      await after;
-      // A write failed after this capture: its changes are not in the file, and an entry (or
-      // "nothing changed") relative to it would leave them out. The next save is whole.
-      if (this.writeFailures !== failuresBefore && encoded?.kind !== 'base') return false;
       const writingMs = Date.now();
       if (encoded !== undefined) await this.file.write(encoded);
-      if (this.writeFailures === failuresBefore) this.needsWhole = false;
+      this.needsWhole = false;
       // A base's cost grows with the tasks in flight: the next save waits as long as this one
-      // cost (SAVE_SPACING; the waits for the collector and for an entry's fsync not counted),
-      // so saving takes a bounded share of the bridge's time.
-      const costMs =
-        encodedMs - startedMs + (encoded?.kind === 'base' ? Date.now() - writingMs : 0);
+      // took (SAVE_SPACING) (the wait for the collector not counted), so saving takes a bounded
+      // share of the bridge's time.
+      const costMs = encodedMs - startedMs + (Date.now() - writingMs);
       this.nextSaveAtMs = Date.now() + SAVE_SPACING * costMs;
       const log =
         why === 'stop' ? this.logger.info.bind(this.logger) : this.logger.debug.bind(this.logger);
@@ -230,15 +184,11 @@ export class SavedTasks {
       return true;
     } catch (error) {
       this.needsWhole = true;
-      this.writeFailures++;
       this.logger.warn('cannot save the state file', {
         path: this.file.path,
         error: describeError(error),
       });
       return false;
-    } finally {
-      if (ownsBase) this.basePending = false;
-      written();
     }
   }
 

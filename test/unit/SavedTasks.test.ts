@@ -38,96 +38,22 @@ describe('SavedTasks', () => {
 
     await vi.advanceTimersByTimeAsync(1000); // a periodic save starts writing ['a']
     expect(pending).toHaveLength(1);
-    // Two more periodic saves capture while it writes; they write after it, never beside it.
-    await vi.advanceTimersByTimeAsync(2000);
+    await vi.advanceTimersByTimeAsync(2000); // two more turns: one save queued behind it
     expect(pending).toHaveLength(1);
 
     finishedIds = ['a', 'b']; // the stop flushed more
-    let stopped = false;
-    const stop = tasks.stop().then(() => (stopped = true));
+    const stopped = tasks.stop();
     await vi.advanceTimersByTimeAsync(0);
-    expect(pending).toHaveLength(1); // the last save waits for the others
-    for (let released = 0; !stopped && released < 10; released++) {
-      pending[released]?.();
-      await vi.advanceTimersByTimeAsync(20_000);
-      // One write at a time: the next one starts only after this one ended.
-      expect(pending.length).toBeLessThanOrEqual(released + 2);
-    }
-    await stop;
-    // In capture order; the stop's save, last, has what the stop flushed.
-    expect(saved).toEqual(['a', 'a', 'a', 'a,b']);
-  });
-
-  it('captures the next checkpoint while one waits for the collector, and writes them in order', async () => {
-    const { file, saved, pending } = slowFile();
-    let finishedIds = ['a'];
-    const assembler = { snapshot: () => ({ tasks: [], finishedIds }), restore: () => 0 };
-    const releases: (() => void)[] = [];
-    const settled = () => new Promise<void>((resolve) => releases.push(resolve));
-    const tasks = new SavedTasks(file, assembler, quiet, 0, settled);
-    await tasks.start();
-    const turn = () => new Promise((resolve) => setImmediate(resolve));
-
-    const first = tasks.checkpoint();
-    finishedIds = ['a', 'b'];
-    const second = tasks.checkpoint(); // captured now, not after the first is written
-    await turn();
-    expect(releases).toHaveLength(2);
-    releases[1]?.(); // the collector accepted the second's spans first
-    await turn();
-    expect(pending).toHaveLength(0); // still written after the first
-    releases[0]?.();
-    await turn();
-    expect(pending).toHaveLength(1);
+    expect(pending).toHaveLength(1); // the last save waits for the periodic one
     pending[0]?.();
-    await turn();
-    pending[1]?.();
-    expect(await first).toBe(true);
-    expect(await second).toBe(true);
-    expect(saved).toEqual(['a', 'a,b']);
-  });
-
-  it('does not write a capture taken before a write that failed, and says it is not safe', async () => {
-    let fail = true;
-    const saved: string[] = [];
-    const gates: (() => void)[] = [];
-    const file = {
-      path: '/state.json',
-      load: () => Promise.resolve(undefined),
-      encode: (snapshot: AssemblerSnapshot) => snapshot.finishedIds.join(),
-      write: (text: string) =>
-        new Promise<void>((resolve, reject) =>
-          gates.push(() => {
-            if (fail) reject(new Error('disk full'));
-            else {
-              saved.push(text);
-              resolve();
-            }
-          }),
-        ),
-    } as unknown as StateFile;
-    let finishedIds = ['a'];
-    const assembler = { snapshot: () => ({ tasks: [], finishedIds }), restore: () => 0 };
-    const tasks = new SavedTasks(file, assembler, quiet, 0);
-    await tasks.start();
-    const turn = () => new Promise((resolve) => setImmediate(resolve));
-
-    const first = tasks.checkpoint();
-    finishedIds = ['a', 'b'];
-    const second = tasks.checkpoint();
-    await turn();
-    gates[0]?.(); // the first write fails
-    expect(await first).toBe(false);
-    // The second was captured before the failure: neither a base nor safe to acknowledge.
-    expect(await second).toBe(false);
-    expect(gates).toHaveLength(1);
-    fail = false;
-    finishedIds = ['a', 'b', 'c'];
-    const third = tasks.checkpoint();
-    await turn();
-    gates[1]?.();
-    expect(await third).toBe(true);
-    expect(saved).toEqual(['a,b,c']);
+    // Saves are spaced by what the last one cost (its write took two seconds here).
+    await vi.advanceTimersByTimeAsync(20_000);
+    pending[1]?.(); // the queued one, which captured after the first ended
+    await vi.advanceTimersByTimeAsync(20_000);
+    expect(pending).toHaveLength(3);
+    pending[2]?.();
+    await stopped;
+    expect(saved).toEqual(['a', 'a,b', 'a,b']);
   });
 
   it('writes a capture only once the spans finished before it were accepted', async () => {
@@ -180,8 +106,7 @@ describe('SavedTasks spacing', () => {
     const file = {
       path: '/state.json',
       load: () => Promise.resolve(undefined),
-      // A whole state (a base): its write counts in the spacing, an entry's fsync does not.
-      encode: () => ({ kind: 'base', data: Buffer.from('x'), tasks: 0 }),
+      encode: () => 'x',
       // Each write takes 100 ms of (fake) time.
       write: () =>
         new Promise<void>((resolve) =>

@@ -91,7 +91,8 @@ export class AmqpEventSource implements EventSource {
     if (consumer !== undefined) {
       // Messages not handed on stay unacknowledged: RabbitMQ gives them to the next consumer.
       clearTimeout(consumer.ackTimer);
-      await this.checkpoint(consumer);
+      await consumer.checkpointing;
+      if (consumer.lastHandled !== undefined) await this.checkpoint(consumer);
     }
     this.consumer = undefined;
     const connection = this.connection;
@@ -134,15 +135,7 @@ export class AmqpEventSource implements EventSource {
       }
       await channel.bindQueue(queue.queueName, exchange, '#');
       await channel.prefetch(queue.prefetchCount);
-      consumer = {
-        channel,
-        waiting: [],
-        handledSinceAck: 0,
-        checkpoints: 0,
-        acked: Promise.resolve(),
-        closed: false,
-        draining: false,
-      };
+      consumer = { channel, waiting: [], handledSinceAck: 0, closed: false, draining: false };
       await channel.consume(
         queue.queueName,
         (message) => {
@@ -247,51 +240,41 @@ export class AmqpEventSource implements EventSource {
   }
 
   /**
-   * Acknowledge in batches (multiple=true) once safe: a checkpoint for every quarter of the
-   * prefetch window, or for what was handled within ACK_INTERVAL_MS. Up to MAX_CHECKPOINTS run at
-   * once, each waiting for the collector while the broker keeps sending into the rest of the
-   * window; their acknowledgements go out in order (acking a tag acks every one before it).
+   * Acknowledge in batches (multiple=true) once safe: a checkpoint for half the prefetch window,
+   * or for what was handled within ACK_INTERVAL_MS. One checkpoint runs at a time; the other half
+   * of the window keeps the broker sending while it waits for the collector.
    */
   private maybeCheckpoint(consumer: Consumer): void {
-    if (consumer.lastHandled === undefined || consumer.checkpoints >= MAX_CHECKPOINTS) return;
-    if (consumer.handledSinceAck >= Math.max(1, this.options.queue.prefetchCount >> 2)) {
-      void this.checkpoint(consumer);
+    if (consumer.checkpointing !== undefined || consumer.lastHandled === undefined) return;
+    if (consumer.handledSinceAck >= Math.max(1, this.options.queue.prefetchCount >> 1)) {
+      consumer.checkpointing = this.checkpoint(consumer);
     } else {
       consumer.ackTimer ??= setTimeout(() => {
         consumer.ackTimer = undefined;
-        if (consumer.checkpoints < MAX_CHECKPOINTS && consumer.lastHandled !== undefined) {
-          void this.checkpoint(consumer);
+        if (consumer.checkpointing === undefined && consumer.lastHandled !== undefined) {
+          consumer.checkpointing = this.checkpoint(consumer);
         }
       }, ACK_INTERVAL_MS);
     }
   }
 
-  /** Starts a checkpoint of what was handled until now; resolves once its ack is sent (or not). */
-  private checkpoint(consumer: Consumer): Promise<void> {
+  private async checkpoint(consumer: Consumer): Promise<void> {
     clearTimeout(consumer.ackTimer);
     consumer.ackTimer = undefined;
     const upTo = consumer.lastHandled;
     consumer.lastHandled = undefined;
     consumer.handledSinceAck = 0;
-    if (upTo === undefined) return consumer.acked;
-    consumer.checkpoints++;
-    // Asked now, so that it covers exactly what was handled until now.
-    const safe = this.handlers.checkpoint();
-    const previous = consumer.acked;
-    consumer.acked = (async () => {
-      try {
-        const ok = await safe;
-        await previous;
-        if (ok && !consumer.closed) consumer.channel.ack(upTo, true);
-      } catch (error) {
-        // The channel closed meanwhile: the broker redelivers these messages.
-        this.logger.debug('acknowledgement not sent', { error: describe(error) });
-      } finally {
-        consumer.checkpoints--;
-        if (!this.stopping && !consumer.closed) this.maybeCheckpoint(consumer);
+    try {
+      if (upTo !== undefined && (await this.handlers.checkpoint()) && !consumer.closed) {
+        consumer.channel.ack(upTo, true);
       }
-    })();
-    return consumer.acked;
+    } catch (error) {
+      // The channel closed meanwhile: the broker redelivers these messages.
+      this.logger.debug('acknowledgement not sent', { error: describe(error) });
+    } finally {
+      consumer.checkpointing = undefined;
+      if (!this.stopping && !consumer.closed) this.maybeCheckpoint(consumer);
+    }
   }
 
   /** Reads the queue's depth (passive declare) for the backlog gauge and the near-bound warning. */
@@ -349,16 +332,12 @@ interface Consumer {
   /** The newest message handed on and not acknowledged; acking it acks all before it. */
   lastHandled?: amqp.Message;
   handledSinceAck: number;
-  /** Checkpoints under way, and the newest one's acknowledgement (the others come before it). */
-  checkpoints: number;
-  acked: Promise<void>;
+  checkpointing?: Promise<void>;
   ackTimer?: NodeJS.Timeout;
   closed: boolean;
   draining: boolean;
 }
 
-/** Checkpoints under way at once (each a quarter of the prefetch window). */
-const MAX_CHECKPOINTS = 4;
 /** Longest a handled message waits for more to share its checkpoint. */
 const ACK_INTERVAL_MS = 50;
 /** Handing messages on runs in slices of at most this long, so timers and exports run between. */
