@@ -476,7 +476,6 @@ export class Bridge {
   }
 
   private export(task: FinishedTask): void {
-    this.stats.taskExported();
     // Tasks given up on in bulk (a full in-flight table, the age limit) must not crowd out the
     // spans of tasks that really finished.
     const givenUp = task.completeness === 'evicted' || task.completeness === 'expired';

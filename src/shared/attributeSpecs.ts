@@ -132,6 +132,9 @@ export const SPAN_DROP_REASONS = [
   'unserializable',
 ] as const;
 
+/** `reason` of `celery_otel_bridge.trace_contexts.dropped` (TraceTrees). */
+export const TRACE_CONTEXT_DROP_REASONS = ['evicted', 'late'] as const;
+
 /** `reason` of `celery_otel_bridge.beat.untracked` (BeatTracker `UntrackedReason`). */
 export const BEAT_UNTRACKED_REASONS = ['entry_limit', 'app_limit', 'run_limit'] as const;
 

@@ -7,6 +7,7 @@ import {
   LOADAVG_PERIODS,
   RUNTIME_OUTCOMES,
   SPAN_DROP_REASONS,
+  TRACE_CONTEXT_DROP_REASONS,
   TASK_EVENT_STATES,
 } from './attributeSpecs.js';
 
@@ -256,6 +257,24 @@ export const METRIC_SPECS = {
     attributes: [],
     counted: true,
   },
+  eventsDuplicate: {
+    name: 'celery_otel_bridge.events.duplicate',
+    kind: 'counter',
+    unit: '{event}',
+    description:
+      'Events already applied (a redelivery after a restart, a task received twice, a second terminal event of an exported failure): not applied again',
+    attributes: [],
+    counted: true,
+  },
+  traceContextsDropped: {
+    name: 'celery_otel_bridge.trace_contexts.dropped',
+    kind: 'counter',
+    unit: '{context}',
+    description:
+      'Worker-companion trace contexts not applied, by reason: evicted (the memory of task trees was full), late (the tree already had its trace: a span link instead)',
+    attributes: [attr(ATTR.REASON, TRACE_CONTEXT_DROP_REASONS)],
+    counted: true,
+  },
   spansExported: {
     name: 'celery_otel_bridge.spans.exported',
     kind: 'counter',
@@ -356,6 +375,14 @@ export const METRIC_SPECS = {
     description:
       "Messages ready in the bridge's own RabbitMQ queue, read every few seconds (up to --amqp-prefetch more are delivered and not yet acknowledged)",
     attributes: [],
+  },
+  brokerDisconnects: {
+    name: 'celery_otel_bridge.broker.disconnects',
+    kind: 'counter',
+    unit: '{disconnect}',
+    description: 'Times the broker connection was lost; the bridge reconnects with backoff',
+    attributes: [],
+    counted: true,
   },
   brokerConnected: {
     name: 'celery_otel_bridge.broker.connected',

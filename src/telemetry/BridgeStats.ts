@@ -23,14 +23,6 @@ export class BridgeStats implements AssemblerCounters, SpanExportCounters {
   private readonly counts = new Map<CountedMetric, Map<string, number>>();
   /** The hottest counter (every event), looked up once. */
   private readonly eventsByType: Map<string, number>;
-  // Counted for their callers' sake, not exported as metrics.
-  tasksExported = 0;
-  duplicateEvents = 0;
-  /** Worker companion: tree/chord contexts forgotten (bounded memory); root contexts too late. */
-  evictedTraceContexts = 0;
-  lateTraceContexts = 0;
-  brokerDisconnects = 0;
-  exportOutages = 0;
   private readonly reported = new Set<string>();
   private sinceSummary = new Map<string, number>();
 
@@ -100,7 +92,7 @@ export class BridgeStats implements AssemblerCounters, SpanExportCounters {
   }
 
   duplicateEvent(): void {
-    this.duplicateEvents++;
+    this.count('eventsDuplicate');
   }
 
   tasksEvicted(count: number): void {
@@ -112,8 +104,9 @@ export class BridgeStats implements AssemblerCounters, SpanExportCounters {
     );
   }
 
+  /** Worker companion: a tree's or chord's context forgotten (bounded memory, TraceTrees). */
   traceContextsEvicted(count: number): void {
-    this.evictedTraceContexts += count;
+    this.count('traceContextsDropped', count, 'evicted');
     this.noteProblem('trace_contexts_evicted', count);
     this.once(
       'trace_contexts_evicted',
@@ -132,13 +125,10 @@ export class BridgeStats implements AssemblerCounters, SpanExportCounters {
     );
   }
 
+  /** Worker companion: a root's context came after its tree's trace was fixed. */
   lateTraceContext(): void {
-    this.lateTraceContexts++;
+    this.count('traceContextsDropped', 1, 'late');
     this.noteProblem('trace_context_late', 1);
-  }
-
-  taskExported(): void {
-    this.tasksExported++;
   }
 
   exported(count: number): void {
@@ -160,7 +150,6 @@ export class BridgeStats implements AssemblerCounters, SpanExportCounters {
   }
 
   exportFailing(detail: string): void {
-    this.exportOutages++;
     this.logger.warn(
       'the collector is failing: spans are kept (up to OTEL_BSP_MAX_QUEUE_SIZE) and retried with backoff',
       {
@@ -202,7 +191,7 @@ export class BridgeStats implements AssemblerCounters, SpanExportCounters {
   }
 
   brokerDisconnected(): void {
-    this.brokerDisconnects++;
+    this.count('brokerDisconnects');
   }
 
   /** Logs what went wrong since the last call, if anything. Called on a timer. */

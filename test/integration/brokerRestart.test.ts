@@ -15,6 +15,7 @@ import {
   startCeleryWorker,
 } from '../support/celeryWorker.js';
 import { OtlpReceiver, taskSpansOf } from '../support/OtlpReceiver.js';
+import { parsePrometheus, sumOf } from '../support/prometheusText.js';
 import { startOwnRedis } from '../support/ownRedis.js';
 import { freePort, sleep, until } from '../support/testUtils.js';
 
@@ -157,6 +158,11 @@ describe.each(outages)('broker outage: $name', (outage) => {
     ).toHaveLength(1);
     expect(slowSpans.length).toBeLessThanOrEqual(2);
     expect(bridge.logLines.some((line) => line.includes('reconnecting'))).toBe(true);
+    // The outage is counted for alerting on a flapping connection, not only logged.
+    const families = parsePrometheus(await (await fetch(`${base}/metrics`)).text());
+    expect(sumOf(families, 'celery_otel_bridge_broker_disconnects_total')).toBeGreaterThanOrEqual(
+      1,
+    );
     expect(bridge.child.exitCode).toBeNull();
   }, 240_000);
 });

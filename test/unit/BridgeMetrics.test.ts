@@ -32,6 +32,7 @@ interface Harness {
   lastText: () => string;
   advance(ms: number): void;
   labels: MetricLabels;
+  stats: BridgeStats;
 }
 
 const servers: HttpServer[] = [];
@@ -91,6 +92,7 @@ async function harness(
   let text = '';
   return {
     labels,
+    stats,
     lastText: () => text,
     feed(events) {
       for (const event of events) {
@@ -391,6 +393,34 @@ describe('issue 14 metrics: exceptions by type, oldest ages, prefetched, loadavg
       1,
     );
     expect(sumOf(families, 'celery_task_exceptions_total', { error_type: 'RuntimeError' })).toBe(1);
+  });
+
+  it('counts duplicate events, trace contexts not applied and broker disconnects', async () => {
+    const h = await harness();
+    const before = await h.scrape();
+    expect(sumOf(before, 'celery_otel_bridge_events_duplicate_total')).toBe(0);
+    const received = fixture.find((e) => e.type === 'task-received');
+    const failed = fixture.find((e) => e.type === 'task-failed');
+    if (received === undefined || failed === undefined) throw new Error('fixture incomplete');
+    // A redelivered task-received of a task in flight, then the whole stream with a second
+    // task-failed of its exported failure (a hard time limit sends two).
+    h.feed([received, received]);
+    h.feed(fixture.filter((e) => e !== received));
+    h.feed([{ ...failed, timestamp: (failed as { timestamp: number }).timestamp + 0.2 }]);
+    // The assembler's TraceTrees and the broker source report these (docs/companion.md).
+    h.stats.traceContextsEvicted(3);
+    h.stats.lateTraceContext();
+    h.stats.brokerDisconnected();
+    h.stats.brokerDisconnected();
+    const families = await h.scrape();
+    expect(sumOf(families, 'celery_otel_bridge_events_duplicate_total')).toBe(2);
+    expect(
+      sumOf(families, 'celery_otel_bridge_trace_contexts_dropped_total', { reason: 'evicted' }),
+    ).toBe(3);
+    expect(
+      sumOf(families, 'celery_otel_bridge_trace_contexts_dropped_total', { reason: 'late' }),
+    ).toBe(1);
+    expect(sumOf(families, 'celery_otel_bridge_broker_disconnects_total')).toBe(2);
   });
 
   it('reports the oldest waiting and running task per name, and prefetched per worker', async () => {

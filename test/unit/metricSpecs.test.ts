@@ -71,6 +71,7 @@ async function everythingEmitted(): Promise<MetricData[]> {
   stats.rejected({ reason: 'invalid_json', detail: 'test' }, 1);
   stats.truncated('name', 1);
   stats.dropped('queue_full', 1, 'test');
+  stats.traceContextsEvicted(1);
   stats.internalError('test', new Error('test'));
   const now = hrTime();
   const tracker = new BeatTracker(
