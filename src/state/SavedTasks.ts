@@ -125,6 +125,13 @@ export class SavedTasks {
   }
 
   private async restore(): Promise<void> {
+    const removed = await this.file.removeStaleTemporaries();
+    if (removed > 0) {
+      this.logger.info('removed temporary state files left by a write cut short (a crash)', {
+        path: this.file.path,
+        files: removed,
+      });
+    }
     try {
       const loaded = await this.file.load();
       if (loaded === undefined) return;

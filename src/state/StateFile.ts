@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { AssemblerChanges, AssemblerSnapshot } from '../assemble/TaskAssembler.js';
 import { StateFileError } from '../shared/errors.js';
 import { readOwnFile } from './readOwnFile.js';
-import { replaceFile } from './replaceFile.js';
+import { removeStaleTemporaries, replaceFile } from './replaceFile.js';
 import { replayJournal } from './replayJournal.js';
 import { StateJournal } from './StateJournal.js';
 import {
@@ -29,6 +29,13 @@ export const MAX_STATE_FILE_BYTES = 256 * 1024 * 1024;
  * since each compaction costs two renames and four fsyncs whatever its size.
  */
 export const MIN_COMPACTION_BYTES = 1024 * 1024;
+
+/**
+ * A temporary file this much older than the start is taken to be a crashed write's: a write takes
+ * milliseconds, and this leaves alone one still under way in a bridge that has not yet noticed it
+ * lost the queue to this one.
+ */
+export const STALE_TEMPORARY_MS = 60_000;
 
 /** A capture encoded at its instant, to write once its spans are settled. */
 export type EncodedState =
@@ -186,6 +193,17 @@ export class StateFile {
       journalEntries: reading.entries.length,
       ...(reading.problem === undefined ? {} : { journalProblem: reading.problem }),
     };
+  }
+
+  /**
+   * Removes what writes cut short by a crash left behind (replaceFile's temporary files of the
+   * base and the journal); call it before this process writes. Returns how many were removed.
+   */
+  async removeStaleTemporaries(nowMs: number = Date.now()): Promise<number> {
+    return (
+      (await removeStaleTemporaries(this.path, STALE_TEMPORARY_MS, nowMs)) +
+      (await removeStaleTemporaries(this.journal.path, STALE_TEMPORARY_MS, nowMs))
+    );
   }
 
   private refused(why: string): StateFileError {

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { constants, type Stats } from 'node:fs';
-import { type FileHandle, mkdir, open, rename, unlink } from 'node:fs/promises';
+import { type FileHandle, lstat, mkdir, open, readdir, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
 const { O_CREAT, O_EXCL, O_NOFOLLOW, O_RDONLY, O_WRONLY, O_DIRECTORY } = constants;
@@ -16,7 +16,7 @@ const { O_CREAT, O_EXCL, O_NOFOLLOW, O_RDONLY, O_WRONLY, O_DIRECTORY } = constan
 export async function replaceFile(path: string, data: Uint8Array): Promise<Stats> {
   const directory = dirname(path);
   await mkdir(directory, { recursive: true, mode: 0o700 });
-  const temporary = join(directory, `.${basename(path)}.${randomBytes(12).toString('hex')}.tmp`);
+  const temporary = join(directory, temporaryName(path, randomBytes(12).toString('hex')));
   const handle = await open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600);
   let stat: Stats;
   try {
@@ -34,6 +34,52 @@ export async function replaceFile(path: string, data: Uint8Array): Promise<Stats
   }
   await syncDirectory(directory);
   return stat;
+}
+
+/** The name of a temporary file of `path`: `.<name>.<24 hex digits>.tmp`, beside it. */
+function temporaryName(path: string, random: string): string {
+  return `.${basename(path)}.${random}.tmp`;
+}
+
+/**
+ * Removes the temporary files `replaceFile` left beside `path` when the process was killed
+ * between creating one and renaming it (a `kill -9` or a power cut mid-write): without this,
+ * every such crash would leave a file of up to the state file's size for good. Only files of this
+ * user whose name `replaceFile` could have made and that were last written `olderThanMs` ago or
+ * more are removed, so a write under way in another process (a bridge that has not noticed yet
+ * that it lost the queue) is left alone. Returns how many were removed; never throws.
+ */
+export async function removeStaleTemporaries(
+  path: string,
+  olderThanMs: number,
+  nowMs: number = Date.now(),
+): Promise<number> {
+  const directory = dirname(path);
+  const prefix = `.${basename(path)}.`;
+  let names: string[];
+  try {
+    names = await readdir(directory);
+  } catch {
+    return 0; // no directory yet: nothing was written
+  }
+  const uid = process.getuid?.();
+  let removed = 0;
+  for (const name of names) {
+    if (!name.startsWith(prefix) || !name.endsWith('.tmp')) continue;
+    const random = name.slice(prefix.length, -'.tmp'.length);
+    if (!/^[0-9a-f]{24}$/.test(random) || name !== temporaryName(path, random)) continue;
+    const file = join(directory, name);
+    try {
+      const stat = await lstat(file);
+      if (!stat.isFile() || (uid !== undefined && stat.uid !== uid)) continue;
+      if (nowMs - stat.mtimeMs < olderThanMs) continue;
+      await unlink(file);
+      removed++;
+    } catch {
+      // Gone meanwhile, or not ours to remove: leave it.
+    }
+  }
+  return removed;
 }
 
 /** Makes a rename durable: without it a power cut can bring the old file back. */

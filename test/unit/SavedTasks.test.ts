@@ -13,6 +13,7 @@ function slowFile() {
   const file = {
     path: '/state.json',
     load: () => Promise.resolve(undefined),
+    removeStaleTemporaries: () => Promise.resolve(0),
     encode: (snapshot: AssemblerSnapshot) => snapshot.finishedIds.join(),
     write: (text: string) =>
       new Promise<void>((resolve) =>
@@ -106,6 +107,7 @@ describe('SavedTasks spacing', () => {
     const file = {
       path: '/state.json',
       load: () => Promise.resolve(undefined),
+      removeStaleTemporaries: () => Promise.resolve(0),
       encode: () => 'x',
       // Each write takes 100 ms of (fake) time.
       write: () =>

@@ -1,7 +1,15 @@
 // SavedTasks with the real state file and assembler: checkpoints append to the journal, the
 // whole state is written at the first save, on stop and after a failed save, and what a new
 // bridge loads after a kill at any checkpoint is the state captured at that checkpoint.
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import {
+  existsSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -99,6 +107,25 @@ describe('SavedTasks with the journal', () => {
     await second.saved.start();
     expect(json(second.assembler.snapshot())).toEqual(first.expected());
     expect(second.lines.join('\n')).toMatch(/restored unfinished tasks.*"journalEntries":\d+/);
+  });
+
+  it('on becoming the owner, removes the temporary file a write killed mid-way left', async () => {
+    const path = join(root, `state-${counter++}.json`);
+    const first = bridge(path);
+    await first.saved.start();
+    first.feed(events.slice(0, Math.floor(events.length / 2)));
+    expect(await first.saved.checkpoint()).toBe(true);
+    // A kill -9 inside replaceFile, after its open and before its rename, two minutes ago.
+    const leftover = join(root, `.state-${counter - 1}.json.${'0'.repeat(24)}.tmp`);
+    writeFileSync(leftover, '{"format":', { mode: 0o600 });
+    const twoMinutesAgo = Date.now() / 1000 - 120;
+    utimesSync(leftover, twoMinutesAgo, twoMinutesAgo);
+
+    const second = bridge(path);
+    await second.saved.start();
+    expect(existsSync(leftover)).toBe(false);
+    expect(second.lines.join('\n')).toMatch(/removed temporary state files.*"files":1/);
+    expect(json(second.assembler.snapshot())).toEqual(first.expected());
   });
 
   it('writes the whole state at the first save after a start and on stop', async () => {

@@ -10,6 +10,7 @@ import {
   statSync,
   symlinkSync,
   truncateSync,
+  utimesSync,
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -18,7 +19,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { TaskAssembler } from '../../src/assemble/TaskAssembler.js';
 import type { AssemblerSnapshot } from '../../src/assemble/TaskAssembler.js';
 import { defaultStateDirectory } from '../../src/config/defaultStateDirectory.js';
-import { MAX_STATE_FILE_BYTES, StateFile } from '../../src/state/StateFile.js';
+import { MAX_STATE_FILE_BYTES, STALE_TEMPORARY_MS, StateFile } from '../../src/state/StateFile.js';
 import { amqpCompanionFixtureMessages, amqpFixtureMessages } from '../support/fixtures.js';
 import { ASSEMBLER_OPTIONS, assemblerEventsOf, decodeAll } from '../support/pipeline.js';
 
@@ -191,6 +192,52 @@ describe('StateFile', () => {
     }));
     await expect(file.save({ tasks, finishedIds: [] })).rejects.toThrow(/more than \d+ bytes/);
     expect(readdirSync(dir)).toEqual([]);
+  });
+});
+
+describe('temporary files of writes cut short', () => {
+  it('removes the old ones of the base and the journal, and nothing else', async () => {
+    const dir = freshDir();
+    const path = join(dir, 'state.json');
+    const file = new StateFile(path);
+    await file.save(fixtureSnapshot());
+    const now = Date.now();
+    const old = (now - STALE_TEMPORARY_MS - 5_000) / 1000;
+    const plant = (name: string, mtimeSeconds: number): void => {
+      writeFileSync(join(dir, name), 'half a state file', { mode: 0o600 });
+      utimesSync(join(dir, name), mtimeSeconds, mtimeSeconds);
+    };
+    const random = (digit: string): string => digit.repeat(24);
+    // What a kill -9 between replaceFile's open and its rename leaves: removed.
+    plant(`.state.json.${random('a')}.tmp`, old);
+    plant(`.state.json.journal.${random('b')}.tmp`, old);
+    // A write that may still be under way in another process: kept.
+    plant(`.state.json.${random('c')}.tmp`, now / 1000);
+    // Names replaceFile never makes for this file: kept.
+    plant(`.state.json.${random('d')}x.tmp`, old);
+    plant(`.other.json.${random('e')}.tmp`, old);
+    plant('notes.tmp', old);
+    mkdirSync(join(dir, `.state.json.${random('f')}.tmp`));
+
+    expect(await file.removeStaleTemporaries(now)).toBe(2);
+    expect(readdirSync(dir).sort()).toEqual(
+      [
+        `.other.json.${random('e')}.tmp`,
+        `.state.json.${random('c')}.tmp`,
+        `.state.json.${random('d')}x.tmp`,
+        `.state.json.${random('f')}.tmp`,
+        'notes.tmp',
+        'state.json',
+        'state.json.journal',
+      ].sort(),
+    );
+    // The state itself is untouched.
+    expect((await file.load())?.snapshot.tasks.length).toBeGreaterThan(0);
+  });
+
+  it('finds nothing to remove where nothing was written yet', async () => {
+    const file = new StateFile(join(freshDir(true), 'state.json'));
+    expect(await file.removeStaleTemporaries()).toBe(0);
   });
 });
 
