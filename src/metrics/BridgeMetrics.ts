@@ -143,10 +143,15 @@ export class BridgeMetrics {
       if (spec.counted !== true) continue;
       const metric = key as CountedMetric;
       const attribute = spec.attributes[0]?.name;
+      const known = spec.attributes[0]?.values ?? [];
       observeMetric(meter, spec, (observe) => {
-        // Without attributes the one series is there from the start, at 0.
+        // Without attributes the one series is there from the start, at 0; so is each value of
+        // a closed list (the drop reasons), so that `increase()` sees the first drop too rather
+        // than a series that starts at 1 (https://prometheus.io/docs/practices/instrumentation/#avoid-missing-metrics).
         if (attribute === undefined) return observe(stats.total(metric));
-        for (const [value, count] of stats.series(metric)) observe(count, { [attribute]: value });
+        const series = stats.series(metric);
+        for (const value of known) if (!series.has(value)) observe(0, { [attribute]: value });
+        for (const [value, count] of series) observe(count, { [attribute]: value });
       });
     }
     observeMetric(meter, METRIC_SPECS.taskNameOverflow, (observe) =>

@@ -15,6 +15,7 @@ import { BridgeMetricProducer } from '../../src/metrics/BridgeMetricProducer.js'
 import { WorkerLiveness } from '../../src/assemble/WorkerLiveness.js';
 import { Logger } from '../../src/log/Logger.js';
 import { BridgeStats } from '../../src/telemetry/BridgeStats.js';
+import { SPAN_DROP_REASONS } from '../../src/shared/attributeSpecs.js';
 import { METRIC_SPECS, type MetricSpec } from '../../src/shared/metricSpecs.js';
 import { prometheusNames } from '../../src/shared/metricsTable.js';
 import { amqpFixtureMessages } from '../support/fixtures.js';
@@ -399,6 +400,16 @@ describe('issue 14 metrics: exceptions by type, oldest ages, prefetched, loadavg
     const h = await harness();
     const before = await h.scrape();
     expect(sumOf(before, 'celery_otel_bridge_events_duplicate_total')).toBe(0);
+    // Each reason of a closed list is there at 0 before its first drop, so increase() sees it.
+    const reasons = (family: string): string[] =>
+      (before.find((f) => f.name === family)?.metrics ?? []).map((m) => m.labels?.['reason'] ?? '');
+    expect(reasons('celery_otel_bridge_trace_contexts_dropped_total').sort()).toEqual([
+      'evicted',
+      'late',
+    ]);
+    expect(reasons('celery_otel_bridge_spans_dropped_total').sort()).toEqual(
+      [...SPAN_DROP_REASONS].sort(),
+    );
     const received = fixture.find((e) => e.type === 'task-received');
     const failed = fixture.find((e) => e.type === 'task-failed');
     if (received === undefined || failed === undefined) throw new Error('fixture incomplete');
