@@ -135,15 +135,16 @@ export class Bridge {
       connection: (state, detail) => {
         if (state === 'connected' && this.disconnectedSince !== undefined)
           this.sweeper.afterOutage();
+        // One outage is one disconnect, however often a source reports it (ioredis closes again
+        // at each failed reconnect; a cancelled RabbitMQ consumer is followed by the close).
+        if (state === 'disconnected' && this.disconnectedSince === undefined)
+          this.stats.brokerDisconnected();
         if (state === 'disconnected') this.disconnectedSince ??= Date.now();
         else this.disconnectedSince = undefined;
         this.connected = state === 'connected';
         this.connectionDetail = detail;
         if (state === 'connected') this.logger.info(detail);
-        else {
-          this.stats.brokerDisconnected();
-          this.logger.warn(`${detail}; reconnecting`);
-        }
+        else this.logger.warn(`${detail}; reconnecting`);
       },
     };
     this.broker = createBroker(options, handlers, logger);

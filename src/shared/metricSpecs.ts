@@ -380,7 +380,8 @@ export const METRIC_SPECS = {
     name: 'celery_otel_bridge.broker.disconnects',
     kind: 'counter',
     unit: '{disconnect}',
-    description: 'Times the broker connection was lost; the bridge reconnects with backoff',
+    description:
+      'Times the broker connection was lost, once per outage however many reconnects fail meanwhile',
     attributes: [],
     counted: true,
   },
