@@ -121,7 +121,9 @@ export class SpanExportQueue {
     const ready = this.exporter.ready?.();
     if (ready === undefined) return Promise.resolve();
     let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)));
+    const timeout = new Promise<void>(
+      (resolve) => (timer = setTimeout(resolve, timeoutMs).unref()),
+    );
     return Promise.race([ready, timeout]).finally(() => clearTimeout(timer));
   }
 

@@ -66,8 +66,7 @@ export async function removeStaleTemporaries(
   let removed = 0;
   for (const name of names) {
     if (!name.startsWith(prefix) || !name.endsWith('.tmp')) continue;
-    const random = name.slice(prefix.length, -'.tmp'.length);
-    if (!/^[0-9a-f]{24}$/.test(random) || name !== temporaryName(path, random)) continue;
+    if (!/^[0-9a-f]{24}$/.test(name.slice(prefix.length, -'.tmp'.length))) continue;
     const file = join(directory, name);
     try {
       const stat = await lstat(file);
