@@ -42,16 +42,26 @@ async function server(
 
 describe('ThreadedOtlpExporter', () => {
   it('says when its thread takes exports, so the bridge consumes only then', async () => {
-    const exporter = new ThreadedOtlpExporter({ url: 'http://127.0.0.1:9/v1/traces' });
+    // A thread that says it is ready only after a while, and stays until shut down.
+    const exporter = new ThreadedOtlpExporter(
+      { url: 'http://127.0.0.1:9/v1/traces' },
+      undefined,
+      new URL(
+        'data:text/javascript,' +
+          encodeURIComponent(
+            "import { parentPort } from 'node:worker_threads';" +
+              "setTimeout(() => parentPort.postMessage({ type: 'ready' }), 400);" +
+              "parentPort.on('message', (m) => { if (m.type === 'shutdown') parentPort.close(); });",
+          ),
+      ),
+    );
     try {
       let ready = false;
       const waiting = exporter.ready().then(() => (ready = true));
-      // The thread loads the SDK's exporter first: not ready within the constructor's turn.
-      await Promise.resolve();
-      expect(ready).toBe(false);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(ready, 'ready before the thread said so').toBe(false);
       await waiting;
-      const internals = exporter as unknown as { worker: Worker | undefined };
-      expect(internals.worker).toBeDefined();
+      expect(ready).toBe(true);
     } finally {
       await exporter.shutdown();
     }
