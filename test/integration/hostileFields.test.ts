@@ -238,7 +238,10 @@ describe('hostile event fields through RabbitMQ', () => {
         `${peakRssMiB(bridge.child.pid ?? 0).toFixed(0)} MiB\n`,
     );
     expect(failures).toEqual([]);
-    expect(latencies.length).toBeGreaterThan(5);
+    // At least one probe ran while the hostile events were handled. How many depends on how
+    // fast the bridge got through them (one every 100 ms): a count would be a timing assertion,
+    // and it failed once with 5 when the attack was quick.
+    expect(latencies.length).toBeGreaterThan(0);
     expect(bridge.child.exitCode).toBeNull();
   }, 180_000);
 });
