@@ -8,6 +8,7 @@ import {
 import type { Resource } from '@opentelemetry/resources';
 import type { ReadableSpan, TimedEvent } from '@opentelemetry/sdk-trace-base';
 import { ProtoWriter, varintSize } from './ProtoWriter.js';
+import type { SpanDropReason } from '../shared/attributeSpecs.js';
 
 /**
  * Serialises spans into an OTLP `ExportTraceServiceRequest` in protobuf, byte for byte what
@@ -152,7 +153,7 @@ export class ProtobufSpanSerializer implements ISerializer<
 }
 
 /** Why the serializer left a span out: `celery_otel_bridge.spans.dropped{reason}`. */
-export type SerializerDropReason = 'too_large' | 'unserializable';
+export type SerializerDropReason = Extract<SpanDropReason, 'too_large' | 'unserializable'>;
 
 export interface SpanSerializerOptions {
   /** Largest encoded span sent; a larger one is left out alone. Default DEFAULT_MAX_SPAN_BYTES. */

@@ -1,5 +1,6 @@
 import { type ExportResult, ExportResultCode } from '@opentelemetry/core';
 import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace-base';
+import type { SpanDropReason } from '../shared/attributeSpecs.js';
 
 export interface SpanExportQueueOptions {
   /** Spans waiting for export at most; more are dropped and counted (OTEL_BSP_MAX_QUEUE_SIZE). */
@@ -18,7 +19,11 @@ export interface SpanExportQueueOptions {
 
 export interface SpanExportCounters {
   exported(count: number): void;
-  dropped(reason: 'queue_full' | 'export_rejected', count: number, detail: string): void;
+  dropped(
+    reason: Extract<SpanDropReason, 'queue_full' | 'export_rejected'>,
+    count: number,
+    detail: string,
+  ): void;
   /** The collector started failing (once per outage): spans are kept and retried. */
   exportFailing(detail: string): void;
   /** The collector accepts spans again after failing for `outageMs`. */

@@ -131,9 +131,11 @@ export const SPAN_DROP_REASONS = [
   'too_large',
   'unserializable',
 ] as const;
+export type SpanDropReason = (typeof SPAN_DROP_REASONS)[number];
 
 /** `reason` of `celery_otel_bridge.trace_contexts.dropped` (TraceTrees). */
 export const TRACE_CONTEXT_DROP_REASONS = ['evicted', 'late'] as const;
+export type TraceContextDropReason = (typeof TRACE_CONTEXT_DROP_REASONS)[number];
 
 /** `reason` of `celery_otel_bridge.beat.untracked` (BeatTracker `UntrackedReason`). */
 export const BEAT_UNTRACKED_REASONS = ['entry_limit', 'app_limit', 'run_limit'] as const;

@@ -1,8 +1,8 @@
 import type { AssemblerCounters } from '../assemble/TaskAssembler.js';
 import type { DecodeRejection } from '../shared/DecodeRejection.js';
-import type { SerializerDropReason } from '../export/ProtobufSpanSerializer.js';
 import type { SpanExportCounters } from '../export/SpanExportQueue.js';
 import type { Logger } from '../log/Logger.js';
+import type { SpanDropReason, TraceContextDropReason } from '../shared/attributeSpecs.js';
 import { describeBug } from '../shared/describeError.js';
 import {
   type CountedMetric,
@@ -106,7 +106,7 @@ export class BridgeStats implements AssemblerCounters, SpanExportCounters {
 
   /** Worker companion: a tree's or chord's context forgotten (bounded memory, TraceTrees). */
   traceContextsEvicted(count: number): void {
-    this.count('traceContextsDropped', count, 'evicted');
+    this.traceContextsDropped('evicted', count);
     this.noteProblem('trace_contexts_evicted', count);
     this.once(
       'trace_contexts_evicted',
@@ -127,7 +127,7 @@ export class BridgeStats implements AssemblerCounters, SpanExportCounters {
 
   /** Worker companion: a root's context came after its tree's trace was fixed. */
   lateTraceContext(): void {
-    this.count('traceContextsDropped', 1, 'late');
+    this.traceContextsDropped('late', 1);
     this.noteProblem('trace_context_late', 1);
   }
 
@@ -162,11 +162,7 @@ export class BridgeStats implements AssemblerCounters, SpanExportCounters {
     this.logger.info('the collector accepts spans again', { outageMs });
   }
 
-  dropped(
-    reason: 'queue_full' | 'export_rejected' | SerializerDropReason,
-    count: number,
-    detail: string,
-  ): void {
+  dropped(reason: SpanDropReason, count: number, detail: string): void {
     this.count('spansDropped', count, reason);
     this.noteProblem(`spans_dropped:${reason}`, count);
     this.once(`dropped:${reason}`, detail);
@@ -201,6 +197,11 @@ export class BridgeStats implements AssemblerCounters, SpanExportCounters {
     for (const [key, value] of this.sinceSummary) fields[key] = value;
     this.sinceSummary = new Map();
     this.logger.warn('problems since the last summary', fields);
+  }
+
+  /** The reason is one of the metric's declared values, which BridgeMetrics serves from 0. */
+  private traceContextsDropped(reason: TraceContextDropReason, count: number): void {
+    this.count('traceContextsDropped', count, reason);
   }
 
   private once(key: string, detail: string): void {
