@@ -133,24 +133,26 @@ export class Bridge {
       checkpoint: () => this.checkpoint(),
       activate: () => this.savedTasks?.start() ?? Promise.resolve(),
       connection: (state, detail) => {
-        const outageStartedMs = this.disconnectedSince;
-        if (state === 'connected' && outageStartedMs !== undefined) this.sweeper.afterOutage();
         // One outage is one disconnect and one warning, however often a source reports it
-        // (ioredis closes again at each failed reconnect; a cancelled RabbitMQ consumer is
-        // followed by the close); /readyz says the latest detail meanwhile.
-        if (state === 'disconnected' && outageStartedMs === undefined) {
-          this.stats.brokerDisconnected();
-          this.logger.warn(`${detail}; reconnecting`);
+        // (EventSourceHandlers.connection); /readyz says the latest detail meanwhile.
+        const outageStartedMs = this.disconnectedSince;
+        if (state === 'disconnected') {
+          if (outageStartedMs === undefined) {
+            this.disconnectedSince = Date.now();
+            this.stats.brokerDisconnected();
+            this.logger.warn(`${detail}; reconnecting`);
+          }
+        } else {
+          this.disconnectedSince = undefined;
+          if (outageStartedMs === undefined) this.logger.info(detail);
+          else {
+            this.sweeper.afterOutage();
+            const away = ((Date.now() - outageStartedMs) / 1000).toFixed(1);
+            this.logger.info(`${detail} after ${away} s away`);
+          }
         }
-        if (state === 'disconnected') this.disconnectedSince ??= Date.now();
-        else this.disconnectedSince = undefined;
         this.connected = state === 'connected';
         this.connectionDetail = detail;
-        if (state === 'connected' && outageStartedMs !== undefined)
-          this.logger.info(
-            `${detail} after ${((Date.now() - outageStartedMs) / 1000).toFixed(1)} s away`,
-          );
-        else if (state === 'connected') this.logger.info(detail);
       },
     };
     this.broker = createBroker(options, handlers, logger);

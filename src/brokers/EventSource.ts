@@ -6,7 +6,12 @@ export interface EventSourceHandlers {
   message(message: RawEventMessage): void;
   /** A broker message that is not even an event message (e.g. a broken kombu envelope). */
   rejected(rejection: DecodeRejection, count: number): void;
-  /** Connection state changes, for logs and readiness; `detail` is safe to log. */
+  /**
+   * Connection state changes, for logs and readiness; `detail` is safe to log. `disconnected`
+   * may come several times in one outage (ioredis closes again at each failed reconnect; a
+   * cancelled RabbitMQ consumer is followed by the connection's close): the bridge counts and
+   * logs the first.
+   */
   connection(state: 'connected' | 'disconnected', detail: string): void;
   /**
    * Resolves true once everything the messages handled so far contributed is safe (their

@@ -16,7 +16,7 @@ const { O_CREAT, O_EXCL, O_NOFOLLOW, O_RDONLY, O_WRONLY, O_DIRECTORY } = constan
 export async function replaceFile(path: string, data: Uint8Array): Promise<Stats> {
   const directory = dirname(path);
   await mkdir(directory, { recursive: true, mode: 0o700 });
-  const temporary = join(directory, temporaryName(path, randomBytes(12).toString('hex')));
+  const temporary = join(directory, temporaryName(path));
   const handle = await open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600);
   let stat: Stats;
   try {
@@ -36,9 +36,20 @@ export async function replaceFile(path: string, data: Uint8Array): Promise<Stats
   return stat;
 }
 
-/** The name of a temporary file of `path`: `.<name>.<24 hex digits>.tmp`, beside it. */
-function temporaryName(path: string, random: string): string {
-  return `.${basename(path)}.${random}.tmp`;
+/** Random bytes in a temporary file's name: hex-encoded, twice as many digits. */
+const RANDOM_BYTES = 12;
+
+/** A new temporary file name for `path`: `.<name>.<random hex>.tmp`, beside it. */
+function temporaryName(path: string): string {
+  return `.${basename(path)}.${randomBytes(RANDOM_BYTES).toString('hex')}.tmp`;
+}
+
+/** Whether `name` is one `temporaryName(path)` could have made. */
+function isTemporaryName(path: string, name: string): boolean {
+  const prefix = `.${basename(path)}.`;
+  if (!name.startsWith(prefix) || !name.endsWith('.tmp')) return false;
+  const random = name.slice(prefix.length, -'.tmp'.length);
+  return random.length === 2 * RANDOM_BYTES && /^[0-9a-f]+$/.test(random);
 }
 
 /**
@@ -55,7 +66,6 @@ export async function removeStaleTemporaries(
   nowMs: number = Date.now(),
 ): Promise<number> {
   const directory = dirname(path);
-  const prefix = `.${basename(path)}.`;
   let names: string[];
   try {
     names = await readdir(directory);
@@ -65,8 +75,7 @@ export async function removeStaleTemporaries(
   const uid = process.getuid?.();
   let removed = 0;
   for (const name of names) {
-    if (!name.startsWith(prefix) || !name.endsWith('.tmp')) continue;
-    if (!/^[0-9a-f]{24}$/.test(name.slice(prefix.length, -'.tmp'.length))) continue;
+    if (!isTemporaryName(path, name)) continue;
     const file = join(directory, name);
     try {
       const stat = await lstat(file);
