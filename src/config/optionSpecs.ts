@@ -221,7 +221,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
     group: 'broker',
     env: 'CELERY_OTEL_BRIDGE_AMQP_PREFETCH',
     kind: 'integer',
-    default: '2000',
+    default: '8000',
     min: 1,
     help: 'RabbitMQ: unacknowledged messages in flight to the bridge',
   },

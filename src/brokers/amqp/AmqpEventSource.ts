@@ -1,13 +1,19 @@
-import amqp from 'amqplib';
+import { Worker } from 'node:worker_threads';
 import type { AmqpQueueOptions } from '../BrokerOptions.js';
 import type { BrokerEndpoint } from '../BrokerOptions.js';
-import { BrokerSetupError } from '../../shared/errors.js';
+import { BrokerSetupError, BrokerUnreachableError } from '../../shared/errors.js';
 import type { Logger } from '../../log/Logger.js';
-import { describeBrokerError, warnIfTlsInsecure } from '../brokerTlsOptions.js';
-import { connectWithRetry } from '../connectWithRetry.js';
+import { workerScriptUrl } from '../../shared/workerScriptUrl.js';
+import { warnIfTlsInsecure } from '../brokerTlsOptions.js';
 import { describeError as describe } from '../../shared/describeError.js';
 import { backoffDelayMs, type EventSource, type EventSourceHandlers } from '../EventSource.js';
-import { connectAmqp } from './connectAmqp.js';
+import { AmqpMetaReader } from './amqpMessageMeta.js';
+import type {
+  AmqpBatch,
+  AmqpReadThreadData,
+  AmqpThreadEvent,
+  AmqpThreadRequest,
+} from './amqpThreadMessages.js';
 
 export interface AmqpEventSourceOptions {
   readonly broker: BrokerEndpoint;
@@ -26,25 +32,41 @@ export interface AmqpEventSourceOptions {
  * first), in age (`x-message-ttl`) and in life (`x-expires`: deleted once no bridge has consumed
  * it for that long), and single-active-consumer so a second bridge waits as a standby.
  *
+ * The connection lives on a worker thread (amqpReadThread.ts), which hands deliveries over in
+ * batches when this thread asks, as the Redis source's does; they are handed on here in slices.
  * Nothing is acknowledged before it is safe (`handlers.checkpoint`): a `kill -9` at any moment
  * leaves every message whose spans the collector has not accepted, or whose in-flight tasks are
  * not in the state file, in the queue for the next bridge. Back-pressure needs no cancel (which
- * would hand the queue to a standby): while paused, deliveries wait here unhandled and
- * unacknowledged, and RabbitMQ stops sending once `--amqp-prefetch` are unacknowledged, so the
- * backlog stays in the queue, within its own bounds.
+ * would hand the queue to a standby): while paused, no batch is taken, deliveries wait in the
+ * thread unacknowledged, and RabbitMQ stops sending once `--amqp-prefetch` are unacknowledged, so
+ * the backlog stays in the queue, within its own bounds.
  * https://www.rabbitmq.com/docs/ttl https://www.rabbitmq.com/docs/maxlength
  * https://www.rabbitmq.com/docs/consumer-prefetch https://www.rabbitmq.com/docs/consumers#single-active-consumer
  */
 export class AmqpEventSource implements EventSource {
-  private connection: amqp.ChannelModel | undefined;
-  private consumer: Consumer | undefined;
+  private worker: Worker | undefined;
+  /** Channels numbered below this are closed: their batches are dropped, their messages unacked. */
+  private liveFrom = 0;
+  /** The next thread's first channel number (numbers are never reused). */
+  private nextGeneration = 1;
+  private batch: AmqpBatch | undefined;
+  private next = 0;
+  /** Batches received while one is being handed on (at most one: pulled ahead). */
+  private readonly queued: AmqpBatch[] = [];
+  private readonly metas = new AmqpMetaReader();
+  private draining = false;
   private stopping = false;
   private paused = false;
-  private reconnectTimer: NodeJS.Timeout | undefined;
-  private backlogTimer: NodeJS.Timeout | undefined;
+  private exited: (() => void) | undefined;
+  private restartTimer: NodeJS.Timeout | undefined;
   /** `handlers.activate` ran (or runs): once per process, before the first message. */
   private activation: Promise<void> | undefined;
   private active = false;
+  /** The newest message handed on and not acknowledged (acking it acks all before it). */
+  private lastHandled: { generation: number; tag: number } | undefined;
+  private handledSinceAck = 0;
+  private checkpointing: Promise<void> | undefined;
+  private ackTimer: NodeJS.Timeout | undefined;
   private backlogMessages: number | undefined;
   private nearBoundWarned = false;
   private bytesHandled = 0;
@@ -54,6 +76,7 @@ export class AmqpEventSource implements EventSource {
     private readonly options: AmqpEventSourceOptions,
     private readonly handlers: EventSourceHandlers,
     private readonly logger: Logger,
+    private readonly threadUrl: URL = workerScriptUrl('amqpReadThread.js', import.meta.url),
   ) {}
 
   /** Messages ready in the bridge's queue at the last reading (every few seconds). */
@@ -62,16 +85,8 @@ export class AmqpEventSource implements EventSource {
   }
 
   async start(): Promise<void> {
-    const { broker, connectTimeoutMs } = this.options;
-    warnIfTlsInsecure(broker, this.logger);
-    await connectWithRetry(
-      broker,
-      connectTimeoutMs,
-      () => this.connectAndConsume(),
-      (msg, fields) => this.logger.warn(msg, fields),
-      () => this.stopping,
-    );
-    this.backlogTimer = setInterval(() => void this.readBacklog(), BACKLOG_INTERVAL_MS).unref();
+    warnIfTlsInsecure(this.options.broker, this.logger);
+    await this.spawn();
   }
 
   pause(): void {
@@ -80,107 +95,146 @@ export class AmqpEventSource implements EventSource {
 
   resume(): void {
     this.paused = false;
-    if (this.consumer !== undefined) this.drain(this.consumer);
+    this.scheduleDrain();
   }
 
   async stop(): Promise<void> {
     this.stopping = true;
-    clearTimeout(this.reconnectTimer);
-    clearInterval(this.backlogTimer);
-    const consumer = this.consumer;
-    if (consumer !== undefined) {
-      // Messages not handed on stay unacknowledged: RabbitMQ gives them to the next consumer.
-      clearTimeout(consumer.ackTimer);
-      await consumer.checkpointing;
-      if (consumer.lastHandled !== undefined) await this.checkpoint(consumer);
-    }
-    this.consumer = undefined;
-    const connection = this.connection;
-    this.connection = undefined;
-    if (connection !== undefined) {
-      try {
-        await connection.close();
-      } catch {
-        // Already closed: nothing to release.
-      }
-    }
+    clearTimeout(this.restartTimer);
+    // Messages not handed on stay unacknowledged: RabbitMQ gives them to the next consumer.
+    this.queued.length = 0;
+    this.batch = undefined;
+    clearTimeout(this.ackTimer);
+    await this.checkpointing;
+    if (this.lastHandled !== undefined) await this.checkpoint();
+    const worker = this.worker;
+    if (worker === undefined) return;
+    const exited = new Promise<void>((resolve) => (this.exited = resolve));
+    // The thread sends the acknowledgements it was given, then closes the connection.
+    this.post({ type: 'stop' });
+    const timer = setTimeout(() => void worker.terminate(), 5000);
+    await exited;
+    clearTimeout(timer);
   }
 
-  private async connectAndConsume(): Promise<void> {
-    const { broker, queue, exchange } = this.options;
-    const connection = await connectAmqp(broker);
-    let consumer: Consumer;
-    try {
-      const channel = await connection.createChannel();
-      // Celery declares `celeryev` as a durable topic exchange (celery/events/event.py).
-      await channel.assertExchange(exchange, 'topic', { durable: true, autoDelete: false });
-      try {
-        await channel.assertQueue(queue.queueName, {
-          durable: true,
-          arguments: {
-            'x-max-length-bytes': queue.queueMaxBytes,
-            'x-overflow': 'drop-head',
-            'x-message-ttl': queue.queueMessageTtlMs,
-            'x-expires': queue.queueExpiresMs,
-            'x-single-active-consumer': true,
-          },
-        });
-      } catch (error) {
-        throw new BrokerSetupError(
-          `RabbitMQ refused to declare queue ${JSON.stringify(queue.queueName)}: ${describe(error)}. ` +
-            'If it exists with other arguments (an older bridge version or other --amqp-queue-* values), ' +
-            'delete it (rabbitmqctl delete_queue NAME) or choose another name with --amqp-queue.',
-          { cause: error },
-        );
-      }
-      await channel.bindQueue(queue.queueName, exchange, '#');
-      await channel.prefetch(queue.prefetchCount);
-      consumer = { channel, waiting: [], handledSinceAck: 0, closed: false, draining: false };
-      await channel.consume(
-        queue.queueName,
-        (message) => {
-          if (message === null) {
-            // The broker cancelled the consumer (queue deleted): reconnect to redeclare it.
-            this.handlers.connection('disconnected', 'RabbitMQ cancelled the consumer');
-            void connection.close().catch(() => undefined);
+  /** Starts the read thread; resolves once it consumes. */
+  private spawn(): Promise<void> {
+    const { broker, exchange, queue, connectTimeoutMs } = this.options;
+    const data: AmqpReadThreadData = {
+      broker,
+      exchange,
+      queue,
+      connectTimeoutMs,
+      maxBatchBytes: MAX_BATCH_BYTES,
+      backlogIntervalMs: BACKLOG_INTERVAL_MS,
+      firstGeneration: this.nextGeneration,
+    };
+    const worker = new Worker(this.threadUrl, { workerData: data });
+    this.worker = worker;
+    let started = false;
+    return new Promise<void>((resolve, reject) => {
+      worker.on('message', (event: AmqpThreadEvent) => {
+        switch (event.type) {
+          case 'started':
+            started = true;
+            this.connected(event.generation, event.detail);
+            resolve();
             return;
-          }
-          consumer.waiting.push(message);
-          this.drain(consumer);
-        },
-        { noAck: false },
-      );
-    } catch (error) {
-      await connection.close().catch(() => undefined);
-      throw error;
-    }
-    this.connection = connection;
-    this.consumer = consumer;
-    connection.on('error', (error: unknown) => {
-      this.logger.warn('RabbitMQ connection error', { error: describe(error) });
+          case 'failed':
+            void worker.terminate();
+            reject(
+              event.setup
+                ? new BrokerSetupError(event.message)
+                : new BrokerUnreachableError(event.message),
+            );
+            return;
+          default:
+            this.onEvent(event);
+        }
+      });
+      worker.on('error', (error) => {
+        this.logger.error('the RabbitMQ read thread failed', { error: error.message });
+        reject(new BrokerUnreachableError(`the RabbitMQ read thread failed: ${error.message}`));
+      });
+      worker.on('exit', () => {
+        if (this.worker === worker) this.worker = undefined;
+        // Whatever that thread delivered is no longer acknowledgeable: the broker redelivers it.
+        this.liveFrom = this.nextGeneration;
+        if (this.exited !== undefined) {
+          this.exited();
+        } else if (started && !this.stopping) {
+          this.handlers.connection('disconnected', 'the RabbitMQ read thread stopped unexpectedly');
+          this.restart(0);
+        }
+      });
     });
-    connection.on('close', () => {
-      // Unacknowledged messages, handled or not, go back to the queue; the assembler and the
-      // state file drop what they already saw (duplicates are counted, not exported twice).
-      consumer.closed = true;
-      clearTimeout(consumer.ackTimer);
-      consumer.waiting.length = 0;
-      if (this.stopping || this.connection !== connection) return;
-      this.connection = undefined;
-      this.consumer = undefined;
-      this.handlers.connection('disconnected', `lost the connection to ${broker.redactedUrl}`);
-      this.reconnect(0);
-    });
-    this.handlers.connection(
-      'connected',
-      `consuming ${exchange} on ${broker.redactedUrl} via queue ${queue.queueName}`,
-    );
   }
 
-  /** Hands waiting messages on, in slices, unless paused, activating or stopping. */
-  private drain(consumer: Consumer): void {
-    if (consumer.closed || this.stopping || this.paused || consumer.waiting.length === 0) return;
+  private restart(attempt: number): void {
+    this.restartTimer = setTimeout(() => {
+      this.spawn().catch((error: unknown) => {
+        this.logger.warn('RabbitMQ read thread restart failed, retrying', {
+          error: describe(error),
+        });
+        this.restart(attempt + 1);
+      });
+    }, backoffDelayMs(attempt));
+  }
+
+  private post(request: AmqpThreadRequest): void {
+    this.worker?.postMessage(request);
+  }
+
+  private connected(generation: number, detail: string): void {
+    this.nextGeneration = Math.max(this.nextGeneration, generation + 1);
+    this.handlers.connection('connected', detail);
+    this.post({ type: 'pull' });
+  }
+
+  private onEvent(event: AmqpThreadEvent): void {
+    switch (event.type) {
+      case 'batch':
+        this.nextGeneration = Math.max(this.nextGeneration, event.generation + 1);
+        if (this.stopping) return;
+        this.queued.push(event);
+        this.scheduleDrain();
+        return;
+      case 'connection':
+        if (event.state === 'connected') {
+          this.connected(event.generation, event.detail);
+          return;
+        }
+        // Unacknowledged messages, handed on or not, go back to the queue; the assembler and
+        // the state file drop what they already saw (duplicates are counted, not exported twice).
+        this.liveFrom = Math.max(this.liveFrom, event.generation + 1);
+        this.handlers.connection('disconnected', event.detail);
+        return;
+      case 'backlog':
+        this.onBacklog(event.messages);
+        return;
+      case 'log':
+        if (event.level === 'debug') this.logger.debug(event.msg, event.fields);
+        else this.logger.warn(event.msg, event.fields);
+        return;
+      default:
+        return;
+    }
+  }
+
+  private scheduleDrain(): void {
+    if (this.draining) return;
+    this.draining = true;
+    setImmediate(() => {
+      this.draining = false;
+      this.drain();
+    });
+  }
+
+  /** Hands queued messages on for one slice, unless paused, activating or stopping. */
+  private drain(): void {
+    if (this.stopping || this.paused) return;
     if (!this.active) {
+      if (this.batch === undefined && this.queued.length === 0) return;
       // The first message this process gets: load what a previous active consumer saved.
       this.activation ??= this.handlers
         .activate()
@@ -191,52 +245,61 @@ export class AmqpEventSource implements EventSource {
         })
         .finally(() => {
           this.active = true;
-          if (this.consumer !== undefined) this.drain(this.consumer);
+          this.scheduleDrain();
         });
       return;
     }
-    const waiting = consumer.waiting;
-    // Usually one message waits (the one just delivered): the clock is read only for a backlog of
-    // them (after a pause or the activation), which is handed on in slices.
-    const sliced = waiting.length > 1;
-    const deadline = sliced ? performance.now() + DRAIN_SLICE_MS : 0;
-    let handled = 0;
-    while (handled < waiting.length && !this.paused) {
-      const message = waiting[handled++] as amqp.Message;
-      this.handOn(message);
-      consumer.lastHandled = message;
-      consumer.handledSinceAck++;
-      if (sliced && performance.now() >= deadline) break;
+    const deadline = performance.now() + DRAIN_SLICE_MS;
+    for (;;) {
+      if (this.batch === undefined) {
+        const batch = this.queued.shift();
+        if (batch === undefined) break;
+        // A batch from a closed channel: its messages come again on the next one.
+        if (batch.generation < this.liveFrom) continue;
+        this.batch = batch;
+        this.next = 0;
+        // Pulled ahead: the read thread readies the next batch while this one is handed on.
+        this.post({ type: 'pull' });
+      }
+      const batch = this.batch;
+      if (batch.generation < this.liveFrom) {
+        this.batch = undefined;
+        continue;
+      }
+      const { bytes, offsets, tags, generation } = batch;
+      const count = offsets.length / 3;
+      const first = this.next;
+      while (this.next < count && !this.paused) {
+        const at = 3 * this.next++;
+        const meta = offsets[at] as number;
+        const payload = offsets[at + 1] as number;
+        const end = offsets[at + 2] as number;
+        this.handOn(
+          Buffer.from(bytes, meta, payload - meta),
+          Buffer.from(bytes, payload, end - payload),
+        );
+        if (performance.now() >= deadline) break;
+      }
+      if (this.next > first) {
+        this.lastHandled = { generation, tag: tags?.[this.next - 1] ?? 0 };
+        this.handledSinceAck += this.next - first;
+      }
+      if (this.next >= count) this.batch = undefined;
+      if (this.paused || performance.now() >= deadline) {
+        if (!this.paused && (this.batch !== undefined || this.queued.length > 0)) {
+          this.scheduleDrain();
+        }
+        break;
+      }
     }
-    if (handled === waiting.length) waiting.length = 0;
-    else waiting.splice(0, handled);
-    if (waiting.length > 0 && !this.paused && !consumer.draining) {
-      consumer.draining = true;
-      setImmediate(() => {
-        consumer.draining = false;
-        this.drain(consumer);
-      });
-    }
-    this.maybeCheckpoint(consumer);
+    this.maybeCheckpoint();
   }
 
-  private handOn(message: amqp.Message): void {
-    const properties = message.properties as {
-      contentType?: unknown;
-      contentEncoding?: unknown;
-      headers?: Record<string, unknown>;
-    };
-    const compression = properties.headers?.['compression'];
-    this.bytesHandled += message.content.length;
+  private handOn(meta: Buffer, body: Buffer): void {
+    const { routingKey, contentType, contentEncoding, compression } = this.metas.read(meta);
+    this.bytesHandled += body.length;
     this.messagesHandled++;
-    this.handlers.message({
-      routingKey: message.fields.routingKey,
-      contentType: typeof properties.contentType === 'string' ? properties.contentType : '',
-      contentEncoding:
-        typeof properties.contentEncoding === 'string' ? properties.contentEncoding : undefined,
-      compression: typeof compression === 'string' ? compression : undefined,
-      body: message.content,
-    });
+    this.handlers.message({ routingKey, contentType, contentEncoding, compression, body });
   }
 
   /**
@@ -244,52 +307,45 @@ export class AmqpEventSource implements EventSource {
    * or for what was handled within ACK_INTERVAL_MS. One checkpoint runs at a time; the other half
    * of the window keeps the broker sending while it waits for the collector.
    */
-  private maybeCheckpoint(consumer: Consumer): void {
-    if (consumer.checkpointing !== undefined || consumer.lastHandled === undefined) return;
-    if (consumer.handledSinceAck >= Math.max(1, this.options.queue.prefetchCount >> 1)) {
-      consumer.checkpointing = this.checkpoint(consumer);
+  private maybeCheckpoint(): void {
+    if (this.checkpointing !== undefined || this.lastHandled === undefined) return;
+    if (this.handledSinceAck >= Math.max(1, this.options.queue.prefetchCount >> 1)) {
+      this.checkpointing = this.checkpoint();
     } else {
-      consumer.ackTimer ??= setTimeout(() => {
-        consumer.ackTimer = undefined;
-        if (consumer.checkpointing === undefined && consumer.lastHandled !== undefined) {
-          consumer.checkpointing = this.checkpoint(consumer);
+      this.ackTimer ??= setTimeout(() => {
+        this.ackTimer = undefined;
+        if (this.checkpointing === undefined && this.lastHandled !== undefined) {
+          this.checkpointing = this.checkpoint();
         }
       }, ACK_INTERVAL_MS);
     }
   }
 
-  private async checkpoint(consumer: Consumer): Promise<void> {
-    clearTimeout(consumer.ackTimer);
-    consumer.ackTimer = undefined;
-    const upTo = consumer.lastHandled;
-    consumer.lastHandled = undefined;
-    consumer.handledSinceAck = 0;
+  private async checkpoint(): Promise<void> {
+    clearTimeout(this.ackTimer);
+    this.ackTimer = undefined;
+    const upTo = this.lastHandled;
+    this.lastHandled = undefined;
+    this.handledSinceAck = 0;
     try {
-      if (upTo !== undefined && (await this.handlers.checkpoint()) && !consumer.closed) {
-        consumer.channel.ack(upTo, true);
+      if (upTo !== undefined && (await this.handlers.checkpoint())) {
+        // The thread also ignores an acknowledgement for a channel that closed meanwhile.
+        if (upTo.generation >= this.liveFrom) {
+          this.post({ type: 'ack', generation: upTo.generation, tag: upTo.tag });
+        }
       }
-    } catch (error) {
-      // The channel closed meanwhile: the broker redelivers these messages.
-      this.logger.debug('acknowledgement not sent', { error: describe(error) });
     } finally {
-      consumer.checkpointing = undefined;
-      if (!this.stopping && !consumer.closed) this.maybeCheckpoint(consumer);
+      this.checkpointing = undefined;
+      if (!this.stopping) this.maybeCheckpoint();
     }
   }
 
-  /** Reads the queue's depth (passive declare) for the backlog gauge and the near-bound warning. */
-  private async readBacklog(): Promise<void> {
-    const consumer = this.consumer;
-    if (consumer === undefined || consumer.closed) return;
-    try {
-      const { messageCount } = await consumer.channel.checkQueue(this.options.queue.queueName);
-      this.backlogMessages = messageCount;
-    } catch {
-      return; // the connection is going: the reconnect reports it
-    }
+  /** The queue's depth, for the backlog gauge and the near-bound warning. */
+  private onBacklog(messages: number): void {
+    this.backlogMessages = messages;
     // RabbitMQ's bound is in bytes; the mean size of what was handled estimates the backlog's.
     const meanBytes = this.messagesHandled > 0 ? this.bytesHandled / this.messagesHandled : 0;
-    const estimate = this.backlogMessages * meanBytes;
+    const estimate = messages * meanBytes;
     const bound = this.options.queue.queueMaxBytes;
     if (!this.nearBoundWarned && estimate >= NEAR_BOUND * bound) {
       this.nearBoundWarned = true;
@@ -297,7 +353,7 @@ export class AmqpEventSource implements EventSource {
         'the bridge queue is near its size bound: past it RabbitMQ drops the oldest events (raise --amqp-queue-max-bytes, or make the collector faster)',
         {
           queue: this.options.queue.queueName,
-          messages: this.backlogMessages,
+          messages,
           estimatedBytes: Math.round(estimate),
           maxBytes: bound,
         },
@@ -306,42 +362,14 @@ export class AmqpEventSource implements EventSource {
       this.nearBoundWarned = false;
     }
   }
-
-  /** After a lost connection: retry for as long as the bridge runs. */
-  private reconnect(attempt: number): void {
-    if (this.stopping) return;
-    const delay = backoffDelayMs(attempt);
-    this.reconnectTimer = setTimeout(() => {
-      this.connectAndConsume().catch((error: unknown) => {
-        this.logger.warn('RabbitMQ reconnect failed, retrying', {
-          broker: this.options.broker.redactedUrl,
-          error: describeBrokerError(error, this.options.broker),
-          retryInMs: backoffDelayMs(attempt + 1),
-        });
-        this.reconnect(attempt + 1);
-      });
-    }, delay);
-  }
-}
-
-/** One channel's consumer: what it was given and what it has handed on but not acknowledged. */
-interface Consumer {
-  readonly channel: amqp.Channel;
-  /** Delivered, not handed on yet (paused, activating, or a slice ended). */
-  readonly waiting: amqp.Message[];
-  /** The newest message handed on and not acknowledged; acking it acks all before it. */
-  lastHandled?: amqp.Message;
-  handledSinceAck: number;
-  checkpointing?: Promise<void>;
-  ackTimer?: NodeJS.Timeout;
-  closed: boolean;
-  draining: boolean;
 }
 
 /** Longest a handled message waits for more to share its checkpoint. */
 const ACK_INTERVAL_MS = 50;
 /** Handing messages on runs in slices of at most this long, so timers and exports run between. */
 const DRAIN_SLICE_MS = 10;
+/** Bytes of deliveries per batch from the read thread; the rest waits there (within the prefetch window). */
+const MAX_BATCH_BYTES = 1024 * 1024;
 const BACKLOG_INTERVAL_MS = 5000;
 /** Warn when the queue's estimated size passes this share of `x-max-length-bytes`. */
 const NEAR_BOUND = 0.8;

@@ -7,8 +7,8 @@ import { workerScriptUrl } from '../../shared/workerScriptUrl.js';
 import { warnIfTlsInsecure } from '../brokerTlsOptions.js';
 import { decodeKombuEnvelope, isDecodeRejection } from './decodeKombuEnvelope.js';
 import { backoffDelayMs, type EventSource, type EventSourceHandlers } from '../EventSource.js';
+import type { ReadBatch } from '../ReadBuffer.js';
 import type {
-  RedisBatch,
   RedisReadThreadData,
   RedisThreadEvent,
   RedisThreadRequest,
@@ -51,10 +51,10 @@ const SLASH = 0x2f;
 export class RedisEventSource implements EventSource {
   private worker: Worker | undefined;
   /** The batch being processed and the next message in it. */
-  private batch: RedisBatch | undefined;
+  private batch: ReadBatch | undefined;
   private next = 0;
   /** Batches received while one is being processed (at most one: pulled ahead). */
-  private readonly queued: RedisBatch[] = [];
+  private readonly queued: ReadBatch[] = [];
   private draining = false;
   private stopped: (() => void) | undefined;
   private restartTimer: NodeJS.Timeout | undefined;

@@ -19,7 +19,7 @@ import { connectWithRetry } from '../connectWithRetry.js';
 import { redisEventChannels, redisFanoutPrefixes } from './redisChannels.js';
 import { redisConnectionOptions } from './redisConnectionOptions.js';
 import { backoffDelayMs } from '../EventSource.js';
-import { RedisReadBuffer } from './RedisReadBuffer.js';
+import { ReadBuffer } from '../ReadBuffer.js';
 import type {
   RedisReadThreadData,
   RedisThreadEvent,
@@ -34,7 +34,7 @@ const { broker } = options;
 const send = (event: RedisThreadEvent, transfer: ArrayBuffer[] = []): void =>
   port.postMessage(event, transfer);
 
-const buffer = new RedisReadBuffer(
+const buffer = new ReadBuffer(
   {
     maxBufferedBytes: options.channels.maxBufferedBytes,
     chunkBytes: options.maxBatchBytes,

@@ -1,6 +1,7 @@
 import type { RedisChannelOptions } from '../BrokerOptions.js';
 import type { BrokerEndpoint } from '../BrokerOptions.js';
 import type { LogFields } from '../../log/Logger.js';
+import type { ReadBatch } from '../ReadBuffer.js';
 
 /** What RedisEventSource hands its read thread at start (structured-cloned). */
 export interface RedisReadThreadData {
@@ -21,24 +22,9 @@ export type RedisThreadRequest =
   /** Unsubscribe, hand over what was read, and exit. */
   | { readonly type: 'stop' };
 
-/**
- * Messages as read, in order, nothing decoded: one transferred buffer with each message's channel
- * name and payload (kombu's envelope) back to back; message i's channel is
- * `offsets[3i]`..`offsets[3i+1]` and its payload `offsets[3i+1]`..`offsets[3i+2]`.
- */
-export interface RedisBatch {
-  readonly type: 'batch';
-  readonly bytes: ArrayBuffer;
-  readonly offsets: Uint32Array;
-  /** Messages dropped since the last batch because the read buffer was full. */
-  readonly dropped: number;
-  /** Sent after a stop: the thread exits once they are all sent. */
-  readonly final: boolean;
-}
-
 /** Read thread -> bridge thread. */
 export type RedisThreadEvent =
-  | RedisBatch
+  | ReadBatch
   | { readonly type: 'started'; readonly detail: string }
   | { readonly type: 'failed'; readonly message: string }
   | {

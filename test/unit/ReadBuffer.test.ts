@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { RedisReadBuffer } from '../../src/brokers/redis/RedisReadBuffer.js';
-import type { RedisBatch } from '../../src/brokers/redis/redisThreadMessages.js';
+import { type ReadBatch, ReadBuffer } from '../../src/brokers/ReadBuffer.js';
 
 const CHANNEL = Buffer.from('/0.celeryev/task.multi');
 
@@ -11,7 +10,7 @@ function payload(index: number, size = 100): Buffer {
 }
 
 /** The messages of a batch as [channel, payload] strings, read back from its offsets. */
-function messagesOf(batch: RedisBatch): [string, string][] {
+function messagesOf(batch: ReadBatch): [string, string][] {
   const out: [string, string][] = [];
   const { bytes, offsets } = batch;
   for (let at = 0; at < offsets.length; at += 3) {
@@ -26,11 +25,11 @@ function messagesOf(batch: RedisBatch): [string, string][] {
 
 /** A buffer whose turns run when the test says so, and whose batches are collected. */
 function setup(maxBufferedBytes: number, chunkBytes: number) {
-  const batches: RedisBatch[] = [];
+  const batches: ReadBatch[] = [];
   const transfers: ArrayBuffer[][] = [];
   const turns: (() => void)[] = [];
   const gauge = new Float64Array(1);
-  const buffer = new RedisReadBuffer(
+  const buffer = new ReadBuffer(
     { maxBufferedBytes, chunkBytes, gauge },
     (batch, transfer) => {
       batches.push(batch);
@@ -46,7 +45,7 @@ function setup(maxBufferedBytes: number, chunkBytes: number) {
 
 const SIZE = CHANNEL.length + 100;
 
-describe('RedisReadBuffer', () => {
+describe('ReadBuffer', () => {
   it('sends nothing until pulled, then one chunk per pull, in order, on the next turn', () => {
     const { buffer, batches, nextTurn } = setup(1 << 20, 3 * SIZE);
     for (let i = 0; i < 7; i++) buffer.read(CHANNEL, payload(i));
@@ -106,7 +105,7 @@ describe('RedisReadBuffer', () => {
     for (let i = 0; i < 2000; i++) buffer.read(CHANNEL, payload(i, 10));
     buffer.pull();
     nextTurn();
-    const messages = messagesOf(batches[0] as RedisBatch);
+    const messages = messagesOf(batches[0] as ReadBatch);
     expect(messages).toHaveLength(2000);
     expect(messages.at(-1)?.[1]).toBe(payload(1999, 10).toString());
   });
@@ -185,5 +184,66 @@ describe('RedisReadBuffer', () => {
     const { buffer, batches } = setup(1 << 20, 1 << 16);
     buffer.flush();
     expect(batches.map((b) => [messagesOf(b).length, b.dropped, b.final])).toEqual([[0, 0, true]]);
+  });
+
+  it('keeps a number with each message when tagged, sent as the batch tags and transferred', () => {
+    const batches: ReadBatch[] = [];
+    const transfers: ArrayBuffer[][] = [];
+    const turns: (() => void)[] = [];
+    const buffer = new ReadBuffer(
+      { maxBufferedBytes: Infinity, chunkBytes: 2 * SIZE, tagged: true },
+      (batch, transfer) => {
+        batches.push(batch);
+        transfers.push(transfer);
+      },
+      (callback) => turns.push(callback),
+    );
+    // More messages than the tags column starts with, so it grows.
+    const many = 300;
+    const big = new ReadBuffer(
+      { maxBufferedBytes: Infinity, chunkBytes: 1 << 20, tagged: true },
+      (batch) => batches.push(batch),
+      (callback) => turns.push(callback),
+    );
+    for (let i = 1; i <= 3; i++) buffer.read(CHANNEL, payload(i), 1000 + i);
+    for (let i = 1; i <= many; i++) big.read(CHANNEL, payload(i, 10), i);
+    for (const source of [buffer, buffer, big]) {
+      source.pull();
+      for (const turn of turns.splice(0)) turn();
+    }
+    expect(batches.map((b) => Array.from(b.tags ?? []))).toEqual([
+      [1001, 1002],
+      [1003],
+      Array.from({ length: many }, (_, i) => i + 1),
+    ]);
+    expect(messagesOf(batches[2] as ReadBatch)).toHaveLength(many);
+    expect(transfers[0]).toEqual([
+      batches[0]?.bytes,
+      batches[0]?.offsets.buffer,
+      batches[0]?.tags?.buffer,
+    ]);
+  });
+
+  it('sends no tags when not tagged', () => {
+    const { buffer, batches, nextTurn } = setup(1 << 20, 1 << 16);
+    buffer.read(CHANNEL, payload(0), 7);
+    buffer.pull();
+    nextTurn();
+    expect(batches[0]?.tags).toBeUndefined();
+  });
+
+  it('forgets what it holds at a discard, uncounted, and keeps a waiting pull', () => {
+    const { buffer, batches, gauge, nextTurn } = setup(1 << 20, 2 * SIZE);
+    for (let i = 0; i < 3; i++) buffer.read(CHANNEL, payload(i));
+    buffer.discard();
+    expect(gauge[0]).toBe(0);
+    buffer.pull();
+    nextTurn();
+    expect(batches).toEqual([]);
+    buffer.read(CHANNEL, payload(3));
+    nextTurn();
+    expect(batches.map((b) => [messagesOf(b).map(([, p]) => p.split(':')[0]), b.dropped])).toEqual([
+      [['m3'], 0],
+    ]);
   });
 });
