@@ -114,4 +114,29 @@ describe('bridge queue on RabbitMQ', () => {
       expect(span?.attributes['celery.task.incomplete']).toBeUndefined();
     }
   });
+
+  it('declares its queue again and keeps consuming when the queue is deleted under it', async () => {
+    const running = bridge as BridgeProcess;
+    const before = (await produce(AMQP_URL, queue, 'adds', ['3'])) as { adds: string[] };
+    await receiver.waitForSpans((all) => before.adds.every((id) => taskIdsWithSpans(all).has(id)));
+    const channel = await connection.createChannel();
+    await channel.deleteQueue(bridgeQueue);
+    // RabbitMQ cancels the consumer; the read thread reports it and consumes on a new channel.
+    await running.waitForLog(/"msg":"consuming .* after [0-9.]+ s away"/);
+    await channel.checkQueue(bridgeQueue);
+    await channel.close();
+    const after = (await produce(AMQP_URL, queue, 'adds', ['4'])) as { adds: string[] };
+    const spans = await receiver.waitForSpans((all) =>
+      after.adds.every((id) => taskIdsWithSpans(all).has(id)),
+    );
+    for (const id of after.adds) {
+      expect(taskSpansOf(spans, id)[0]?.attributes['celery.task.state']).toBe('SUCCESS');
+    }
+    // An acknowledgement meant for the cancelled channel, applied to the new one, would close it
+    // with PRECONDITION_FAILED (unknown delivery tag).
+    expect(running.logLines.filter((line) => /PRECONDITION|channel error/i.test(line))).toEqual([]);
+    expect(running.logLines.filter((line) => line.includes('cancelled the consumer'))).toHaveLength(
+      1,
+    );
+  });
 });

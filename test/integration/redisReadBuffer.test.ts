@@ -173,7 +173,8 @@ describe('Redis read buffer', () => {
   it('starts a new read thread when its thread dies, and says so', async () => {
     const seen = startSource(randomName('buf'), 64 * 1024 * 1024, 0);
     await source?.start();
-    await (source as unknown as { worker: Worker }).worker.terminate();
+    // The source's read thread, reached into: nothing outside the process can kill it alone.
+    await (source as unknown as { thread: { worker: Worker } }).thread.worker.terminate();
     await until('a new thread subscribed', () =>
       Promise.resolve(seen.connection.join(',') === 'connected,disconnected,connected'),
     );

@@ -1,12 +1,11 @@
-import { Worker } from 'node:worker_threads';
 import type { AmqpQueueOptions } from '../BrokerOptions.js';
 import type { BrokerEndpoint } from '../BrokerOptions.js';
-import { BrokerSetupError, BrokerUnreachableError } from '../../shared/errors.js';
 import type { Logger } from '../../log/Logger.js';
 import { workerScriptUrl } from '../../shared/workerScriptUrl.js';
 import { warnIfTlsInsecure } from '../brokerTlsOptions.js';
 import { describeError as describe } from '../../shared/describeError.js';
-import { backoffDelayMs, type EventSource, type EventSourceHandlers } from '../EventSource.js';
+import type { EventSource, EventSourceHandlers } from '../EventSource.js';
+import { ReadThread } from '../ReadThread.js';
 import { AmqpMetaReader } from './amqpMessageMeta.js';
 import type {
   AmqpBatch,
@@ -44,7 +43,7 @@ export interface AmqpEventSourceOptions {
  * https://www.rabbitmq.com/docs/consumer-prefetch https://www.rabbitmq.com/docs/consumers#single-active-consumer
  */
 export class AmqpEventSource implements EventSource {
-  private worker: Worker | undefined;
+  private readonly thread: ReadThread<AmqpReadThreadData, AmqpThreadRequest, AmqpThreadEvent>;
   /** Channels numbered below this are closed: their batches are dropped, their messages unacked. */
   private liveFrom = 0;
   /** The next thread's first channel number (numbers are never reused). */
@@ -57,8 +56,6 @@ export class AmqpEventSource implements EventSource {
   private draining = false;
   private stopping = false;
   private paused = false;
-  private exited: (() => void) | undefined;
-  private restartTimer: NodeJS.Timeout | undefined;
   /** `handlers.activate` ran (or runs): once per process, before the first message. */
   private activation: Promise<void> | undefined;
   private active = false;
@@ -76,8 +73,33 @@ export class AmqpEventSource implements EventSource {
     private readonly options: AmqpEventSourceOptions,
     private readonly handlers: EventSourceHandlers,
     private readonly logger: Logger,
-    private readonly threadUrl: URL = workerScriptUrl('amqpReadThread.js', import.meta.url),
-  ) {}
+    threadUrl: URL = workerScriptUrl('amqpReadThread.js', import.meta.url),
+  ) {
+    const { broker, exchange, queue, connectTimeoutMs } = options;
+    this.thread = new ReadThread(
+      'RabbitMQ',
+      threadUrl,
+      () => ({
+        broker,
+        exchange,
+        queue,
+        connectTimeoutMs,
+        maxBatchBytes: MAX_BATCH_BYTES,
+        backlogIntervalMs: BACKLOG_INTERVAL_MS,
+        firstGeneration: this.nextGeneration,
+      }),
+      {
+        started: (event) => this.connected(event.detail),
+        event: (event) => this.onEvent(event),
+        // Whatever that thread delivered can no longer be acknowledged: RabbitMQ delivers it
+        // again. Its channels' numbers, seen or not, are never given to the next thread.
+        exited: () => (this.liveFrom = ++this.nextGeneration),
+        lost: () =>
+          this.handlers.connection('disconnected', 'the RabbitMQ read thread stopped unexpectedly'),
+      },
+      logger,
+    );
+  }
 
   /** Messages ready in the bridge's queue at the last reading (every few seconds). */
   get brokerBacklog(): number | undefined {
@@ -86,7 +108,7 @@ export class AmqpEventSource implements EventSource {
 
   async start(): Promise<void> {
     warnIfTlsInsecure(this.options.broker, this.logger);
-    await this.spawn();
+    await this.thread.start();
   }
 
   pause(): void {
@@ -100,95 +122,19 @@ export class AmqpEventSource implements EventSource {
 
   async stop(): Promise<void> {
     this.stopping = true;
-    clearTimeout(this.restartTimer);
     // Messages not handed on stay unacknowledged: RabbitMQ gives them to the next consumer.
     this.queued.length = 0;
     this.batch = undefined;
     clearTimeout(this.ackTimer);
     await this.checkpointing;
     if (this.lastHandled !== undefined) await this.checkpoint();
-    const worker = this.worker;
-    if (worker === undefined) return;
-    const exited = new Promise<void>((resolve) => (this.exited = resolve));
     // The thread sends the acknowledgements it was given, then closes the connection.
-    this.post({ type: 'stop' });
-    const timer = setTimeout(() => void worker.terminate(), 5000);
-    await exited;
-    clearTimeout(timer);
+    await this.thread.stop();
   }
 
-  /** Starts the read thread; resolves once it consumes. */
-  private spawn(): Promise<void> {
-    const { broker, exchange, queue, connectTimeoutMs } = this.options;
-    const data: AmqpReadThreadData = {
-      broker,
-      exchange,
-      queue,
-      connectTimeoutMs,
-      maxBatchBytes: MAX_BATCH_BYTES,
-      backlogIntervalMs: BACKLOG_INTERVAL_MS,
-      firstGeneration: this.nextGeneration,
-    };
-    const worker = new Worker(this.threadUrl, { workerData: data });
-    this.worker = worker;
-    let started = false;
-    return new Promise<void>((resolve, reject) => {
-      worker.on('message', (event: AmqpThreadEvent) => {
-        switch (event.type) {
-          case 'started':
-            started = true;
-            this.connected(event.generation, event.detail);
-            resolve();
-            return;
-          case 'failed':
-            void worker.terminate();
-            reject(
-              event.setup
-                ? new BrokerSetupError(event.message)
-                : new BrokerUnreachableError(event.message),
-            );
-            return;
-          default:
-            this.onEvent(event);
-        }
-      });
-      worker.on('error', (error) => {
-        this.logger.error('the RabbitMQ read thread failed', { error: error.message });
-        reject(new BrokerUnreachableError(`the RabbitMQ read thread failed: ${error.message}`));
-      });
-      worker.on('exit', () => {
-        if (this.worker === worker) this.worker = undefined;
-        // Whatever that thread delivered is no longer acknowledgeable: the broker redelivers it.
-        this.liveFrom = this.nextGeneration;
-        if (this.exited !== undefined) {
-          this.exited();
-        } else if (started && !this.stopping) {
-          this.handlers.connection('disconnected', 'the RabbitMQ read thread stopped unexpectedly');
-          this.restart(0);
-        }
-      });
-    });
-  }
-
-  private restart(attempt: number): void {
-    this.restartTimer = setTimeout(() => {
-      this.spawn().catch((error: unknown) => {
-        this.logger.warn('RabbitMQ read thread restart failed, retrying', {
-          error: describe(error),
-        });
-        this.restart(attempt + 1);
-      });
-    }, backoffDelayMs(attempt));
-  }
-
-  private post(request: AmqpThreadRequest): void {
-    this.worker?.postMessage(request);
-  }
-
-  private connected(generation: number, detail: string): void {
-    this.nextGeneration = Math.max(this.nextGeneration, generation + 1);
+  private connected(detail: string): void {
     this.handlers.connection('connected', detail);
-    this.post({ type: 'pull' });
+    this.thread.post({ type: 'pull' });
   }
 
   private onEvent(event: AmqpThreadEvent): void {
@@ -200,8 +146,9 @@ export class AmqpEventSource implements EventSource {
         this.scheduleDrain();
         return;
       case 'connection':
+        this.nextGeneration = Math.max(this.nextGeneration, event.generation + 1);
         if (event.state === 'connected') {
-          this.connected(event.generation, event.detail);
+          this.connected(event.detail);
           return;
         }
         // Unacknowledged messages, handed on or not, go back to the queue; the assembler and
@@ -259,7 +206,7 @@ export class AmqpEventSource implements EventSource {
         this.batch = batch;
         this.next = 0;
         // Pulled ahead: the read thread readies the next batch while this one is handed on.
-        this.post({ type: 'pull' });
+        this.thread.post({ type: 'pull' });
       }
       const batch = this.batch;
       if (batch.generation < this.liveFrom) {
@@ -331,7 +278,7 @@ export class AmqpEventSource implements EventSource {
       if (upTo !== undefined && (await this.handlers.checkpoint())) {
         // The thread also ignores an acknowledgement for a channel that closed meanwhile.
         if (upTo.generation >= this.liveFrom) {
-          this.post({ type: 'ack', generation: upTo.generation, tag: upTo.tag });
+          this.thread.post({ type: 'ack', generation: upTo.generation, tag: upTo.tag });
         }
       }
     } finally {

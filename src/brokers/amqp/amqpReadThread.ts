@@ -21,6 +21,7 @@ import { describeBrokerError } from '../brokerTlsOptions.js';
 import { connectWithRetry } from '../connectWithRetry.js';
 import { backoffDelayMs } from '../EventSource.js';
 import { ReadBuffer } from '../ReadBuffer.js';
+import type { ReadThreadStart } from '../ReadThread.js';
 import { connectAmqp } from './connectAmqp.js';
 import { MAX_META_BYTES, writeAmqpMeta } from './amqpMessageMeta.js';
 import type {
@@ -34,7 +35,7 @@ if (maybePort === null) throw new Error('amqpReadThread must run as a worker thr
 const port = maybePort;
 const options = workerData as AmqpReadThreadData;
 const { broker, exchange, queue } = options;
-const send = (event: AmqpThreadEvent, transfer: ArrayBuffer[] = []): void =>
+const send = (event: AmqpThreadEvent | ReadThreadStart, transfer: ArrayBuffer[] = []): void =>
   port.postMessage(event, transfer);
 
 /** The open channel and its number; undefined while disconnected. */
@@ -57,6 +58,19 @@ async function connectAndConsume(): Promise<string> {
   const opened = await connectAmqp(broker);
   try {
     const channel = await opened.createChannel();
+    // A channel the broker closes (an error of this channel only) leaves the connection open and
+    // the consumer gone: close the connection too, so that the reconnect below starts over.
+    channel.on('error', (error: unknown) => {
+      send({
+        type: 'log',
+        level: 'warn',
+        msg: 'RabbitMQ channel error',
+        fields: { error: describe(error) },
+      });
+    });
+    channel.on('close', () => {
+      if (!stopping) void opened.close().catch(() => undefined);
+    });
     // Celery declares `celeryev` as a durable topic exchange (celery/events/event.py).
     await channel.assertExchange(exchange, 'topic', { durable: true, autoDelete: false });
     try {
@@ -234,7 +248,7 @@ connectWithRetry(
   options.connectTimeoutMs,
   async () => {
     const detail = await connectAndConsume();
-    if (current !== undefined) send({ type: 'started', generation: current.generation, detail });
+    send({ type: 'started', detail });
   },
   (msg, fields) => send({ type: 'log', level: 'warn', msg, fields }),
   () => stopping,

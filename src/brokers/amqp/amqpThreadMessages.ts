@@ -35,16 +35,9 @@ export type AmqpThreadRequest =
  */
 export type AmqpBatch = ReadBatch & { readonly generation: number };
 
-/** Read thread -> bridge thread. */
+/** Read thread -> bridge thread, after its ReadThreadStart. */
 export type AmqpThreadEvent =
   | AmqpBatch
-  | { readonly type: 'started'; readonly generation: number; readonly detail: string }
-  | {
-      readonly type: 'failed';
-      /** Which of the bridge's errors it is: the broker refused the setup, or stayed unreachable. */
-      readonly setup: boolean;
-      readonly message: string;
-    }
   | {
       readonly type: 'connection';
       readonly state: 'connected' | 'disconnected';

@@ -1,12 +1,11 @@
-import { Worker } from 'node:worker_threads';
 import type { RedisChannelOptions } from '../BrokerOptions.js';
 import type { BrokerEndpoint } from '../BrokerOptions.js';
-import { BrokerUnreachableError } from '../../shared/errors.js';
 import type { Logger } from '../../log/Logger.js';
 import { workerScriptUrl } from '../../shared/workerScriptUrl.js';
 import { warnIfTlsInsecure } from '../brokerTlsOptions.js';
 import { decodeKombuEnvelope, isDecodeRejection } from './decodeKombuEnvelope.js';
-import { backoffDelayMs, type EventSource, type EventSourceHandlers } from '../EventSource.js';
+import type { EventSource, EventSourceHandlers } from '../EventSource.js';
+import { ReadThread } from '../ReadThread.js';
 import type { ReadBatch } from '../ReadBuffer.js';
 import type {
   RedisReadThreadData,
@@ -49,15 +48,13 @@ const SLASH = 0x2f;
  * the bridge is busy with.
  */
 export class RedisEventSource implements EventSource {
-  private worker: Worker | undefined;
+  private readonly thread: ReadThread<RedisReadThreadData, RedisThreadRequest, RedisThreadEvent>;
   /** The batch being processed and the next message in it. */
   private batch: ReadBatch | undefined;
   private next = 0;
   /** Batches received while one is being processed (at most one: pulled ahead). */
   private readonly queued: ReadBatch[] = [];
   private draining = false;
-  private stopped: (() => void) | undefined;
-  private restartTimer: NodeJS.Timeout | undefined;
   private paused = false;
   /** Resolves the stop's wait for a resume (the export queue drained). */
   private resumed: (() => void) | undefined;
@@ -67,14 +64,43 @@ export class RedisEventSource implements EventSource {
     private readonly options: RedisEventSourceOptions,
     private readonly handlers: EventSourceHandlers,
     private readonly logger: Logger,
-    private readonly threadUrl: URL = workerScriptUrl('redisReadThread.js', import.meta.url),
-  ) {}
+    threadUrl: URL = workerScriptUrl('redisReadThread.js', import.meta.url),
+  ) {
+    const { broker, exchange, channels, connectTimeoutMs } = options;
+    this.thread = new ReadThread(
+      'Redis',
+      threadUrl,
+      () => ({
+        broker,
+        exchange,
+        channels,
+        connectTimeoutMs,
+        maxBatchBytes: MAX_BATCH_BYTES,
+        bufferedBytes: this.bufferedGauge.buffer,
+      }),
+      {
+        started: (event) => {
+          this.handlers.connection('connected', event.detail);
+          this.pull();
+        },
+        event: (event) => this.onEvent(event),
+        exited: () => undefined,
+        lost: () => {
+          // What it sent before exiting is handled as usual (its messages come before 'exit').
+          this.scheduleDrain();
+          // Not asked to stop: events are being missed. Say so; a new thread is started.
+          this.handlers.connection('disconnected', 'the Redis read thread stopped unexpectedly');
+        },
+      },
+      logger,
+    );
+  }
 
   async start(): Promise<void> {
     warnIfTlsInsecure(this.options.broker, this.logger);
     // Pub/sub has no consumer to take over from: what was saved is loaded before subscribing.
     await this.handlers.activate();
-    await this.spawn();
+    await this.thread.start();
   }
 
   /** Bytes of messages waiting in the read thread (bounded by `--redis-max-buffered-bytes`). */
@@ -97,77 +123,8 @@ export class RedisEventSource implements EventSource {
     this.scheduleDrain();
   }
 
-  /** Starts the read thread; resolves once it is subscribed. */
-  private spawn(): Promise<void> {
-    const { broker, exchange, channels, connectTimeoutMs } = this.options;
-    const data: RedisReadThreadData = {
-      broker,
-      exchange,
-      channels,
-      connectTimeoutMs,
-      maxBatchBytes: MAX_BATCH_BYTES,
-      bufferedBytes: this.bufferedGauge.buffer,
-    };
-    const worker = new Worker(this.threadUrl, { workerData: data });
-    this.worker = worker;
-    let started = false;
-    return new Promise<void>((resolve, reject) => {
-      worker.on('message', (event: RedisThreadEvent) => {
-        switch (event.type) {
-          case 'started':
-            started = true;
-            this.handlers.connection('connected', event.detail);
-            this.pull();
-            resolve();
-            return;
-          case 'failed':
-            void worker.terminate();
-            reject(new BrokerUnreachableError(event.message));
-            return;
-          default:
-            this.onEvent(event);
-        }
-      });
-      worker.on('error', (error) => {
-        this.logger.error('the Redis read thread failed', { error: error.message });
-        reject(new BrokerUnreachableError(`the Redis read thread failed: ${error.message}`));
-      });
-      worker.on('exit', () => {
-        if (this.worker === worker) this.worker = undefined;
-        if (this.stopped !== undefined) {
-          this.stopped();
-        } else if (started) {
-          // What it sent before exiting is handled as usual (its messages come before 'exit').
-          this.scheduleDrain();
-          // Not asked to stop: events are being missed. Say so and start a new thread.
-          this.handlers.connection('disconnected', 'the Redis read thread stopped unexpectedly');
-          this.restart(0);
-        }
-      });
-    });
-  }
-
-  private restart(attempt: number): void {
-    this.restartTimer = setTimeout(() => {
-      this.spawn().catch((error: unknown) => {
-        this.logger.warn('Redis read thread restart failed, retrying', {
-          error: error instanceof Error ? error.message : String(error),
-        });
-        this.restart(attempt + 1);
-      });
-    }, backoffDelayMs(attempt));
-  }
-
   async stop(): Promise<void> {
-    clearTimeout(this.restartTimer);
-    const exited = new Promise<void>((resolve) => (this.stopped = resolve));
-    const worker = this.worker;
-    if (worker === undefined) return;
-    worker.postMessage({ type: 'stop' } satisfies RedisThreadRequest);
-    // ioredis quits within its own timeouts; the thread must not hold a stop for ever.
-    const timer = setTimeout(() => void worker.terminate(), 5000);
-    await exited;
-    clearTimeout(timer);
+    await this.thread.stop();
     await this.drainAll();
   }
 
@@ -223,7 +180,7 @@ export class RedisEventSource implements EventSource {
   }
 
   private pull(): void {
-    this.worker?.postMessage({ type: 'pull' } satisfies RedisThreadRequest);
+    this.thread.post({ type: 'pull' });
   }
 
   private scheduleDrain(): void {

@@ -20,6 +20,7 @@ import { redisEventChannels, redisFanoutPrefixes } from './redisChannels.js';
 import { redisConnectionOptions } from './redisConnectionOptions.js';
 import { backoffDelayMs } from '../EventSource.js';
 import { ReadBuffer } from '../ReadBuffer.js';
+import type { ReadThreadStart } from '../ReadThread.js';
 import type {
   RedisReadThreadData,
   RedisThreadEvent,
@@ -31,7 +32,7 @@ if (maybePort === null) throw new Error('redisReadThread must run as a worker th
 const port = maybePort;
 const options = workerData as RedisReadThreadData;
 const { broker } = options;
-const send = (event: RedisThreadEvent, transfer: ArrayBuffer[] = []): void =>
+const send = (event: RedisThreadEvent | ReadThreadStart, transfer: ArrayBuffer[] = []): void =>
   port.postMessage(event, transfer);
 
 const buffer = new ReadBuffer(
@@ -130,7 +131,7 @@ async function connect(): Promise<void> {
       (msg, fields) => send({ type: 'log', msg, fields }),
     );
   } catch (error) {
-    send({ type: 'failed', message: (error as Error).message });
+    send({ type: 'failed', setup: false, message: (error as Error).message });
     return;
   }
   await client.psubscribe(...patterns);
@@ -145,6 +146,7 @@ async function connect(): Promise<void> {
 connect().catch((error: unknown) => {
   send({
     type: 'failed',
+    setup: false,
     message: `Redis subscription failed: ${describeBrokerError(error, broker)}`,
   });
 });

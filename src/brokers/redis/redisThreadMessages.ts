@@ -22,11 +22,9 @@ export type RedisThreadRequest =
   /** Unsubscribe, hand over what was read, and exit. */
   | { readonly type: 'stop' };
 
-/** Read thread -> bridge thread. */
+/** Read thread -> bridge thread, after its ReadThreadStart. */
 export type RedisThreadEvent =
   | ReadBatch
-  | { readonly type: 'started'; readonly detail: string }
-  | { readonly type: 'failed'; readonly message: string }
   | {
       readonly type: 'connection';
       readonly state: 'connected' | 'disconnected';
