@@ -1,4 +1,4 @@
-import { Worker } from 'node:worker_threads';
+import { type ResourceLimits, Worker } from 'node:worker_threads';
 import { BrokerSetupError, BrokerUnreachableError } from '../shared/errors.js';
 import type { Logger } from '../log/Logger.js';
 import { describeError as describe } from '../shared/describeError.js';
@@ -43,12 +43,17 @@ export class ReadThread<Data, Request extends { readonly type: string }, Event> 
     private readonly data: () => Data,
     private readonly handlers: ReadThreadHandlers<Event>,
     private readonly logger: Logger,
+    /** The thread's heap limits (node's defaults when undefined). */
+    private readonly resourceLimits?: ResourceLimits,
     private readonly stopTimeoutMs = 5000,
   ) {}
 
   /** Resolves once the thread consumes; rejects with the bridge's error if it cannot. */
   start(): Promise<void> {
-    const worker = new Worker(this.url, { workerData: this.data() });
+    const worker = new Worker(this.url, {
+      workerData: this.data(),
+      resourceLimits: this.resourceLimits,
+    });
     this.worker = worker;
     const name = `the ${this.brokerName} read thread`;
     let started = false;

@@ -28,6 +28,7 @@ function setup(url: URL, data: () => unknown = () => ({})) {
       lost: () => seen.push('lost'),
     },
     new Logger('debug', (line) => lines.push(line)),
+    undefined,
     500,
   );
   return { thread, seen, lines };
