@@ -111,6 +111,8 @@ export class ReadThread<Data, Request extends { readonly type: string }, Event> 
   }
 
   private restart(attempt: number, name: string): void {
+    // A start that failed because of a stop meanwhile is not retried.
+    if (this.stopping) return;
     this.restartTimer = setTimeout(() => {
       if (this.stopping) return;
       this.start().catch((error: unknown) => {

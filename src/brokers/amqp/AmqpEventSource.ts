@@ -5,6 +5,7 @@ import { workerScriptUrl } from '../../shared/workerScriptUrl.js';
 import { warnIfTlsInsecure } from '../brokerTlsOptions.js';
 import { describeError as describe } from '../../shared/describeError.js';
 import type { EventSource, EventSourceHandlers } from '../EventSource.js';
+import { BatchQueue } from '../BatchQueue.js';
 import { ReadThread } from '../ReadThread.js';
 import { AmqpMetaReader } from './amqpMessageMeta.js';
 import type {
@@ -44,23 +45,38 @@ export interface AmqpEventSourceOptions {
  */
 export class AmqpEventSource implements EventSource {
   private readonly thread: ReadThread<AmqpReadThreadData, AmqpThreadRequest, AmqpThreadEvent>;
-  /** Channels numbered below this are closed: their batches are dropped, their messages unacked. */
+  /** Channels numbered below this are closed: an acknowledgement for them is not sent. */
   private liveFrom = 0;
   /** The next thread's first channel number (numbers are never reused). */
   private nextGeneration = 1;
-  private batch: AmqpBatch | undefined;
-  private next = 0;
-  /** Batches received while one is being handed on (at most one: pulled ahead). */
-  private readonly queued: AmqpBatch[] = [];
+  /** Batches received and not handed on (at most two: the one in hand, one pulled ahead). */
+  private readonly batches = new BatchQueue<AmqpBatch>(
+    DRAIN_SLICE_MS,
+    {
+      // Pulled ahead: the read thread readies the next batch while this one is handed on.
+      taken: () => this.thread.post({ type: 'pull' }),
+      message: (bytes, meta, payload, end, batch, index) => {
+        this.handOn(bytes, meta, payload, end);
+        this.lastGeneration = batch.generation;
+        this.lastTag = batch.tags?.[index] ?? 0;
+        this.handledSinceAck++;
+      },
+      paused: () => this.paused,
+    },
+    () => this.drain(),
+  );
   private readonly metas = new AmqpMetaReader();
-  private draining = false;
   private stopping = false;
   private paused = false;
   /** `handlers.activate` ran (or runs): once per process, before the first message. */
   private activation: Promise<void> | undefined;
   private active = false;
-  /** The newest message handed on and not acknowledged (acking it acks all before it). */
-  private lastHandled: { generation: number; tag: number } | undefined;
+  /**
+   * The newest message handed on, on channel `lastGeneration`; acknowledging it acknowledges all
+   * before it. Not acknowledged yet while `handledSinceAck` > 0.
+   */
+  private lastGeneration = 0;
+  private lastTag = 0;
   private handledSinceAck = 0;
   private checkpointing: Promise<void> | undefined;
   private ackTimer: NodeJS.Timeout | undefined;
@@ -93,7 +109,10 @@ export class AmqpEventSource implements EventSource {
         event: (event) => this.onEvent(event),
         // Whatever that thread delivered can no longer be acknowledged: RabbitMQ delivers it
         // again. Its channels' numbers, seen or not, are never given to the next thread.
-        exited: () => (this.liveFrom = ++this.nextGeneration),
+        exited: () => {
+          this.liveFrom = ++this.nextGeneration;
+          this.batches.clear();
+        },
         lost: () =>
           this.handlers.connection('disconnected', 'the RabbitMQ read thread stopped unexpectedly'),
       },
@@ -121,17 +140,16 @@ export class AmqpEventSource implements EventSource {
 
   resume(): void {
     this.paused = false;
-    this.scheduleDrain();
+    this.batches.schedule();
   }
 
   async stop(): Promise<void> {
     this.stopping = true;
     // Messages not handed on stay unacknowledged: RabbitMQ gives them to the next consumer.
-    this.queued.length = 0;
-    this.batch = undefined;
+    this.batches.clear();
     clearTimeout(this.ackTimer);
     await this.checkpointing;
-    if (this.lastHandled !== undefined) await this.checkpoint();
+    if (this.handledSinceAck > 0) await this.checkpoint();
     // The thread sends the acknowledgements it was given, then closes the connection.
     await this.thread.stop();
   }
@@ -145,9 +163,7 @@ export class AmqpEventSource implements EventSource {
     switch (event.type) {
       case 'batch':
         this.nextGeneration = Math.max(this.nextGeneration, event.generation + 1);
-        if (this.stopping) return;
-        this.queued.push(event);
-        this.scheduleDrain();
+        if (!this.stopping) this.batches.push(event);
         return;
       case 'connection':
         this.nextGeneration = Math.max(this.nextGeneration, event.generation + 1);
@@ -157,7 +173,10 @@ export class AmqpEventSource implements EventSource {
         }
         // Unacknowledged messages, handed on or not, go back to the queue; the assembler and
         // the state file drop what they already saw (duplicates are counted, not exported twice).
+        // Every batch waiting came on that channel: the thread sends the next channel's only
+        // after this.
         this.liveFrom = Math.max(this.liveFrom, event.generation + 1);
+        this.batches.clear();
         this.handlers.connection('disconnected', event.detail);
         return;
       case 'backlog':
@@ -172,20 +191,10 @@ export class AmqpEventSource implements EventSource {
     }
   }
 
-  private scheduleDrain(): void {
-    if (this.draining) return;
-    this.draining = true;
-    setImmediate(() => {
-      this.draining = false;
-      this.drain();
-    });
-  }
-
-  /** Hands queued messages on for one slice, unless paused, activating or stopping. */
+  /** One slice of handing on, unless paused, activating or stopping; then maybe a checkpoint. */
   private drain(): void {
-    if (this.stopping || this.paused) return;
+    if (this.stopping || this.paused || this.batches.isEmpty) return;
     if (!this.active) {
-      if (this.batch === undefined && this.queued.length === 0) return;
       // The first message this process gets: load what a previous active consumer saved.
       this.activation ??= this.handlers
         .activate()
@@ -196,60 +205,23 @@ export class AmqpEventSource implements EventSource {
         })
         .finally(() => {
           this.active = true;
-          this.scheduleDrain();
+          this.batches.schedule();
         });
       return;
     }
-    const deadline = performance.now() + DRAIN_SLICE_MS;
-    for (;;) {
-      if (this.batch === undefined) {
-        const batch = this.queued.shift();
-        if (batch === undefined) break;
-        // A batch from a closed channel: its messages come again on the next one.
-        if (batch.generation < this.liveFrom) continue;
-        this.batch = batch;
-        this.next = 0;
-        // Pulled ahead: the read thread readies the next batch while this one is handed on.
-        this.thread.post({ type: 'pull' });
-      }
-      const batch = this.batch;
-      if (batch.generation < this.liveFrom) {
-        this.batch = undefined;
-        continue;
-      }
-      const { bytes, offsets, tags, generation } = batch;
-      const count = offsets.length / 3;
-      const first = this.next;
-      while (this.next < count && !this.paused) {
-        const at = 3 * this.next++;
-        const meta = offsets[at] as number;
-        const payload = offsets[at + 1] as number;
-        const end = offsets[at + 2] as number;
-        this.handOn(
-          Buffer.from(bytes, meta, payload - meta),
-          Buffer.from(bytes, payload, end - payload),
-        );
-        if (performance.now() >= deadline) break;
-      }
-      if (this.next > first) {
-        this.lastHandled = { generation, tag: tags?.[this.next - 1] ?? 0 };
-        this.handledSinceAck += this.next - first;
-      }
-      if (this.next >= count) this.batch = undefined;
-      if (this.paused || performance.now() >= deadline) {
-        if (!this.paused && (this.batch !== undefined || this.queued.length > 0)) {
-          this.scheduleDrain();
-        }
-        break;
-      }
-    }
+    this.batches.drainSlice();
     this.maybeCheckpoint();
   }
 
-  private handOn(meta: Buffer, body: Buffer): void {
-    const { routingKey, contentType, contentEncoding, compression } = this.metas.read(meta);
-    this.bytesHandled += body.length;
+  private handOn(bytes: Buffer, meta: number, payload: number, end: number): void {
+    const { routingKey, contentType, contentEncoding, compression } = this.metas.read(
+      bytes,
+      meta,
+      payload,
+    );
+    this.bytesHandled += end - payload;
     this.messagesHandled++;
+    const body = bytes.subarray(payload, end);
     this.handlers.message({ routingKey, contentType, contentEncoding, compression, body });
   }
 
@@ -259,13 +231,13 @@ export class AmqpEventSource implements EventSource {
    * of the window keeps the broker sending while it waits for the collector.
    */
   private maybeCheckpoint(): void {
-    if (this.checkpointing !== undefined || this.lastHandled === undefined) return;
+    if (this.checkpointing !== undefined || this.handledSinceAck === 0) return;
     if (this.handledSinceAck >= Math.max(1, this.options.queue.prefetchCount >> 1)) {
       this.checkpointing = this.checkpoint();
     } else {
       this.ackTimer ??= setTimeout(() => {
         this.ackTimer = undefined;
-        if (this.checkpointing === undefined && this.lastHandled !== undefined) {
+        if (this.checkpointing === undefined && this.handledSinceAck > 0) {
           this.checkpointing = this.checkpoint();
         }
       }, ACK_INTERVAL_MS);
@@ -275,15 +247,14 @@ export class AmqpEventSource implements EventSource {
   private async checkpoint(): Promise<void> {
     clearTimeout(this.ackTimer);
     this.ackTimer = undefined;
-    const upTo = this.lastHandled;
-    this.lastHandled = undefined;
+    const generation = this.lastGeneration;
+    const tag = this.lastTag;
+    const handled = this.handledSinceAck;
     this.handledSinceAck = 0;
     try {
-      if (upTo !== undefined && (await this.handlers.checkpoint())) {
+      if (handled > 0 && (await this.handlers.checkpoint())) {
         // The thread also ignores an acknowledgement for a channel that closed meanwhile.
-        if (upTo.generation >= this.liveFrom) {
-          this.thread.post({ type: 'ack', generation: upTo.generation, tag: upTo.tag });
-        }
+        if (generation >= this.liveFrom) this.thread.post({ type: 'ack', generation, tag });
       }
     } finally {
       this.checkpointing = undefined;

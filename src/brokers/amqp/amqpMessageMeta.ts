@@ -51,13 +51,21 @@ export class AmqpMetaReader {
   private lastBytes: Buffer = Buffer.alloc(0);
   private last: AmqpMessageMeta | undefined;
 
-  read(bytes: Buffer): AmqpMessageMeta {
-    if (this.last !== undefined && bytes.equals(this.lastBytes)) return this.last;
-    const flags = bytes[0] ?? 0;
-    let at = 1;
+  /** The meta in `bytes[start, end)`. */
+  read(bytes: Buffer, start: number, end: number): AmqpMessageMeta {
+    const last = this.last;
+    if (
+      last !== undefined &&
+      end - start === this.lastBytes.length &&
+      bytes.compare(this.lastBytes, 0, this.lastBytes.length, start, end) === 0
+    ) {
+      return last;
+    }
+    const flags = bytes[start] ?? 0;
+    let at = start + 1;
     const field = (): string => {
       const length = bytes[at] ?? 0;
-      const value = bytes.toString('utf8', at + 1, Math.min(bytes.length, at + 1 + length));
+      const value = bytes.toString('utf8', at + 1, Math.min(end, at + 1 + length));
       at += 1 + length;
       return value;
     };
@@ -71,7 +79,7 @@ export class AmqpMetaReader {
       contentEncoding: flags & HAS_ENCODING ? contentEncoding : undefined,
       compression: flags & HAS_COMPRESSION ? compression : undefined,
     };
-    this.lastBytes = Buffer.from(bytes);
+    this.lastBytes = Buffer.from(bytes.subarray(start, end));
     return this.last;
   }
 }

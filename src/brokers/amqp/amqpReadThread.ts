@@ -16,6 +16,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import amqp from 'amqplib';
 import { BrokerSetupError } from '../../shared/errors.js';
+import type { LogFields } from '../../log/Logger.js';
 import { describeError as describe } from '../../shared/describeError.js';
 import { describeBrokerError } from '../brokerTlsOptions.js';
 import { connectWithRetry } from '../connectWithRetry.js';
@@ -37,6 +38,9 @@ const options = workerData as AmqpReadThreadData;
 const { broker, exchange, queue } = options;
 const send = (event: AmqpThreadEvent | ReadThreadStart, transfer: ArrayBuffer[] = []): void =>
   port.postMessage(event, transfer);
+/** A line for the bridge's log (this thread writes none itself). */
+const log = (level: 'warn' | 'debug', msg: string, fields: LogFields): void =>
+  send({ type: 'log', level, msg, fields });
 
 /** The open channel and its number; undefined while disconnected. */
 let current: { readonly channel: amqp.Channel; readonly generation: number } | undefined;
@@ -56,17 +60,15 @@ const buffer = new ReadBuffer(
 
 async function connectAndConsume(): Promise<string> {
   const opened = await connectAmqp(broker);
+  // Watched from the start, so that no close goes unseen; it reconnects only once consuming.
+  const generation = nextGeneration++;
+  watch(opened, generation);
   try {
     const channel = await opened.createChannel();
     // A channel the broker closes (an error of this channel only) leaves the connection open and
     // the consumer gone: close the connection too, so that the reconnect below starts over.
     channel.on('error', (error: unknown) => {
-      send({
-        type: 'log',
-        level: 'warn',
-        msg: 'RabbitMQ channel error',
-        fields: { error: describe(error) },
-      });
+      log('warn', 'RabbitMQ channel error', { error: describe(error) });
     });
     channel.on('close', () => {
       if (!stopping) void opened.close().catch(() => undefined);
@@ -94,7 +96,6 @@ async function connectAndConsume(): Promise<string> {
     }
     await channel.bindQueue(queue.queueName, exchange, '#');
     await channel.prefetch(queue.prefetchCount);
-    const generation = nextGeneration++;
     current = { channel, generation };
     await channel.consume(
       queue.queueName,
@@ -115,7 +116,6 @@ async function connectAndConsume(): Promise<string> {
       { noAck: false },
     );
     connection = opened;
-    watch(opened, generation);
     return `consuming ${exchange} on ${broker.redactedUrl} via queue ${queue.queueName}`;
   } catch (error) {
     current = undefined;
@@ -146,12 +146,7 @@ function read(message: amqp.Message): void {
 
 function watch(opened: amqp.ChannelModel, generation: number): void {
   opened.on('error', (error: unknown) => {
-    send({
-      type: 'log',
-      level: 'warn',
-      msg: 'RabbitMQ connection error',
-      fields: { error: describe(error) },
-    });
+    log('warn', 'RabbitMQ connection error', { error: describe(error) });
   });
   opened.on('close', () => {
     // Unacknowledged messages, handed over or not, go back to the queue; the bridge drops what it
@@ -182,15 +177,10 @@ function reconnect(attempt: number): void {
         }
       },
       (error: unknown) => {
-        send({
-          type: 'log',
-          level: 'warn',
-          msg: 'RabbitMQ reconnect failed, retrying',
-          fields: {
-            broker: broker.redactedUrl,
-            error: describeBrokerError(error, broker),
-            retryInMs: backoffDelayMs(attempt + 1),
-          },
+        log('warn', 'RabbitMQ reconnect failed, retrying', {
+          broker: broker.redactedUrl,
+          error: describeBrokerError(error, broker),
+          retryInMs: backoffDelayMs(attempt + 1),
         });
         reconnect(attempt + 1);
       },
@@ -221,12 +211,7 @@ port.on('message', (request: AmqpThreadRequest) => {
         current.channel.ack({ fields: { deliveryTag: request.tag } } as amqp.Message, true);
       } catch (error) {
         // The channel closed meanwhile: the broker redelivers these messages.
-        send({
-          type: 'log',
-          level: 'debug',
-          msg: 'acknowledgement not sent',
-          fields: { error: describe(error) },
-        });
+        log('debug', 'acknowledgement not sent', { error: describe(error) });
       }
       return;
     case 'stop':
@@ -250,7 +235,7 @@ connectWithRetry(
     const detail = await connectAndConsume();
     send({ type: 'started', detail });
   },
-  (msg, fields) => send({ type: 'log', level: 'warn', msg, fields }),
+  (msg, fields) => log('warn', msg, fields),
   () => stopping,
 ).then(
   () => {

@@ -6,6 +6,7 @@ import { warnIfTlsInsecure } from '../brokerTlsOptions.js';
 import { decodeKombuEnvelope, isDecodeRejection } from './decodeKombuEnvelope.js';
 import type { EventSource, EventSourceHandlers } from '../EventSource.js';
 import { ReadThread } from '../ReadThread.js';
+import { BatchQueue } from '../BatchQueue.js';
 import type { ReadBatch } from '../ReadBuffer.js';
 import type {
   RedisReadThreadData,
@@ -49,12 +50,15 @@ const SLASH = 0x2f;
  */
 export class RedisEventSource implements EventSource {
   private readonly thread: ReadThread<RedisReadThreadData, RedisThreadRequest, RedisThreadEvent>;
-  /** The batch being processed and the next message in it. */
-  private batch: ReadBatch | undefined;
-  private next = 0;
-  /** Batches received while one is being processed (at most one: pulled ahead). */
-  private readonly queued: ReadBatch[] = [];
-  private draining = false;
+  /** Batches received and not handed on (at most two: the one in hand, one pulled ahead). */
+  private readonly batches = new BatchQueue<ReadBatch>(DRAIN_SLICE_MS, {
+    // Pulled ahead: the read thread readies the next batch while this one is processed.
+    taken: (batch) => {
+      if (!batch.final) this.pull();
+    },
+    message: (bytes, channel, payload, end) => this.handle(bytes, channel, payload, end),
+    paused: () => this.paused,
+  });
   private paused = false;
   /** Resolves the stop's wait for a resume (the export queue drained). */
   private resumed: (() => void) | undefined;
@@ -87,7 +91,7 @@ export class RedisEventSource implements EventSource {
         exited: () => undefined,
         lost: () => {
           // What it sent before exiting is handled as usual (its messages come before 'exit').
-          this.scheduleDrain();
+          this.batches.schedule();
           // Not asked to stop: events are being missed. Say so; a new thread is started.
           this.handlers.connection('disconnected', 'the Redis read thread stopped unexpectedly');
         },
@@ -120,7 +124,7 @@ export class RedisEventSource implements EventSource {
     this.paused = false;
     this.resumed?.();
     this.resumed = undefined;
-    this.scheduleDrain();
+    this.batches.schedule();
   }
 
   async stop(): Promise<void> {
@@ -130,12 +134,12 @@ export class RedisEventSource implements EventSource {
 
   /** After a stop: hands on everything the thread handed over, still pausing while asked to. */
   private async drainAll(): Promise<void> {
-    while (this.batch !== undefined || this.queued.length > 0) {
+    while (!this.batches.isEmpty) {
       if (this.paused) {
         await new Promise<void>((resolve) => (this.resumed = resolve));
         continue;
       }
-      this.drain();
+      this.batches.drainSlice();
       await new Promise<void>((resolve) => setImmediate(resolve));
     }
   }
@@ -143,7 +147,7 @@ export class RedisEventSource implements EventSource {
   private onEvent(event: RedisThreadEvent): void {
     switch (event.type) {
       case 'batch':
-        this.queued.push(event);
+        this.batches.push(event);
         if (event.dropped > 0) {
           this.handlers.rejected(
             {
@@ -155,7 +159,6 @@ export class RedisEventSource implements EventSource {
           );
         }
         // After a stop's final batch, `stop` hands on the rest before the bridge flushes.
-        this.scheduleDrain();
         return;
       case 'connection':
         this.handlers.connection(event.state, event.detail);
@@ -168,12 +171,16 @@ export class RedisEventSource implements EventSource {
     }
   }
 
-  /** One message as read: kombu's envelope unwrapped (the routing key from the channel if need be). */
-  private handle(channel: Buffer, payload: Buffer): void {
-    const slash = channel.lastIndexOf(SLASH);
+  /**
+   * One message as read, its channel name `bytes[channel, payload)` and its payload
+   * `bytes[payload, end)`: kombu's envelope unwrapped (the routing key from the channel if need be).
+   */
+  private handle(bytes: Buffer, channel: number, payload: number, end: number): void {
+    // Searched within the channel name only (a negative offset would count from the end).
+    const slash = payload > channel ? bytes.lastIndexOf(SLASH, payload - 1) : -1;
     const message = decodeKombuEnvelope(
-      payload,
-      slash === -1 ? '' : channel.toString('utf8', slash + 1),
+      bytes.subarray(payload, end),
+      slash < channel ? '' : bytes.toString('utf8', slash + 1, payload),
     );
     if (isDecodeRejection(message)) this.handlers.rejected(message, 1);
     else this.handlers.message(message);
@@ -181,48 +188,5 @@ export class RedisEventSource implements EventSource {
 
   private pull(): void {
     this.thread.post({ type: 'pull' });
-  }
-
-  private scheduleDrain(): void {
-    if (this.draining) return;
-    this.draining = true;
-    setImmediate(() => {
-      this.draining = false;
-      this.drain();
-    });
-  }
-
-  /** Processes queued messages for one slice; pulls the next batch as soon as one is taken up. */
-  private drain(sliceMs = DRAIN_SLICE_MS): void {
-    const deadline = performance.now() + sliceMs;
-    for (;;) {
-      if (this.paused) return;
-      if (this.batch === undefined) {
-        this.batch = this.queued.shift();
-        this.next = 0;
-        if (this.batch === undefined) return;
-        // Pulled ahead: the read thread readies the next batch while this one is processed.
-        if (!this.batch.final) this.pull();
-      }
-      const batch = this.batch;
-      const { bytes, offsets } = batch;
-      const count = offsets.length / 3;
-      while (this.next < count) {
-        const at = 3 * this.next++;
-        const channel = offsets[at] as number;
-        const payload = offsets[at + 1] as number;
-        const end = offsets[at + 2] as number;
-        this.handle(
-          Buffer.from(bytes, channel, payload - channel),
-          Buffer.from(bytes, payload, end - payload),
-        );
-        if (performance.now() >= deadline || this.paused) break;
-      }
-      if (this.next >= count) this.batch = undefined;
-      if (performance.now() >= deadline) {
-        if (this.batch !== undefined || this.queued.length > 0) this.scheduleDrain();
-        return;
-      }
-    }
   }
 }
