@@ -14,8 +14,8 @@ export interface Broker {
   controlPublisher(controlExchange: string): ControlPublisher;
   /** RabbitMQ: messages ready in the bridge's queue at the last read; undefined elsewhere. */
   backlogMessages(): number | undefined;
-  /** Redis: bytes the read thread holds that the bridge has not taken yet; undefined elsewhere. */
-  bufferedBytes(): number | undefined;
+  /** Bytes the read thread holds that the bridge has not taken yet. */
+  bufferedBytes(): number;
 }
 
 /** The options every broker reads its own part of. */

@@ -10,8 +10,8 @@ export interface IntakeMetricSources {
   pausedSeconds(): number;
   /** Messages ready in the bridge's own RabbitMQ queue (undefined on Redis). */
   brokerBacklog(): number | undefined;
-  /** Bytes waiting in the Redis read buffer (undefined on RabbitMQ). */
-  bufferedBytes(): number | undefined;
+  /** Bytes waiting in the broker's read thread. */
+  bufferedBytes(): number;
   /** Spans queued or being sent to the collector. */
   spansQueued(): number;
 }
@@ -29,9 +29,6 @@ export function registerIntakeMetrics(meter: Meter, sources: IntakeMetricSources
     const backlog = sources.brokerBacklog();
     if (backlog !== undefined) observe(backlog);
   });
-  observeMetric(meter, METRIC_SPECS.intakeBuffered, (observe) => {
-    const bytes = sources.bufferedBytes();
-    if (bytes !== undefined) observe(bytes);
-  });
+  observeMetric(meter, METRIC_SPECS.intakeBuffered, (observe) => observe(sources.bufferedBytes()));
   observeMetric(meter, METRIC_SPECS.spansQueued, (observe) => observe(sources.spansQueued()));
 }

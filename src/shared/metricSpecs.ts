@@ -365,7 +365,7 @@ export const METRIC_SPECS = {
     kind: 'gauge',
     unit: 'By',
     description:
-      'Bytes of Redis messages read and waiting in the bridge (--redis-max-buffered-bytes at most)',
+      'Bytes of broker messages read and waiting in the bridge: on Redis --redis-max-buffered-bytes at most, on RabbitMQ --amqp-prefetch messages at most',
     attributes: [],
   },
   brokerBacklog: {

@@ -4,6 +4,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parseBrokerUrl } from '../../src/config/brokerUrl.js';
 import { Logger } from '../../src/log/Logger.js';
 import { AmqpEventSource } from '../../src/brokers/amqp/AmqpEventSource.js';
+import { MAX_META_BYTES } from '../../src/brokers/amqp/amqpMessageMeta.js';
 import type { RawEventMessage } from '../../src/shared/RawEventMessage.js';
 import { AMQP_URL, randomName, requireBroker } from '../support/celeryWorker.js';
 import { sleep, until } from '../support/testUtils.js';
@@ -149,6 +150,34 @@ describe('RabbitMQ read thread', () => {
       source = undefined;
       return (await readyCount(run.queueName)) === 0;
     });
+  });
+
+  it('while paused, what RabbitMQ sent waits in the thread and its bytes are the read buffer gauge; resumed, it is all handed on and the gauge is 0', async () => {
+    const window = 40;
+    const run = startSource(window);
+    run.release();
+    await source?.start();
+    source?.pause();
+    const body = 'x'.repeat(1000);
+    for (let i = 0; i < 100; i++) {
+      channel.publish(run.exchange, 'task.multi', Buffer.from(body), {
+        contentType: 'application/json',
+      });
+    }
+    // RabbitMQ stops at the window; one batch of it may already be on the main thread (pulled
+    // at connect), the rest waits in the read thread.
+    await until('the window delivered', async () => (await readyCount(run.queueName)) === 60);
+    await until('the read thread holds some', () =>
+      Promise.resolve((source?.bufferedBytes ?? 0) >= body.length),
+    );
+    await sleep(300);
+    const held = source?.bufferedBytes ?? 0;
+    expect(held).toBeGreaterThanOrEqual(body.length);
+    expect(held).toBeLessThanOrEqual(window * (body.length + MAX_META_BYTES));
+    expect(run.seen).toHaveLength(0);
+    source?.resume();
+    await until('every delivery handed on', () => Promise.resolve(run.seen.length === 100));
+    await until('nothing held', () => Promise.resolve(source?.bufferedBytes === 0));
   });
 
   it('starts a new thread when its thread dies: says so, and what was not acknowledged comes again and is acknowledged on the new channel only', async () => {

@@ -48,8 +48,6 @@ const NOT_EXERCISED: Record<string, string> = {
   // A task shows as waiting only if a scrape falls while both worker processes are busy: some
   // runs have one, some do not, so the test cannot require it.
   'workers-queues.json: Oldest waiting task': 'celery.tasks.oldest_age{state=waiting}: timing',
-  // Emitted on Redis only; this scenario runs on RabbitMQ (lossless.test.ts covers the buffer).
-  'bridge-health.json: Redis read buffer': 'celery_otel_bridge.intake.buffered: Redis only',
 };
 
 /** The dashboards this scenario exercises (every other file of the directory is parsed only). */

@@ -66,6 +66,8 @@ export class AmqpEventSource implements EventSource {
     () => this.drain(),
   );
   private readonly metas = new AmqpMetaReader();
+  /** Bytes of deliveries the read thread holds, written by that thread (ReadBuffer's gauge). */
+  private readonly bufferedGauge = new Float64Array(new SharedArrayBuffer(8));
   private stopping = false;
   private paused = false;
   /** `handlers.activate` ran (or runs): once per process, before the first message. */
@@ -103,6 +105,7 @@ export class AmqpEventSource implements EventSource {
         maxBatchBytes: MAX_BATCH_BYTES,
         backlogIntervalMs: BACKLOG_INTERVAL_MS,
         firstGeneration: this.nextGeneration,
+        bufferedBytes: this.bufferedGauge.buffer,
       }),
       {
         started: (event) => this.connected(event.detail),
@@ -112,6 +115,8 @@ export class AmqpEventSource implements EventSource {
         exited: () => {
           this.liveFrom = ++this.nextGeneration;
           this.batches.clear();
+          // What it held is delivered again, to the next thread.
+          this.bufferedGauge[0] = 0;
         },
         lost: () =>
           this.handlers.connection('disconnected', 'the RabbitMQ read thread stopped unexpectedly'),
@@ -122,6 +127,14 @@ export class AmqpEventSource implements EventSource {
       // 50 MB in the benchmark's in-flight run (bench/README.md).
       { maxYoungGenerationSizeMb: READ_THREAD_YOUNG_GENERATION_MB },
     );
+  }
+
+  /**
+   * Bytes of deliveries waiting in the read thread, not handed on yet: at most `--amqp-prefetch`
+   * messages (RabbitMQ sends no more unacknowledged).
+   */
+  get bufferedBytes(): number {
+    return this.bufferedGauge[0] ?? 0;
   }
 
   /** Messages ready in the bridge's queue at the last reading (every few seconds). */

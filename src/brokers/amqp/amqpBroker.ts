@@ -22,6 +22,6 @@ export const amqpBroker: BrokerFactory = (settings, handlers, logger): Broker =>
     controlPublisher: (controlExchange) =>
       new AmqpControlPublisher(settings.broker, controlExchange, logger),
     backlogMessages: () => source.brokerBacklog,
-    bufferedBytes: () => undefined,
+    bufferedBytes: () => source.bufferedBytes,
   };
 };

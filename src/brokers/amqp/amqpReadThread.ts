@@ -52,7 +52,12 @@ const scratch = Buffer.alloc(MAX_META_BYTES);
 
 const buffer = new ReadBuffer(
   // Bounded by the prefetch window, not by bytes: see above.
-  { maxBufferedBytes: Infinity, chunkBytes: options.maxBatchBytes, tagged: true },
+  {
+    maxBufferedBytes: Infinity,
+    chunkBytes: options.maxBatchBytes,
+    tagged: true,
+    gauge: new Float64Array(options.bufferedBytes),
+  },
   (batch, transfer) => {
     if (current !== undefined) send({ ...batch, generation: current.generation }, transfer);
   },

@@ -18,6 +18,8 @@ export interface AmqpReadThreadData {
    * closed channel is never applied to another one's delivery tags.
    */
   readonly firstGeneration: number;
+  /** One float64 the thread keeps up to date: bytes of deliveries it holds (a gauge, read unlocked). */
+  readonly bufferedBytes: SharedArrayBuffer;
 }
 
 /** Bridge thread -> read thread. */
