@@ -27,6 +27,8 @@ import {
   bridgeHasFlag,
   cpuSeconds,
   freePort,
+  cpuSecondsOf,
+  machineSeconds,
   memory,
   scrapeCounters,
   startBridgeChild,
@@ -67,6 +69,7 @@ interface Args {
   quick: boolean;
   redisDb: number;
   host: string;
+  rounds: number;
 }
 
 const HELP = `npm run bench -- [options]
@@ -87,6 +90,9 @@ const HELP = `npm run bench -- [options]
   --no-redis-limit          skip the search for the burst that Redis's pub/sub buffer limit cuts
   --schedule-delay-ms N     OTEL_BSP_SCHEDULE_DELAY of the bridge in the bursts (default 100; the
                             lag run keeps the bridge's default)
+  --rounds N                bare consumer alone then the bridge, N times over, for the batched
+                            bursts (default 3; unbatched runs once): the table shows the round
+                            of the median ratio and lists every round's
   --bridge-arg A            one more argument for every bridge (repeat: --bridge-arg --x --bridge-arg 4)
   --bridge-env K=V          one more environment variable for every bridge (repeatable)
   --inflight N              tasks left in flight for the memory figure (default 1000000; 0 skips)
@@ -118,6 +124,7 @@ function parseArgs(argv: string[]): Args {
     quick: false,
     redisDb: 13,
     host: '127.0.0.1',
+    rounds: 3,
   };
   const explicit = new Set<string>();
   for (let i = 0; i < argv.length; i++) {
@@ -200,6 +207,9 @@ function parseArgs(argv: string[]): Args {
         args.bridgeEnv[pair.slice(0, at)] = pair.slice(at + 1);
         break;
       }
+      case '--rounds':
+        args.rounds = Math.max(1, count());
+        break;
       case '--redis-db':
         args.redisDb = count();
         break;
@@ -223,6 +233,7 @@ function parseArgs(argv: string[]): Args {
     if (!explicit.has('--inflight')) args.inflight = 20_000;
     if (!explicit.has('--lag-seconds')) args.lagSeconds = 2;
     if (!explicit.has('--slow-tasks')) args.slowTasks = 3_000;
+    if (!explicit.has('--rounds')) args.rounds = 1;
     // Slow enough that a few thousand tasks meet the limit even on a loaded machine.
     if (!explicit.has('--slow-rate')) args.slowRate = 2_000;
   }
@@ -318,6 +329,7 @@ async function startBridge(ctx: Context, settings: BridgeSettings): Promise<Runn
 }
 
 interface Bare {
+  readonly pid: number;
   readonly latest: () => BareReport;
   stop(): Promise<BareReport>;
 }
@@ -360,6 +372,7 @@ async function startBare(ctx: Context, broker: Broker, queue?: string): Promise<
     void exited.then(() => reject(new Error('the bare consumer exited at start')));
   });
   return {
+    pid: child.pid ?? 0,
     latest: () => latest,
     async stop() {
       if (child.connected) child.send('stop');
@@ -544,6 +557,8 @@ export interface BareResult {
   disconnects: number;
   seconds: number;
   eventsPerSecond: number;
+  /** Shares of all cores' time during the run; `bridge` is the bare consumer. */
+  machine: MachineShare;
 }
 
 /**
@@ -551,6 +566,68 @@ export interface BareResult {
  * the bridge gets it (backlog: published into its durable queue before it starts; live: published
  * as fast as the broker takes it while it consumes).
  */
+interface MachineSplit {
+  readonly machine: { total: number; idle: number };
+  readonly bridge: number;
+  readonly broker: number;
+  readonly bench: number;
+}
+
+/** Shares of all cores' time, each 0..1: the four add up to about 1 (the rest: other processes). */
+export interface MachineShare {
+  bridge: number;
+  broker: number;
+  /** This process: the receiver's thread, the publisher, the bookkeeping. */
+  bench: number;
+  idle: number;
+}
+
+/** CPU seconds so far of the machine, the bridge, the broker's server and this process. */
+function machineSplit(broker: Broker, bridgePid: number): MachineSplit {
+  const usage = process.cpuUsage();
+  return {
+    machine: machineSeconds(),
+    bridge: cpuSeconds(bridgePid),
+    broker: cpuSecondsOf(broker === 'amqp' ? 'beam.smp' : 'redis-server'),
+    bench: (usage.user + usage.system) / 1e6,
+  };
+}
+
+/** Shares as percentages, slash-separated, or n/a. */
+function shares(share: MachineShare | undefined): string {
+  if (share === undefined) return 'n/a';
+  return [share.bridge, share.broker, share.bench, share.idle]
+    .map((value) => `${Math.round(value * 100)}%`)
+    .join(' / ');
+}
+
+function machineShare(from: MachineSplit, to: MachineSplit): MachineShare {
+  const total = Math.max(0.01, to.machine.total - from.machine.total);
+  const share = (value: number): number => round(Math.max(0, value) / total, 3);
+  return {
+    bridge: share(to.bridge - from.bridge),
+    broker: share(to.broker - from.broker),
+    bench: share(to.bench - from.bench),
+    idle: share(to.machine.idle - from.machine.idle),
+  };
+}
+
+/**
+ * The run whose ratio to the bare consumer alone is the median (the lower middle of an even
+ * count; a run that did not deliver every span ranks lowest), with every round's ratio on it.
+ */
+function medianRound(runs: BridgeRunResult[]): BridgeRunResult | undefined {
+  const ratio = (run: BridgeRunResult): number => run.ratioToBareAlone ?? -1;
+  const sorted = [...runs].sort((a, b) => ratio(a) - ratio(b));
+  const median = sorted[Math.floor((sorted.length - 1) / 2)];
+  if (median === undefined) return undefined;
+  return {
+    ...median,
+    roundRatios: runs.map(ratio),
+    roundTasksWithoutSpan: runs.map((run) => run.tasksWithoutSpan),
+  };
+}
+
 async function runBareAlone(
   ctx: Context,
   broker: Broker,
@@ -576,7 +653,9 @@ async function runBareAlone(
       await publish(publisher, burst.wire);
     }
     const current = bare;
+    const split0 = machineSplit(broker, bare.pid);
     await waitForCount(() => current.latest().events, burst.events, 3_000);
+    const machine = machineShare(split0, machineSplit(broker, bare.pid));
     const report = await bare.stop();
     const seconds = Math.max(1, report.lastAt - t0) / 1000;
     return {
@@ -587,6 +666,7 @@ async function runBareAlone(
       disconnects: report.disconnects,
       seconds: round(seconds, 2),
       eventsPerSecond: Math.round(report.events / seconds),
+      machine,
     };
   } finally {
     await bare?.stop();
@@ -644,6 +724,10 @@ export interface BridgeRunResult {
   eventsPerSecond: number | undefined;
   tasksPerSecond: number | undefined;
   ratioToBareAlone: number | undefined;
+  /** Each round's ratio, in the order run (this result is the round of the median). */
+  roundRatios?: number[];
+  /** Each round's tasks without a span, in the order run. */
+  roundTasksWithoutSpan?: number[];
   tasksWithSpan: number;
   tasksWithoutSpan: number;
   /** Task spans whose state is not the one published, or marked incomplete. */
@@ -665,6 +749,8 @@ export interface BridgeRunResult {
     decodeShareOfRun: number;
   };
   cpuSecondsPer100kEvents: number;
+  /** Shares of all cores' time during the run (not for kill runs): who had the machine. */
+  machine: MachineShare | undefined;
   peakRssMiB: number;
   eventsCounted: number | undefined;
   eventsLost: number | undefined;
@@ -743,6 +829,7 @@ async function runBridge(ctx: Context, spec: BridgeRunSpec): Promise<BridgeRunRe
     }
     let cpuBefore = 0;
     const cpu0 = cpuSeconds(bridge.pid);
+    const split0 = spec.killAt === undefined ? machineSplit(broker, bridge.pid) : undefined;
     let kill: BridgeRunResult['kill'];
     if (spec.killAt !== undefined) {
       const target = Math.ceil(expected * spec.killAt);
@@ -788,6 +875,8 @@ async function runBridge(ctx: Context, spec: BridgeRunSpec): Promise<BridgeRunRe
     const quietMs = spec.slow === undefined ? 8_000 : 35_000;
     await waitForCount(() => ctx.receiver.arrivals.size, expected, quietMs);
     const cpu1 = cpuSeconds(bridge.pid);
+    const split =
+      split0 === undefined ? undefined : machineShare(split0, machineSplit(broker, bridge.pid));
     const mem = memory(bridge.pid);
     const counters =
       bridge.httpPort === undefined ? undefined : await scrapeCounters(bridge.httpPort);
@@ -875,6 +964,7 @@ async function runBridge(ctx: Context, spec: BridgeRunSpec): Promise<BridgeRunRe
         ((cpuBefore + cpu1 - cpuStart) * 100_000) / Math.max(1, events),
         3,
       ),
+      machine: split,
       peakRssMiB: round(mem.hwm / 2 ** 20, 1),
       eventsCounted: consumed,
       // After a kill -9 the restarted bridge counts only what it took in itself.
@@ -1266,6 +1356,13 @@ function report(
   row('bridge / bare consumer alone', (r) =>
     r.ratioToBareAlone === undefined ? 'n/a' : percent(r.ratioToBareAlone),
   );
+  row('each round: ratio (tasks without a span)', (r) =>
+    r.roundRatios === undefined || r.roundRatios.length < 2
+      ? 'n/a'
+      : r.roundRatios
+          .map((ratio, i) => `${percent(ratio)} (${fmt(r.roundTasksWithoutSpan?.[i] ?? 0)})`)
+          .join(', '),
+  );
   row('bridge tasks/s (to every span)', (r) =>
     r.tasksPerSecond === undefined ? 'n/a' : fmt(r.tasksPerSecond),
   );
@@ -1299,6 +1396,8 @@ function report(
         `, next span after ${r.kill.nextSpanSeconds} s`,
   );
   row('bridge CPU s per 100k events', (r) => r.cpuSecondsPer100kEvents.toFixed(2));
+  row('all cores: bridge / broker / bench / idle', (r) => shares(r.machine));
+  row('bare alone, all cores: consumer / broker / bench / idle', (r) => shares(r.bare?.machine));
   row('bridge peak RSS (MiB)', (r) => r.peakRssMiB.toFixed(0));
   row('events lost (bridge counters)', (r) =>
     r.eventsLost === undefined ? 'n/a' : fmt(r.eventsLost),
@@ -1441,8 +1540,7 @@ async function main(): Promise<void> {
   let limit: RedisLimitResult | undefined;
   let inflight: InflightResult | undefined;
   let profile: ProfileSummary | undefined;
-  const done = (run: BridgeRunResult): void => {
-    runs.push(run);
+  const logRun = (run: BridgeRunResult): void =>
     log(
       `  ${run.label}: ${run.secondsToEverySpan === undefined ? `not every span (last at ${run.secondsToLastSpan} s)` : `every span in ${run.secondsToEverySpan} s`}, ` +
         `tasks without a span ${fmt(run.tasksWithoutSpan)} / ${fmt(run.tasksPublished)}` +
@@ -1450,35 +1548,57 @@ async function main(): Promise<void> {
           ? ''
           : `, ${percent(run.ratioToBareAlone)} of bare alone`),
     );
+  const done = (run: BridgeRunResult): void => {
+    runs.push(run);
+    logRun(run);
   };
   try {
     for (const { broker, mode } of combos(args)) {
       const name = modeLabel(broker, mode);
       const events = { events: args.events };
-      // The ceilings first, each alone on the machine, on the same burst.
+      // The ceilings first, each alone on the machine, on the same burst, then the bridge; in
+      // rounds, so that a machine whose speed drifts (a VM: the same work took up to twice as
+      // long from one minute to the next here) weighs on the bare runs and the bridge's alike.
+      // Each bridge run is compared with the bare run of its own round; the median round counts.
       const shapes: ('backlog' | 'live')[] = broker === 'amqp' ? ['backlog', 'live'] : ['live'];
+      const rounds = mode === 'unbatched' ? 1 : args.rounds;
       const bare = new Map<Shape, BareResult>();
-      for (const shape of shapes) {
-        log(`${name}: bare consumer alone, ${shape}, ${fmt(args.events)} events`);
-        const result = await runBareAlone(ctx, broker, mode, shape);
-        bare.set(shape, result);
-        log(
-          `  ${fmt(result.eventsPerSecond)} events/s, ${fmt(result.eventsLost)} lost, ${result.disconnects} disconnects`,
-        );
-      }
-      for (const shape of shapes) {
-        log(`${name}: bridge, ${shape}`);
-        done(
-          await runBridge(ctx, {
+      const byShape = new Map<Shape, BridgeRunResult[]>(shapes.map((shape) => [shape, []]));
+      for (let round = 1; round <= rounds; round++) {
+        const of = rounds > 1 ? ` (round ${round} of ${rounds})` : '';
+        const roundBare = new Map<Shape, BareResult>();
+        for (const shape of shapes) {
+          log(`${name}: bare consumer alone, ${shape}, ${fmt(args.events)} events${of}`);
+          const result = await runBareAlone(ctx, broker, mode, shape);
+          roundBare.set(shape, result);
+          log(
+            `  ${fmt(result.eventsPerSecond)} events/s, ${fmt(result.eventsLost)} lost, ${result.disconnects} disconnects`,
+          );
+        }
+        for (const shape of shapes) {
+          log(`${name}: bridge, ${shape}${of}`);
+          const run = await runBridge(ctx, {
             label: `${name}, ${shape === 'backlog' ? 'backlog' : 'live burst'}`,
             broker,
             mode,
             shape,
             size: events,
             seed: 1,
-            bare: bare.get(shape),
-          }),
-        );
+            bare: roundBare.get(shape),
+          });
+          logRun(run);
+          byShape.get(shape)?.push(run);
+        }
+      }
+      for (const shape of shapes) {
+        const median = medianRound(byShape.get(shape) ?? []);
+        if (median === undefined) continue;
+        if (median.bare !== undefined) bare.set(shape, median.bare);
+        if (rounds > 1)
+          log(
+            `  ${median.label}: median of ${rounds} rounds ${percent(median.ratioToBareAlone ?? 0)} (${(median.roundRatios ?? []).map(percent).join(', ')})`,
+          );
+        runs.push(median);
       }
       const live = bare.get('live');
       if (broker === 'redis' && live !== undefined) {
