@@ -363,6 +363,8 @@ export class Bridge {
     await this.flushHeld();
     // One deadline for the whole stop: the checkpoint above, the last save, the last export.
     await this.savedTasks?.stop(Math.max(0, this.stopDeadlineMs - Date.now()));
+    // No task-sent comes any more: task counts waiting for one go into the last export.
+    this.metrics.flushWaitingCounts();
     await Promise.all([
       Promise.race([
         this.exportQueue.shutdown(),

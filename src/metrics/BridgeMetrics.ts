@@ -13,6 +13,7 @@ import { bridgeHealthGauges } from './bridgeHealthGauges.js';
 import { TaskExemplars } from './TaskExemplars.js';
 import type { WorkerLiveness } from '../assemble/WorkerLiveness.js';
 import { observeMetric } from './observeMetric.js';
+import { QueueLabelWait } from './QueueLabelWait.js';
 import { SeriesKeys } from './SeriesKeys.js';
 import {
   ATTR,
@@ -82,6 +83,10 @@ const TERMINAL: ReadonlySet<string> = new Set([
 
 /** Series of the task counter and of each histogram at most, as the SDK's default limit. */
 const MAX_TASK_SERIES = 2000;
+/** Tasks whose counts wait for their queue at most (QueueLabelWait); past it, counted at once. */
+const MAX_QUEUE_LABEL_WAITS = 50_000;
+/** Longest a count waits for its task's `task-sent`. */
+const QUEUE_LABEL_GRACE_MS = 2000;
 
 /** Tasks whose exemplar candidates wait for their span at most (see TaskExemplars). */
 const MAX_EXEMPLAR_TASKS = 20_000;
@@ -108,6 +113,17 @@ export class BridgeMetrics {
   private readonly exceptionTypes: ExceptionTypeLabels;
   /** Series keys of the per-event counter and the per-task histograms (one cache for all). */
   private readonly keys = new SeriesKeys(2 * MAX_TASK_SERIES);
+  /** Counts of tasks whose queue is not known yet (QueueLabelWait). */
+  private readonly queueWaits = new QueueLabelWait(
+    MAX_QUEUE_LABEL_WAITS,
+    QUEUE_LABEL_GRACE_MS,
+    (count, queue) => this.countTask(count.name, count.state, queue, count.worker),
+  );
+  /**
+   * A `task-sent` was seen: clients send them (`task_send_sent_event`), so a task's queue may
+   * come after its other events. Until then nothing waits for one.
+   */
+  private sentSeen = false;
 
   constructor(
     meter: Meter,
@@ -250,8 +266,8 @@ export class BridgeMetrics {
 
   /**
    * Records one task event. `before` is the task's record before this event was applied, for
-   * the times that came earlier (sent, received, the attempt's start). `nowMs` is only read for
-   * a task's final events (the lag).
+   * the times that came earlier (sent, received, the attempt's start). `nowMs` is read for a
+   * task's final events (the lag) and while counts wait for a queue (QueueLabelWait).
    */
   onTaskEvent(
     event: TaskEvent,
@@ -265,14 +281,17 @@ export class BridgeMetrics {
     const state = STATE_OF_EVENT[event.type];
     const queue = event.queue || before?.queue;
     const worker = event.type === 'task-sent' ? undefined : labels.workerName(event.hostname);
-    const key = this.keys.key(name, state, queue ?? '', worker ?? '');
-    if (!this.tasks.increment(key)) {
-      this.tasks.add(key, () => {
-        const attributes: Attributes = { [ATTR.TASK_NAME]: name, [ATTR.TASK_STATE]: state };
-        if (queue) attributes[ATTR.MESSAGING_DESTINATION_NAME] = queue;
-        if (worker !== undefined) attributes[ATTR.WORKER_HOSTNAME] = worker;
-        return attributes;
-      });
+    if (this.queueWaits.size > 0) this.queueWaits.expire(nowMs());
+    if (event.type === 'task-sent') {
+      this.sentSeen = true;
+      this.countTask(name, state, queue, worker);
+      this.queueWaits.resolve(event.uuid, queue);
+    } else if (
+      queue ||
+      !this.sentSeen ||
+      !this.queueWaits.hold(event.uuid, { name, state, worker }, nowMs())
+    ) {
+      this.countTask(name, state, queue, worker);
     }
     // Lag is sampled at each task's final events: the ones whose delay decides when its span
     // goes out. (Recording it for every event cost more than the rest of the pipeline.)
@@ -314,6 +333,29 @@ export class BridgeMetrics {
       default:
         return;
     }
+  }
+
+  /** One increment of `celery.tasks`. */
+  private countTask(
+    name: string,
+    state: string,
+    queue: string | undefined,
+    worker: string | undefined,
+  ): void {
+    const key = this.keys.key(name, state, queue ?? '', worker ?? '');
+    if (!this.tasks.increment(key)) {
+      this.tasks.add(key, () => {
+        const attributes: Attributes = { [ATTR.TASK_NAME]: name, [ATTR.TASK_STATE]: state };
+        if (queue) attributes[ATTR.MESSAGING_DESTINATION_NAME] = queue;
+        if (worker !== undefined) attributes[ATTR.WORKER_HOSTNAME] = worker;
+        return attributes;
+      });
+    }
+  }
+
+  /** The bridge stops: the counts still waiting for a queue go out, for the last export. */
+  flushWaitingCounts(): void {
+    this.queueWaits.flush();
   }
 
   /**
@@ -405,6 +447,9 @@ export class BridgeMetrics {
 
   /** Everything the bridge computes itself, for BridgeMetricProducer at each collection. */
   collect(now: HrTime): MetricData[] {
+    // A quiet stream runs no event that would expire them: counts that waited long enough go
+    // out with this collection.
+    this.queueWaits.expire(Date.now());
     const data = [
       ...this.stateGauges().map((gauge) => gaugeMetricData(gauge, now)),
       this.tasks.toMetricData(now),

@@ -75,7 +75,10 @@ export const METRIC_SPECS = {
     attributes: [
       TASK_NAME,
       attr(ATTR.TASK_STATE, TASK_EVENT_STATES),
-      attr(ATTR.MESSAGING_DESTINATION_NAME, 'the queue, once `task-sent` told it'),
+      attr(
+        ATTR.MESSAGING_DESTINATION_NAME,
+        "the queue, from the task's `task-sent`: a count waits up to 2 s for it (the worker's events often arrive first)",
+      ),
       attr(ATTR.WORKER_HOSTNAME, 'not on `sent`; unless `--metrics-worker-attribute off`'),
     ],
     flower: '`flower_events_total{type}`',

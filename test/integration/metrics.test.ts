@@ -135,6 +135,21 @@ describe.each(cases)('metrics and health on $broker', ({ broker, url, protocol }
     expect(
       histogramCount(text, 'celery_task_runtime', { ...mine, celery_task_outcome: 'retry' }),
     ).toBe(2);
+    // Under their queue, every one: only task-sent names it, and the client publishes it after
+    // the task, so the worker's events often come first (QueueLabelWait holds their counts).
+    const inQueue = { ...mine, messaging_destination_name: queue };
+    for (const [state, expected] of [
+      ['received', 9],
+      ['started', 9],
+      ['succeeded', 6],
+      ['failed', 1],
+      ['retried', 2],
+    ] as const) {
+      expect(
+        sumOf(families, 'celery_tasks_total', { ...inQueue, celery_task_state: state }),
+        state,
+      ).toBe(expected);
+    }
     expect(histogramCount(text, 'celery_task_queue_wait', mine)).toBe(9);
     expect(sumOf(families, 'celery_worker_up', { celery_worker_hostname: worker.hostname })).toBe(
       1,

@@ -49,6 +49,8 @@ async function harness(
     workerMode?: 'hostname' | 'off';
     /** The bridge's wall clock for ages (epoch ms). */
     epochMs?: () => number;
+    /** When each event arrived (epoch ms); by default 50 ms after its timestamp. */
+    arrivalMs?: () => number;
   } = {},
 ): Promise<Harness> {
   let now = 1_000_000;
@@ -102,7 +104,7 @@ async function harness(
           metrics.onTaskEvent(
             event,
             assembler.peek(event.uuid),
-            () => event.timestamp * 1000 + 50,
+            options.arrivalMs ?? (() => event.timestamp * 1000 + 50),
             assembler.isTerminalEcho(event),
           );
           assembler.handle(event);
@@ -165,6 +167,63 @@ describe('BridgeMetrics through the Prometheus endpoint', () => {
           expect(value).not.toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-/);
       }
     }
+  });
+
+  it("counts a task's events under its queue when its task-sent comes after them (the client publishes it after the task)", async () => {
+    // Everything arrives within the grace of a count waiting for its queue.
+    const arrival = Math.max(...fixture.map((e) => e.timestamp)) * 1000;
+    const h = await harness({ arrivalMs: () => arrival });
+    const sent = fixture.filter((e) => e.type === 'task-sent');
+    const ids = new Set(sent.map((e) => (isTaskEvent(e) ? e.uuid : '')));
+    // One task-sent first (so the bridge knows clients send them), every other one after the
+    // task's own events, as when the worker's events overtake the client's.
+    const [first, ...late] = sent;
+    if (first === undefined) throw new Error('the fixture has no task-sent');
+    const rest = fixture.filter((e) => e.type !== 'task-sent');
+    h.feed([first, ...rest, ...late]);
+    const families = await h.scrape();
+    const count = (type: string) =>
+      fixture.filter((e) => e.type === type && isTaskEvent(e) && ids.has(e.uuid)).length;
+    for (const [type, state] of [
+      ['task-received', 'received'],
+      ['task-started', 'started'],
+      ['task-succeeded', 'succeeded'],
+    ] as const) {
+      expect(count(type)).toBeGreaterThan(0);
+      expect(
+        sumOf(families, 'celery_tasks_total', {
+          celery_task_state: state,
+          messaging_destination_name: 'celery',
+        }),
+        state,
+      ).toBe(count(type));
+    }
+  });
+
+  it('counts them without a queue once no task-sent came within the grace', async () => {
+    let arrival = Math.max(...fixture.map((e) => e.timestamp)) * 1000;
+    const h = await harness({ arrivalMs: () => arrival });
+    const sent = fixture.find((e) => e.type === 'task-sent');
+    if (sent === undefined || !isTaskEvent(sent)) throw new Error('the fixture has no task-sent');
+    // The other tasks' task-sent never come; one more event 3 s later expires what waits.
+    const rest = fixture.filter((e) => e.type !== 'task-sent');
+    h.feed([sent, ...rest]);
+    const received = rest.filter((e) => e.type === 'task-received');
+    const last = received.at(-1);
+    if (last === undefined) throw new Error('the fixture has no task-received');
+    arrival += 3000;
+    h.feed([last]);
+    const families = await h.scrape();
+    const ofSentTask = received.filter((e) => isTaskEvent(e) && e.uuid === sent.uuid).length;
+    expect(sumOf(families, 'celery_tasks_total', { celery_task_state: 'received' })).toBe(
+      received.length + 1,
+    );
+    expect(
+      sumOf(families, 'celery_tasks_total', {
+        celery_task_state: 'received',
+        messaging_destination_name: 'celery',
+      }),
+    ).toBe(ofSentTask);
   });
 
   it('has histograms with one runtime per finished attempt and one queue wait per start', async () => {
