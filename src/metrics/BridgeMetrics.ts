@@ -84,7 +84,7 @@ const TERMINAL: ReadonlySet<string> = new Set([
 /** Series of the task counter and of each histogram at most, as the SDK's default limit. */
 const MAX_TASK_SERIES = 2000;
 /** Tasks whose counts wait for their queue at most (QueueLabelWait); past it, counted at once. */
-const MAX_QUEUE_LABEL_WAITS = 50_000;
+export const MAX_QUEUE_LABEL_WAITS = 50_000;
 /** Longest a count waits for its task's `task-sent`. */
 const QUEUE_LABEL_GRACE_MS = 2000;
 
@@ -286,11 +286,10 @@ export class BridgeMetrics {
       this.sentSeen = true;
       this.countTask(name, state, queue, worker);
       this.queueWaits.resolve(event.uuid, queue);
-    } else if (
-      queue ||
-      !this.sentSeen ||
-      !this.queueWaits.hold(event.uuid, { name, state, worker }, nowMs())
-    ) {
+    } else if (queue || !this.sentSeen) {
+      this.countTask(name, state, queue, worker);
+    } else if (!this.queueWaits.hold(event.uuid, { name, state, worker }, nowMs())) {
+      this.sources.stats.taskCountWithoutQueue();
       this.countTask(name, state, queue, worker);
     }
     // Lag is sampled at each task's final events: the ones whose delay decides when its span

@@ -260,6 +260,15 @@ export const METRIC_SPECS = {
     attributes: [],
     counted: true,
   },
+  taskCountsWithoutQueue: {
+    name: 'celery_otel_bridge.task_counts.without_queue',
+    kind: 'counter',
+    unit: '{count}',
+    description:
+      'Task counts that went out at once without their queue: too many tasks were waiting for their task-sent (docs/metrics.md)',
+    attributes: [],
+    counted: true,
+  },
   eventsDuplicate: {
     name: 'celery_otel_bridge.events.duplicate',
     kind: 'counter',

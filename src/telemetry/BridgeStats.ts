@@ -95,6 +95,16 @@ export class BridgeStats implements AssemblerCounters, SpanExportCounters {
     this.count('eventsDuplicate');
   }
 
+  /** A task count went out without its queue: too many tasks waited for their task-sent. */
+  taskCountWithoutQueue(): void {
+    this.count('taskCountsWithoutQueue');
+    this.noteProblem('task_counts_without_queue', 1);
+    this.once(
+      'task_counts_without_queue',
+      'too many tasks wait for their task-sent (a flood of task events that have none): their counts go out without their queue (docs/metrics.md)',
+    );
+  }
+
   tasksEvicted(count: number): void {
     this.count('tasksEvicted', count);
     this.noteProblem('tasks_evicted', count);

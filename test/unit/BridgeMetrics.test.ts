@@ -9,7 +9,7 @@ import {
   type WorkerEvent,
 } from '../../src/decode/CeleryEvent.js';
 import { HttpServer } from '../../src/http/HttpServer.js';
-import { BridgeMetrics } from '../../src/metrics/BridgeMetrics.js';
+import { BridgeMetrics, MAX_QUEUE_LABEL_WAITS } from '../../src/metrics/BridgeMetrics.js';
 import { MetricLabels } from '../../src/metrics/MetricLabels.js';
 import { BridgeMetricProducer } from '../../src/metrics/BridgeMetricProducer.js';
 import { WorkerLiveness } from '../../src/assemble/WorkerLiveness.js';
@@ -224,6 +224,26 @@ describe('BridgeMetrics through the Prometheus endpoint', () => {
         messaging_destination_name: 'celery',
       }),
     ).toBe(ofSentTask);
+  });
+
+  it('counts at once, without a queue, past the tasks that may wait for one, and says how many', async () => {
+    const arrival = Math.max(...fixture.map((e) => e.timestamp)) * 1000;
+    const h = await harness({ arrivalMs: () => arrival });
+    const sent = fixture.find((e) => e.type === 'task-sent');
+    const received = fixture.find((e) => e.type === 'task-received');
+    if (sent === undefined || received === undefined || !isTaskEvent(received))
+      throw new Error('the fixture lacks a task-sent or a task-received');
+    const bound = MAX_QUEUE_LABEL_WAITS;
+    const flood = Array.from({ length: bound + 3 }, (_, i) => ({
+      ...received,
+      uuid: `flood-${i}`,
+    }));
+    h.feed([sent, ...flood]);
+    const families = await h.scrape();
+    expect(sumOf(families, 'celery_otel_bridge_task_counts_without_queue_total')).toBe(3);
+    expect(sumOf(families, 'celery_tasks_total', { celery_task_state: 'received' })).toBe(
+      bound + 3,
+    );
   });
 
   it('has histograms with one runtime per finished attempt and one queue wait per start', async () => {
