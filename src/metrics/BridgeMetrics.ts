@@ -85,6 +85,8 @@ const TERMINAL: ReadonlySet<string> = new Set([
 const MAX_TASK_SERIES = 2000;
 /** Tasks whose counts wait for their queue at most (QueueLabelWait); past it, counted at once. */
 export const MAX_QUEUE_LABEL_WAITS = 50_000;
+/** Counts of one task that wait at most: its events, a retry or two included. */
+export const MAX_WAITING_COUNTS_PER_TASK = 16;
 /** Longest a count waits for its task's `task-sent`. */
 const QUEUE_LABEL_GRACE_MS = 2000;
 
@@ -116,6 +118,7 @@ export class BridgeMetrics {
   /** Counts of tasks whose queue is not known yet (QueueLabelWait). */
   private readonly queueWaits = new QueueLabelWait(
     MAX_QUEUE_LABEL_WAITS,
+    MAX_WAITING_COUNTS_PER_TASK,
     QUEUE_LABEL_GRACE_MS,
     (count, queue) => this.countTask(count.name, count.state, queue, count.worker),
   );

@@ -16,8 +16,10 @@ export interface WaitingCount {
  * filtered by queue missed them. A count of a task whose queue is not known yet waits here
  * until the `task-sent` comes or `graceMs` passed (then it is counted without a queue, as before).
  *
- * Bounded: at most `maxTasks` tasks wait; past that a count goes out at once, without a queue.
- * Nothing is ever dropped, only counted later or without the label.
+ * Bounded: at most `maxTasks` tasks wait, each with at most `maxCountsPerTask` counts (a task
+ * has a handful of events; a flood of one task id's events must not grow a list); past either a
+ * count goes out at once, without a queue. Nothing is ever dropped, only counted later or without
+ * the label.
  */
 export class QueueLabelWait {
   /** Task id -> when its first count began to wait, and its counts; oldest first. */
@@ -25,6 +27,7 @@ export class QueueLabelWait {
 
   constructor(
     private readonly maxTasks: number,
+    private readonly maxCountsPerTask: number,
     private readonly graceMs: number,
     private readonly count: (count: WaitingCount, queue: string | undefined) => void,
   ) {}
@@ -34,10 +37,11 @@ export class QueueLabelWait {
     return this.waiting.size;
   }
 
-  /** Holds a count of the task; false (nothing held) when the bound is reached. */
+  /** Holds a count of the task; false (nothing held) when a bound is reached. */
   hold(taskId: string, count: WaitingCount, nowMs: number): boolean {
     const entry = this.waiting.get(taskId);
     if (entry !== undefined) {
+      if (entry.counts.length >= this.maxCountsPerTask) return false;
       entry.counts.push(count);
       return true;
     }

@@ -265,7 +265,7 @@ export const METRIC_SPECS = {
     kind: 'counter',
     unit: '{count}',
     description:
-      'Task counts that went out at once without their queue: too many tasks were waiting for their task-sent (docs/metrics.md)',
+      'Task counts that went out at once without their queue: too many tasks, or too many counts of one task, were waiting for their task-sent (docs/metrics.md)',
     attributes: [],
     counted: true,
   },

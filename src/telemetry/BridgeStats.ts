@@ -101,7 +101,7 @@ export class BridgeStats implements AssemblerCounters, SpanExportCounters {
     this.noteProblem('task_counts_without_queue', 1);
     this.once(
       'task_counts_without_queue',
-      'too many tasks wait for their task-sent (a flood of task events that have none): their counts go out without their queue (docs/metrics.md)',
+      'too many task counts wait for their task-sent (a flood of task events that have none): they go out without their queue (docs/metrics.md)',
     );
   }
 

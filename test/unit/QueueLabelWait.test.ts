@@ -4,9 +4,9 @@ import { QueueLabelWait, type WaitingCount } from '../../src/metrics/QueueLabelW
 const count = (state: string): WaitingCount => ({ name: 'proj.add', state, worker: 'w1' });
 
 describe('QueueLabelWait', () => {
-  function wait(maxTasks = 10, graceMs = 2000) {
+  function wait(maxTasks = 10, graceMs = 2000, maxCountsPerTask = 4) {
     const out: string[] = [];
-    const waits = new QueueLabelWait(maxTasks, graceMs, (c, queue) =>
+    const waits = new QueueLabelWait(maxTasks, maxCountsPerTask, graceMs, (c, queue) =>
       out.push(`${c.state}@${queue ?? '-'}`),
     );
     return { waits, out };
@@ -37,6 +37,15 @@ describe('QueueLabelWait', () => {
     expect(out).toHaveLength(2);
     waits.expire(3500);
     expect(out).toEqual(['received@-', 'started@-', 'received@-']);
+  });
+
+  it('holds no more counts of one task than its bound (a flood of one task id)', () => {
+    const { waits, out } = wait(10, 2000, 2);
+    expect(waits.hold('a', count('started'), 0)).toBe(true);
+    expect(waits.hold('a', count('started'), 0)).toBe(true);
+    expect(waits.hold('a', count('started'), 0)).toBe(false);
+    waits.resolve('a', 'q1');
+    expect(out).toEqual(['started@q1', 'started@q1']);
   });
 
   it('holds no more tasks than its bound; a task already waiting still gets its counts held', () => {
