@@ -451,7 +451,7 @@ export class BridgeMetrics {
   collect(now: HrTime): MetricData[] {
     // A quiet stream runs no event that would expire them: counts that waited long enough go
     // out with this collection.
-    this.queueWaits.expire(Date.now());
+    this.queueWaits.expire(this.sources.nowMs?.() ?? Date.now());
     const data = [
       ...this.stateGauges().map((gauge) => gaugeMetricData(gauge, now)),
       this.tasks.toMetricData(now),

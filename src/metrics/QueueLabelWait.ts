@@ -24,6 +24,11 @@ export interface WaitingCount {
 export class QueueLabelWait {
   /** Task id -> when its first count began to wait, and its counts; oldest first. */
   private readonly waiting = new Map<string, { sinceMs: number; counts: WaitingCount[] }>();
+  /**
+   * No count is due before this (the oldest one's wait ends then, or later if it was resolved):
+   * `expire` runs for every event while counts wait, and returns here without walking the map.
+   */
+  private dueMs = Number.POSITIVE_INFINITY;
 
   constructor(
     private readonly maxTasks: number,
@@ -46,6 +51,7 @@ export class QueueLabelWait {
       return true;
     }
     if (this.waiting.size >= this.maxTasks) return false;
+    if (this.waiting.size === 0) this.dueMs = nowMs + this.graceMs;
     this.waiting.set(taskId, { sinceMs: nowMs, counts: [count] });
     return true;
   }
@@ -60,8 +66,13 @@ export class QueueLabelWait {
 
   /** Counts that waited `graceMs` go out without a queue: no `task-sent` is coming for them. */
   expire(nowMs: number): void {
+    if (nowMs < this.dueMs) return;
+    this.dueMs = Number.POSITIVE_INFINITY;
     for (const [taskId, entry] of this.waiting) {
-      if (nowMs - entry.sinceMs < this.graceMs) return;
+      if (nowMs - entry.sinceMs < this.graceMs) {
+        this.dueMs = entry.sinceMs + this.graceMs;
+        return;
+      }
       this.resolve(taskId, undefined);
     }
   }

@@ -201,29 +201,31 @@ describe('BridgeMetrics through the Prometheus endpoint', () => {
   });
 
   it('counts them without a queue once no task-sent came within the grace', async () => {
-    let arrival = Math.max(...fixture.map((e) => e.timestamp)) * 1000;
-    const h = await harness({ arrivalMs: () => arrival });
+    // One clock for arrivals and collections, moved by the test.
+    let clock = Math.max(...fixture.map((e) => e.timestamp)) * 1000;
+    const h = await harness({ arrivalMs: () => clock, epochMs: () => clock });
     const sent = fixture.find((e) => e.type === 'task-sent');
     if (sent === undefined || !isTaskEvent(sent)) throw new Error('the fixture has no task-sent');
-    // The other tasks' task-sent never come; one more event 3 s later expires what waits.
+    // The other tasks' task-sent never come.
     const rest = fixture.filter((e) => e.type !== 'task-sent');
     h.feed([sent, ...rest]);
     const received = rest.filter((e) => e.type === 'task-received');
     const last = received.at(-1);
     if (last === undefined) throw new Error('the fixture has no task-received');
-    arrival += 3000;
-    h.feed([last]);
-    const families = await h.scrape();
     const ofSentTask = received.filter((e) => isTaskEvent(e) && e.uuid === sent.uuid).length;
-    expect(sumOf(families, 'celery_tasks_total', { celery_task_state: 'received' })).toBe(
-      received.length + 1,
-    );
-    expect(
-      sumOf(families, 'celery_tasks_total', {
-        celery_task_state: 'received',
-        messaging_destination_name: 'celery',
-      }),
-    ).toBe(ofSentTask);
+    const receivedCounts = async (match: Record<string, string> = {}) =>
+      sumOf(await h.scrape(), 'celery_tasks_total', { celery_task_state: 'received', ...match });
+    // Within the grace only the sent task's counts are out; the rest wait.
+    expect(ofSentTask).toBeLessThan(received.length);
+    expect(await receivedCounts()).toBe(ofSentTask);
+    // An event past the grace lets them out, without a queue; its own count waits in turn.
+    clock += 3000;
+    h.feed([last]);
+    expect(await receivedCounts()).toBe(received.length);
+    // A collection past its grace lets that one out too.
+    clock += 3000;
+    expect(await receivedCounts()).toBe(received.length + 1);
+    expect(await receivedCounts({ messaging_destination_name: 'celery' })).toBe(ofSentTask);
   });
 
   it('counts at once, without a queue, past the tasks that may wait for one, and says how many', async () => {

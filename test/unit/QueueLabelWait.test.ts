@@ -39,6 +39,25 @@ describe('QueueLabelWait', () => {
     expect(out).toEqual(['received@-', 'started@-', 'received@-']);
   });
 
+  it('expires a later task at its own time once the oldest was resolved before its grace', () => {
+    const { waits, out } = wait();
+    waits.hold('a', count('received'), 0);
+    waits.hold('b', count('received'), 1500);
+    waits.resolve('a', 'q1');
+    waits.expire(2000);
+    expect(out).toEqual(['received@q1']);
+    waits.expire(3499);
+    expect(out).toEqual(['received@q1']);
+    waits.expire(3500);
+    expect(out).toEqual(['received@q1', 'received@-']);
+    // Empty again: a new count waits its full grace from its own arrival.
+    waits.hold('c', count('started'), 10_000);
+    waits.expire(11_999);
+    expect(out).toHaveLength(2);
+    waits.expire(12_000);
+    expect(out).toEqual(['received@q1', 'received@-', 'started@-']);
+  });
+
   it('holds no more counts of one task than its bound (a flood of one task id)', () => {
     const { waits, out } = wait(10, 2000, 2);
     expect(waits.hold('a', count('started'), 0)).toBe(true);

@@ -88,7 +88,8 @@ export class RedisEventSource implements EventSource {
           this.pull();
         },
         event: (event) => this.onEvent(event),
-        exited: () => undefined,
+        // What it held and had not handed over is gone with it (pub/sub keeps nothing).
+        exited: () => (this.bufferedGauge[0] = 0),
         lost: () => {
           // What it sent before exiting is handled as usual (its messages come before 'exit').
           this.batches.schedule();
