@@ -17,12 +17,17 @@ import type { SpanDropReason } from '../shared/attributeSpecs.js';
  * CPU (`npm run bench:serializer` measures both).
  *
  * Where the SDK measures every string twice (a size-estimation pass, then the write) and moves
- * every message larger than 127 bytes after writing it, this writes each span once into one
- * reused buffer: lengths of long strings are computed up front, nested messages reserve the
- * length bytes they most likely need, and the request's outer layers (ResourceSpans, ScopeSpans)
- * are assembled around the finished spans in the final copy. Resource and scope are encoded once
- * per object and cached: like the SDK, which groups spans by their identity, this takes them to
- * be immutable once spans refer to them.
+ * every message larger than 127 bytes after writing it, this writes each span once: lengths of
+ * long strings are computed up front, nested messages reserve the length bytes they most likely
+ * need, and the request's outer layers (ResourceSpans, ScopeSpans) are assembled around the
+ * finished spans in the final copy. Resource and scope are encoded once per object and cached:
+ * like the SDK, which groups spans by their identity, this takes them to be immutable once spans
+ * refer to them.
+ *
+ * Spans can be encoded ahead of their request (`encode`, as the export queue does when it takes a
+ * span, QueueExporter.ts): each is written into a shared off-heap buffer of {@link CHUNK_BYTES}
+ * and kept as an EncodedSpan (that buffer, a range, its resource and scope); `serializeEncoded`
+ * assembles a request from them. `serializeRequest` is the two in one.
  *
  * Field numbers and types, from opentelemetry-proto (v1.x, unchanged since 1.0):
  * https://github.com/open-telemetry/opentelemetry-proto/blob/main/opentelemetry/proto/collector/trace/v1/trace_service.proto
@@ -40,7 +45,8 @@ export class ProtobufSpanSerializer implements ISerializer<
   ReadableSpan[],
   IExportTraceServiceResponse
 > {
-  private writer = new ProtoWriter();
+  /** Where spans are encoded; replaced by a new one when nearly full (see `encode`). */
+  private chunk = new ProtoWriter(CHUNK_BYTES);
   private readonly resources = new WeakMap<Resource, EncodedParts>();
   private readonly scopes = new WeakMap<InstrumentationScope, EncodedParts>();
   private readonly guard: SpanGuard;
@@ -52,42 +58,64 @@ export class ProtobufSpanSerializer implements ISerializer<
   /**
    * The request for `spans`. A span that cannot be written (a value of a type no span should
    * have threw) or whose encoding is larger than `maxSpanBytes` is left out alone, reported to
-   * `dropped` and removed from `spans` (the caller's array, so that a batch put back for a
-   * retry and the exported count no longer include it): one bad span never fails its batch.
+   * `dropped` and removed from `spans` (the caller's array): one bad span never fails its batch.
    */
   serializeRequest(spans: ReadableSpan[]): Uint8Array {
-    const writer = this.writer;
-    writer.pos = 0;
-    const guard = this.guard;
-    guard.begin();
+    const encoded: EncodedSpan[] = [];
+    let kept = 0;
+    for (const span of spans) {
+      const one = this.encode(span);
+      if (one === undefined) continue;
+      encoded.push(one);
+      spans[kept++] = span;
+    }
+    spans.length = kept;
+    return this.serializeEncoded(encoded);
+  }
+
+  /**
+   * `span` encoded (ScopeSpans.spans, with its tag and length), or undefined when it is left out:
+   * it could not be written, or its encoding is larger than `maxSpanBytes` (told to `dropped`).
+   */
+  encode(span: ReadableSpan): EncodedSpan | undefined {
+    let chunk = this.chunk;
+    // A span rarely needs more than the room kept: a larger one grows this chunk (ProtoWriter
+    // copies it into a larger buffer; spans encoded before keep the one they were written in).
+    if (chunk.buf.length - chunk.pos < CHUNK_ROOM)
+      chunk = this.chunk = new ProtoWriter(CHUNK_BYTES);
+    const start = chunk.pos;
+    if (!this.guard.write(chunk, span)) return undefined;
+    return {
+      buf: chunk.buf,
+      start,
+      end: chunk.pos,
+      resource: span.resource,
+      scope: span.instrumentationScope,
+    };
+  }
+
+  /** The request for spans encoded by `encode`, grouped as the SDK groups them. */
+  serializeEncoded(spans: readonly EncodedSpan[]): Uint8Array {
     const groups: ResourceGroup[] = [];
     const first = spans[0];
     if (first !== undefined && sameResourceAndScope(spans, first)) {
       // The bridge's case: one resource, one scope.
-      const start = writer.pos;
-      for (const span of spans) guard.write(writer, span);
       groups.push({
         parts: this.resourceParts(first.resource),
-        scopes: [{ parts: this.scopeParts(first.instrumentationScope), start, end: writer.pos }],
+        scopes: [{ parts: this.scopeParts(first.scope), spans }],
       });
     } else {
-      // Grouped like the SDK: resources in order of first appearance (by identity), and within
-      // each, scopes in order of first appearance (by identity), spans in their order.
+      // Resources in order of first appearance (by identity), and within each, scopes in order
+      // of first appearance (by identity), spans in their order.
       for (const [resource, byScope] of groupSpans(spans)) {
         const scopes: ScopeGroup[] = [];
         for (const [scope, scopeSpans] of byScope) {
-          const start = writer.pos;
-          for (const span of scopeSpans) guard.write(writer, span);
-          scopes.push({ parts: this.scopeParts(scope), start, end: writer.pos });
+          scopes.push({ parts: this.scopeParts(scope), spans: scopeSpans });
         }
         groups.push({ parts: this.resourceParts(resource), scopes });
       }
     }
-    guard.finish(spans);
-    const out = assemble(writer, groups);
-    // A rare huge request should not pin its buffer for the life of the process.
-    if (writer.buf.length > MAX_KEPT_BUFFER) this.writer = new ProtoWriter();
-    return out;
+    return assemble(groups);
   }
 
   deserializeResponse(data: Uint8Array): IExportTraceServiceResponse {
@@ -169,20 +197,36 @@ export interface SpanSerializerOptions {
  */
 export const DEFAULT_MAX_SPAN_BYTES = 1024 * 1024;
 
-/** Writes spans one at a time, rewinding over the ones that fail or are too large. */
+/**
+ * An encoded span: ScopeSpans.spans (tag, length, Span) in `buf[start, end)`, with what its
+ * request groups it by. `buf` is shared with the spans encoded next to it.
+ */
+export interface EncodedSpan {
+  readonly buf: Buffer;
+  readonly start: number;
+  readonly end: number;
+  readonly resource: Resource;
+  readonly scope: InstrumentationScope;
+}
+
+/**
+ * Spans are encoded into buffers of this size (off-heap: `Buffer.allocUnsafeSlow`); a buffer
+ * is freed once no span encoded in it is held any more.
+ */
+const CHUNK_BYTES = 1024 * 1024;
+/** A new chunk is started when less than this is left in the current one. */
+const CHUNK_ROOM = 64 * 1024;
+
+/** Writes one span, rewinding over it when it fails or is too large. */
 class SpanGuard {
   private readonly maxSpanBytes: number;
-  private readonly left: ReadableSpan[] = [];
 
   constructor(private readonly options: SpanSerializerOptions) {
     this.maxSpanBytes = options.maxSpanBytes ?? DEFAULT_MAX_SPAN_BYTES;
   }
 
-  begin(): void {
-    this.left.length = 0;
-  }
-
-  write(writer: ProtoWriter, span: ReadableSpan): void {
+  /** True when `span` was written; false when it was left out (and told to `dropped`). */
+  write(writer: ProtoWriter, span: ReadableSpan): boolean {
     const start = writer.pos;
     let reason: SerializerDropReason | undefined;
     let detail = '';
@@ -196,25 +240,12 @@ class SpanGuard {
       reason = 'unserializable';
       detail = `a span could not be encoded and was left out of its export (its batch went without it): ${error instanceof Error ? error.name : typeof error}`;
     }
-    if (reason === undefined) return;
+    if (reason === undefined) return true;
     writer.pos = start;
-    this.left.push(span);
     this.options.dropped?.(reason, 1, detail);
-  }
-
-  /** Takes the spans left out of `spans`, in place. */
-  finish(spans: ReadableSpan[]): void {
-    if (this.left.length === 0) return;
-    const left = new Set(this.left);
-    let kept = 0;
-    for (const span of spans) if (!left.has(span)) spans[kept++] = span;
-    spans.length = kept;
-    this.left.length = 0;
+    return false;
   }
 }
-
-/** Beyond this the writer's buffer is dropped after the request (a new one starts at 64 KiB). */
-const MAX_KEPT_BUFFER = 8 * 1024 * 1024;
 
 interface EncodedParts {
   /** The message field with its tag and length. */
@@ -225,9 +256,7 @@ interface EncodedParts {
 
 interface ScopeGroup {
   readonly parts: EncodedParts;
-  /** Where its encoded spans (each with tag and length) lie in the writer's buffer. */
-  readonly start: number;
-  readonly end: number;
+  readonly spans: readonly EncodedSpan[];
 }
 
 interface ResourceGroup {
@@ -240,29 +269,29 @@ type ScopeWithAttributes = InstrumentationScope & {
   readonly droppedAttributesCount?: number;
 };
 
-function sameResourceAndScope(spans: ReadableSpan[], first: ReadableSpan): boolean {
+function sameResourceAndScope(spans: readonly EncodedSpan[], first: EncodedSpan): boolean {
   const resource = first.resource;
-  const scope = first.instrumentationScope;
+  const scope = first.scope;
   for (const span of spans) {
-    if (span.resource !== resource || span.instrumentationScope !== scope) return false;
+    if (span.resource !== resource || span.scope !== scope) return false;
   }
   return true;
 }
 
 function groupSpans(
-  spans: ReadableSpan[],
-): Map<Resource, Map<InstrumentationScope, ReadableSpan[]>> {
-  const byResource = new Map<Resource, Map<InstrumentationScope, ReadableSpan[]>>();
+  spans: readonly EncodedSpan[],
+): Map<Resource, Map<InstrumentationScope, EncodedSpan[]>> {
+  const byResource = new Map<Resource, Map<InstrumentationScope, EncodedSpan[]>>();
   for (const span of spans) {
     let byScope = byResource.get(span.resource);
     if (byScope === undefined) {
       byScope = new Map();
       byResource.set(span.resource, byScope);
     }
-    let list = byScope.get(span.instrumentationScope);
+    let list = byScope.get(span.scope);
     if (list === undefined) {
       list = [];
-      byScope.set(span.instrumentationScope, list);
+      byScope.set(span.scope, list);
     }
     list.push(span);
   }
@@ -275,15 +304,16 @@ function groupSpans(
  * ScopeSpans { scope = 1; repeated Span spans = 2; schema_url = 3 }: the lengths are known once
  * the spans are written, so the request is built in one exact-size copy.
  */
-function assemble(writer: ProtoWriter, groups: ResourceGroup[]): Buffer {
+function assemble(groups: ResourceGroup[]): Buffer {
   let total = 0;
   const resourceLengths: number[] = [];
   const scopeLengths: number[] = [];
   for (const group of groups) {
     let length = group.parts.head.length + group.parts.tail.length;
     for (const scope of group.scopes) {
-      const scopeLength =
-        scope.parts.head.length + (scope.end - scope.start) + scope.parts.tail.length;
+      let spansLength = 0;
+      for (const span of scope.spans) spansLength += span.end - span.start;
+      const scopeLength = scope.parts.head.length + spansLength + scope.parts.tail.length;
       scopeLengths.push(scopeLength);
       length += 1 + varintSize(scopeLength) + scopeLength;
     }
@@ -301,7 +331,8 @@ function assemble(writer: ProtoWriter, groups: ResourceGroup[]): Buffer {
       out[pos++] = 0x12; // ResourceSpans.scope_spans = 2
       pos = putLength(out, pos, scopeLengths[scopeIndex++] ?? 0);
       pos += scope.parts.head.copy(out, pos);
-      pos += writer.buf.copy(out, pos, scope.start, scope.end); // ScopeSpans.spans = 2
+      // ScopeSpans.spans = 2
+      for (const span of scope.spans) pos += span.buf.copy(out, pos, span.start, span.end);
       pos += scope.parts.tail.copy(out, pos);
     }
     pos += group.parts.tail.copy(out, pos);

@@ -1,6 +1,7 @@
 import { type ExportResult, ExportResultCode } from '@opentelemetry/core';
-import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace-base';
+import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import type { SpanDropReason } from '../shared/attributeSpecs.js';
+import type { QueueExporter } from './QueueExporter.js';
 
 export interface SpanExportQueueOptions {
   /** Spans waiting for export at most; more are dropped and counted (OTEL_BSP_MAX_QUEUE_SIZE). */
@@ -40,12 +41,10 @@ const DEFAULT_MAX_RETRY_DELAY_MS = 30_000;
 const HIGH_WATER = 0.5;
 const LOW_WATER = 0.25;
 
-/** A batch on its way: its spans and the checkpoint epoch each span was added in. */
-interface Batch {
-  readonly spans: ReadableSpan[];
+/** A batch on its way: its spans (as the exporter holds them) and each one's checkpoint epoch. */
+interface Batch<T> {
+  readonly spans: T[];
   readonly epochs: number[];
-  /** What the exporter was given; it may take out spans it cannot send (counted by it). */
-  readonly sent: ReadableSpan[];
 }
 
 /**
@@ -76,12 +75,13 @@ const REFUSED_UNTIL_RECONFIGURED: ReadonlySet<number> = new Set([401, 403, 404])
  *   except 401/403/404: those say the endpoint or its credentials are wrong, not the spans, so the
  *   batch is retried with backoff like an outage until the user fixes the configuration (the
  *   backlog waits in the broker meanwhile).
- * - Adding never blocks the event loop and memory stays within `maxQueueSize` spans.
+ * - Adding never blocks the event loop and memory stays within `maxQueueSize` spans, each kept as
+ *   the exporter holds it (QueueExporter.hold: the OTLP/protobuf exporter keeps its encoding).
  * https://opentelemetry.io/docs/specs/otel/trace/sdk/#batching-processor
  * https://opentelemetry.io/docs/specs/otlp/#retryable-response-codes
  */
-export class SpanExportQueue {
-  private queue: ReadableSpan[] = [];
+export class SpanExportQueue<T = unknown> {
+  private queue: T[] = [];
   /** The epoch of each queued span, index for index. */
   private queueEpochs: number[] = [];
   private timer: NodeJS.Timeout | undefined;
@@ -107,7 +107,7 @@ export class SpanExportQueue {
 
   constructor(
     /** `ready`, when the exporter has it: resolves once it can send (its thread started). */
-    private readonly exporter: SpanExporter & { ready?(): Promise<void> },
+    private readonly exporter: QueueExporter<T>,
     private readonly options: SpanExportQueueOptions,
     private readonly counters: SpanExportCounters,
     private readonly nowMs: () => number = () => Date.now(),
@@ -178,12 +178,17 @@ export class SpanExportQueue {
       if (room <= 0) return;
       spans = spans.slice(0, room);
     }
-    if (spans.length === 0) return;
+    let held = 0;
     for (const span of spans) {
-      this.queue.push(span);
+      // A span the exporter cannot hold was counted as dropped by it: nothing waits for it.
+      const item = this.exporter.hold(span);
+      if (item === undefined) continue;
+      this.queue.push(item);
       this.queueEpochs.push(this.epoch);
+      held++;
     }
-    this.unsettled.set(this.epoch, (this.unsettled.get(this.epoch) ?? 0) + spans.length);
+    if (held === 0) return;
+    this.unsettled.set(this.epoch, (this.unsettled.get(this.epoch) ?? 0) + held);
     this.checkPressure();
     this.schedule();
   }
@@ -303,7 +308,7 @@ export class SpanExportQueue {
     const take = Math.min(this.options.maxExportBatchSize, this.queue.length);
     if (take === 0) return;
     const spans = this.queue.splice(0, take);
-    const batch: Batch = { spans, epochs: this.queueEpochs.splice(0, take), sent: spans.slice() };
+    const batch: Batch<T> = { spans, epochs: this.queueEpochs.splice(0, take) };
     this.inFlightSpans += take;
     // The promise exists before the exporter is called: an exporter may answer within `export`
     // itself (stopped, or every span taken out), and `finish` must find it then.
@@ -331,15 +336,14 @@ export class SpanExportQueue {
       this.options.exportTimeoutMs,
     );
     try {
-      this.exporter.export(batch.sent, finish);
+      this.exporter.export(batch.spans, finish);
     } catch (error) {
       finish({ code: ExportResultCode.FAILED, error: error as Error });
     }
     void done.then(() => this.schedule());
   }
 
-  private settle(whole: Batch, result: ExportResult): void {
-    const batch = this.withoutTakenOut(whole);
+  private settle(batch: Batch<T>, result: ExportResult): void {
     if (result.code === ExportResultCode.SUCCESS) {
       this.counters.exported(batch.spans.length);
       if (this.failingSinceMs !== undefined) {
@@ -393,29 +397,6 @@ export class SpanExportQueue {
       this.retryDelayMs === 0 ? FIRST_RETRY_DELAY_MS : this.retryDelayMs * 2,
     );
     this.retryAtMs = now + this.retryDelayMs;
-  }
-
-  /**
-   * The batch less the spans the exporter took out (it counted them as dropped): those are
-   * settled now, and only the rest is counted as exported or goes back for a retry.
-   */
-  private withoutTakenOut(batch: Batch): Batch {
-    if (batch.sent.length === batch.spans.length) return batch;
-    const kept = new Set(batch.sent);
-    const spans: ReadableSpan[] = [];
-    const epochs: number[] = [];
-    const takenOut: number[] = [];
-    batch.spans.forEach((span, i) => {
-      const epoch = batch.epochs[i] as number;
-      if (kept.has(span)) {
-        spans.push(span);
-        epochs.push(epoch);
-      } else {
-        takenOut.push(epoch);
-      }
-    });
-    this.settleSpans(takenOut);
-    return { spans, epochs, sent: spans };
   }
 
   /** These spans were accepted or dropped: release the checkpoints waiting for them. */

@@ -4,8 +4,9 @@ import {
   OTLPExporterError,
   type OTLPExporterNodeConfigBase,
 } from '@opentelemetry/otlp-exporter-base';
-import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace-base';
-import { ProtobufSpanSerializer } from './ProtobufSpanSerializer.js';
+import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
+import { type EncodedSpan, ProtobufSpanSerializer } from './ProtobufSpanSerializer.js';
+import type { QueueExporter } from './QueueExporter.js';
 import { workerScriptUrl } from '../shared/workerScriptUrl.js';
 import type { SendReady, SendReply, SendRequest, SendThreadData } from './sendThreadMessages.js';
 
@@ -15,8 +16,9 @@ const COMPONENT_TYPE = 'otlp_http_span_exporter';
 /**
  * The OTLP/HTTP protobuf span exporter, with the network on a worker thread.
  *
- * Spans are serialised here (ProtobufSpanSerializer: the SDK's bytes, faster) and the request
- * body moves to a worker thread without a copy, where the SDK's own OTLP/HTTP delegate sends it
+ * Spans are encoded here when the export queue takes them (`hold`; ProtobufSpanSerializer: the
+ * SDK's bytes, faster), so they wait for their export as bytes, not as objects; a request is
+ * assembled from them and its body moves to a worker thread without a copy, where the SDK's own OTLP/HTTP delegate sends it
  * (otlpSendThread.ts): the same headers, gzip, timeouts, retries and partial-success handling as
  * `@opentelemetry/exporter-trace-otlp-proto`. Writing a batch to the socket, compressing it and
  * handling the response were a visible share of the profile under load (bench/README.md),
@@ -25,7 +27,7 @@ const COMPONENT_TYPE = 'otlp_http_span_exporter';
  * If the thread dies, the exports it held fail (SpanExportQueue retries them) and the next export
  * starts a new thread.
  */
-export class ThreadedOtlpExporter implements SpanExporter {
+export class ThreadedOtlpExporter implements QueueExporter<EncodedSpan> {
   private worker: Worker | undefined;
   private nextId = 0;
   private readonly pending = new Map<number, (result: ExportResult) => void>();
@@ -36,10 +38,10 @@ export class ThreadedOtlpExporter implements SpanExporter {
 
   constructor(
     private readonly config: OTLPExporterNodeConfigBase,
-    /** Turns spans into the request body; anything but the default is for tests. */
+    /** Encodes spans and assembles the request body; anything but the default is for tests. */
     private readonly serializer: Pick<
       ProtobufSpanSerializer,
-      'serializeRequest'
+      'encode' | 'serializeEncoded'
     > = new ProtobufSpanSerializer(),
     /** The compiled send thread (dist/export/otlpSendThread.js). */
     private readonly threadUrl: URL = workerScriptUrl('otlpSendThread.js', import.meta.url),
@@ -49,26 +51,30 @@ export class ThreadedOtlpExporter implements SpanExporter {
     this.thread();
   }
 
+  /** Encoded now; undefined when the serializer leaves the span out (it counted it). */
+  hold(span: ReadableSpan): EncodedSpan | undefined {
+    return this.serializer.encode(span);
+  }
+
   /** Resolves once the send thread takes exports, so the bridge starts consuming only then. */
   ready(): Promise<void> {
     return this.threadReady;
   }
 
-  export(spans: ReadableSpan[], resultCallback: (result: ExportResult) => void): void {
+  export(spans: EncodedSpan[], resultCallback: (result: ExportResult) => void): void {
     if (this.stopped) {
       resultCallback({ code: ExportResultCode.FAILED, error: new Error('exporter is shut down') });
       return;
     }
     let bytes: Uint8Array;
     try {
-      bytes = this.serializer.serializeRequest(spans);
+      bytes = this.serializer.serializeEncoded(spans);
     } catch (error) {
       resultCallback({ code: ExportResultCode.FAILED, error: error as Error });
       return;
     }
-    // Every span was left out by the serializer (and counted there): nothing to send. Answered
-    // after this call returns, as an export that was sent is: SpanExportQueue registers the
-    // export only once `export` returned.
+    // Nothing to send. Answered after this call returns, as an export that was sent is:
+    // SpanExportQueue registers the export only once `export` returned.
     if (spans.length === 0) {
       queueMicrotask(() => resultCallback({ code: ExportResultCode.SUCCESS }));
       return;

@@ -3,12 +3,12 @@ import {
   CompressionAlgorithm,
   type OTLPExporterNodeConfigBase,
 } from '@opentelemetry/otlp-exporter-base';
-import type { SpanExporter } from '@opentelemetry/sdk-trace-base';
 import type { OtlpTraceOptions, TraceExporterOptions } from './ExportOptions.js';
 import type { InternalErrorSink } from '../shared/guarded.js';
 import { ConsoleTraceExporter, useColor } from './ConsoleTraceExporter.js';
 import { ProtobufSpanSerializer, type SpanSerializerOptions } from './ProtobufSpanSerializer.js';
 import { ThreadedOtlpExporter } from './ThreadedOtlpExporter.js';
+import { keepingSpans, type QueueExporter } from './QueueExporter.js';
 
 /**
  * The OTLP/HTTP trace exporter for the configured protocol. Every setting is passed explicitly
@@ -18,7 +18,7 @@ import { ThreadedOtlpExporter } from './ThreadedOtlpExporter.js';
  *
  * `http/protobuf` is the SDK's OTLPTraceExporter transport with the bridge's own serializer (the
  * same bytes for less than half the CPU, see ProtobufSpanSerializer), sending from a worker thread
- * (ThreadedOtlpExporter).
+ * (ThreadedOtlpExporter), which the export queue hands spans encoded as it takes them.
  */
 export function createTraceExporter(
   options: OtlpTraceOptions,
@@ -27,15 +27,17 @@ export function createTraceExporter(
   onInternalError?: InternalErrorSink,
   /** `http/protobuf`: spans too large or impossible to encode are left out alone, told here. */
   serializer: SpanSerializerOptions = {},
-): SpanExporter {
+): QueueExporter<unknown> {
   if (exporter.kind === 'console') {
     // `--exporter console`: finished traces as trees on stdout (logs stay on stderr).
-    return new ConsoleTraceExporter({
-      write: (text) => process.stdout.write(text),
-      color: useColor(process.stdout, process.env),
-      quietMs: exporter.consoleQuietMs,
-      onError: onInternalError,
-    });
+    return keepingSpans(
+      new ConsoleTraceExporter({
+        write: (text) => process.stdout.write(text),
+        color: useColor(process.stdout, process.env),
+        quietMs: exporter.consoleQuietMs,
+        onError: onInternalError,
+      }),
+    );
   }
   const config: OTLPExporterNodeConfigBase = {
     url: options.url,
@@ -45,6 +47,6 @@ export function createTraceExporter(
     timeoutMillis: options.timeoutMs,
   };
   return options.protocol === 'http/json'
-    ? new OtlpJsonTraceExporter(config)
+    ? keepingSpans(new OtlpJsonTraceExporter(config))
     : new ThreadedOtlpExporter(config, new ProtobufSpanSerializer(serializer));
 }

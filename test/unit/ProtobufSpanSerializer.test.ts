@@ -100,6 +100,36 @@ describe('ProtobufSpanSerializer on the spans taskSpans builds from the captured
     serializer.serializeRequest(companion);
     expect(Buffer.from(first).equals(copy)).toBe(true);
   });
+
+  it('keeps spans encoded ahead intact while later ones fill new buffers, and sends them as the SDK would', () => {
+    // As the export queue holds them: encoded when taken, sent after many more were encoded.
+    const serializer = new ProtobufSpanSerializer();
+    const early = plain.map((s) => serializer.encode(s));
+    // More than a buffer's worth after them, with spans large enough to grow a buffer on the way.
+    const big = plain.map((s) => ({
+      ...s,
+      attributes: { ...s.attributes, big: 'b'.repeat(100_000) },
+    }));
+    const later = [];
+    for (let round = 0; round < 4; round++) {
+      for (const s of [...companion, ...big]) later.push(serializer.encode(s));
+    }
+    const buffers = new Set([...early, ...later].map((e) => e?.buf));
+    expect(buffers.size).toBeGreaterThan(2);
+    const expected = (spans: ReadableSpan[]): Buffer =>
+      Buffer.from(ProtobufTraceSerializer.serializeRequest(spans) ?? []);
+    const encoded = early.flatMap((e) => e ?? []);
+    expect(encoded).toHaveLength(plain.length);
+    expect(Buffer.from(serializer.serializeEncoded(encoded))).toEqual(expected(plain));
+    // A batch drawn from several buffers, two resources and two scopes.
+    const mixed = [...plain.slice(0, 3), ...companion.slice(0, 3), ...big.slice(0, 2)];
+    const mixedEncoded = [
+      ...early.slice(0, 3),
+      ...later.slice(0, 3),
+      ...later.slice(companion.length, companion.length + 2),
+    ].flatMap((e) => e ?? []);
+    expect(Buffer.from(serializer.serializeEncoded(mixedEncoded))).toEqual(expected(mixed));
+  });
 });
 
 // --- hand-made spans ---
@@ -481,7 +511,10 @@ describe('the http/protobuf exporter with ProtobufSpanSerializer', () => {
         serviceNameRules: [],
       });
       const result = await new Promise<number>((resolve) =>
-        exporter.export(spans, (r) => resolve(r.code)),
+        exporter.export(
+          spans.flatMap((span) => exporter.hold(span) ?? []),
+          (r) => resolve(r.code),
+        ),
       );
       await exporter.shutdown();
       expect(result).toBe(0);

@@ -1,12 +1,16 @@
 import { type ExportResult, ExportResultCode } from '@opentelemetry/core';
 import { OTLPExporterError } from '@opentelemetry/otlp-exporter-base';
-import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace-base';
+import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { describe, expect, it, vi } from 'vitest';
+import { keepingSpans, type QueueExporter } from '../../src/export/QueueExporter.js';
 import { SpanExportQueue } from '../../src/export/SpanExportQueue.js';
 
 /** A fake exporter: unit tests only; the integration tests export to a real OTLP receiver. */
-class FakeExporter implements SpanExporter {
+class FakeExporter implements QueueExporter<ReadableSpan> {
   batches: number[] = [];
+  hold(span: ReadableSpan): ReadableSpan {
+    return span;
+  }
   accepted = 0;
   result: ExportResult = { code: ExportResultCode.SUCCESS };
   hang = false;
@@ -204,8 +208,11 @@ describe('SpanExportQueue priorities', () => {
 });
 
 /** An exporter whose requests finish when the test says so, to see how many are in flight. */
-class HeldExporter implements SpanExporter {
+class HeldExporter implements QueueExporter<ReadableSpan> {
   open: { size: number; done: (result: ExportResult) => void }[] = [];
+  hold(span: ReadableSpan): ReadableSpan {
+    return span;
+  }
   export(batch: ReadableSpan[], done: (result: ExportResult) => void): void {
     this.open.push({ size: batch.length, done });
   }
@@ -322,41 +329,37 @@ describe('SpanExportQueue concurrency, checkpoints and back-pressure', () => {
 });
 
 describe('SpanExportQueue with an exporter that takes spans out', () => {
-  it('settles what the exporter took out and retries only the rest', async () => {
+  it('does not wait for a span the exporter cannot hold (it counted it)', async () => {
     const exporter = new HeldExporter();
-    const taking: SpanExporter = {
-      export(batch, done) {
-        batch.splice(0, 2); // e.g. two spans the serializer could not encode, counted by it
-        exporter.export(batch, done);
-      },
+    const cannot = new Set<ReadableSpan>();
+    const holding: QueueExporter<ReadableSpan> = {
+      // e.g. spans the serializer could not encode, counted by it
+      hold: (span) => (cannot.has(span) ? undefined : span),
+      export: (batch, done) => exporter.export(batch, done),
       shutdown: () => Promise.resolve(),
     };
     const c = counters();
-    const queue = new SpanExportQueue(taking, options, c, () => 0);
-    queue.add(spans(5));
+    const queue = new SpanExportQueue(holding, options, c, () => 0);
+    const five = spans(5);
+    cannot.add(five[0] as ReadableSpan).add(five[3] as ReadableSpan);
+    queue.add(five);
+    expect(queue.length).toBe(3);
     const settled = queue.settled(queue.mark());
-    exporter.finish(0, {
-      code: ExportResultCode.FAILED,
-      error: new OTLPExporterError('unavailable', 503),
-    });
-    await tick();
-    expect(queue.length).toBe(3); // the two taken out are not retried
-    const flushed = queue.flush(); // one attempt now, whatever the backoff says
-    expect(exporter.open.map((r) => r.size)).toEqual([1]); // the retry, less 2 more taken out
+    expect(exporter.open.map((r) => r.size)).toEqual([3]);
     exporter.finish(0);
-    await flushed;
     await settled;
-    expect(c.state.exported).toBe(1);
+    expect(c.state.exported).toBe(3);
+    expect(queue.held).toBe(0);
   });
 });
 
 describe('SpanExportQueue with an exporter that answers at once', () => {
   it('settles a batch answered within export itself', async () => {
     const c = counters();
-    const now: SpanExporter = {
+    const now = keepingSpans({
       export: (_batch, done) => done({ code: ExportResultCode.SUCCESS }),
       shutdown: () => Promise.resolve(),
-    };
+    });
     const queue = new SpanExportQueue(now, { ...options, maxConcurrentExports: 2 }, c);
     queue.add(spans(25));
     await queue.settled(queue.mark());

@@ -20,7 +20,9 @@ function spansOf(messages: Parameters<typeof decodeAll>[0]) {
  * that decides between retry and drop, and a thread that dies.
  */
 function exportOnce(exporter: ThreadedOtlpExporter, spans = spansOf(amqpFixtureMessages())) {
-  return new Promise<ExportResult>((resolve) => exporter.export(spans, resolve));
+  // As the export queue does: each span encoded when it is taken, the batch sent later.
+  const held = spans.flatMap((span) => exporter.hold(span) ?? []);
+  return new Promise<ExportResult>((resolve) => exporter.export(held, resolve));
 }
 
 async function server(
@@ -142,7 +144,7 @@ describe('ThreadedOtlpExporter', () => {
     expect(pooled.buffer).toBe(neighbour.buffer);
     const exporter = new ThreadedOtlpExporter(
       { url: receiver.tracesUrl, timeoutMillis: 5000 },
-      { serializeRequest: () => pooled },
+      { encode: (span) => real.encode(span), serializeEncoded: () => pooled },
     );
     try {
       expect((await exportOnce(exporter, one)).code).toBe(ExportResultCode.SUCCESS);

@@ -1,13 +1,15 @@
 // One bad span never fails its batch: the serializer leaves it out alone (counted), the export
 // queue sends the rest once and counts only what was sent.
 import { ExportResultCode } from '@opentelemetry/core';
-import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace-base';
+import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { ProtobufTraceSerializer } from '@opentelemetry/otlp-transformer';
 import { describe, expect, it } from 'vitest';
 import {
+  type EncodedSpan,
   ProtobufSpanSerializer,
   type SerializerDropReason,
 } from '../../src/export/ProtobufSpanSerializer.js';
+import type { QueueExporter } from '../../src/export/QueueExporter.js';
 import { SpanExportQueue } from '../../src/export/SpanExportQueue.js';
 import { taskSpans } from '../../src/export/taskSpans.js';
 import { ThreadedOtlpExporter } from '../../src/export/ThreadedOtlpExporter.js';
@@ -100,9 +102,10 @@ describe('spans the serializer cannot send', () => {
     const serializer = new ProtobufSpanSerializer({ dropped: (reason) => dropped.push(reason) });
     const sent: number[] = [];
     let calls = 0;
-    const exporter: SpanExporter = {
+    const exporter: QueueExporter<EncodedSpan> = {
+      hold: (span) => serializer.encode(span),
       export(spans, callback) {
-        serializer.serializeRequest(spans);
+        serializer.serializeEncoded(spans);
         sent.push(spans.length);
         const fail = calls++ === 0;
         setTimeout(() =>
