@@ -26,6 +26,7 @@ import {
   METRIC_SPECS,
   type MetricKey,
   type MetricSpec,
+  QUEUE_LABEL_GRACE_MS,
 } from '../shared/metricSpecs.js';
 
 /** What the metrics read from the rest of the bridge when they are collected. */
@@ -87,8 +88,6 @@ const MAX_TASK_SERIES = 2000;
 export const MAX_QUEUE_LABEL_WAITS = 50_000;
 /** Counts of one task that wait at most: its events, a retry or two included. */
 export const MAX_WAITING_COUNTS_PER_TASK = 16;
-/** Longest a count waits for its task's `task-sent`. */
-const QUEUE_LABEL_GRACE_MS = 2000;
 
 /** Tasks whose exemplar candidates wait for their span at most (see TaskExemplars). */
 const MAX_EXEMPLAR_TASKS = 20_000;

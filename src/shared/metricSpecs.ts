@@ -52,6 +52,12 @@ function attr(name: string, detail?: readonly string[] | string): MetricAttribut
   return typeof detail === 'string' ? { name, note: detail } : { name, values: detail };
 }
 
+/**
+ * Longest a task count waits for its task's `task-sent`, which alone names the queue (read by
+ * BridgeMetrics' QueueLabelWait; here so that the description below says the same).
+ */
+export const QUEUE_LABEL_GRACE_MS = 2000;
+
 const TASK_NAME = attr(
   ATTR.TASK_NAME,
   '`__other__` past `--metrics-max-task-names`; `unknown` when no event told it',
@@ -77,7 +83,7 @@ export const METRIC_SPECS = {
       attr(ATTR.TASK_STATE, TASK_EVENT_STATES),
       attr(
         ATTR.MESSAGING_DESTINATION_NAME,
-        "the queue, from the task's `task-sent`: a count waits up to 2 s for it (the worker's events often arrive first)",
+        `the queue, from the task's \`task-sent\`: a count waits up to ${QUEUE_LABEL_GRACE_MS / 1000} s for it (the worker's events often arrive first)`,
       ),
       attr(ATTR.WORKER_HOSTNAME, 'not on `sent`; unless `--metrics-worker-attribute off`'),
     ],
