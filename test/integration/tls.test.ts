@@ -125,7 +125,7 @@ describe.each(cases)('TLS to $broker', ({ broker, plainUrl, targetPort, tlsUrl }
   it('without the CA exits 1 with one clear message', async () => {
     const tls = await proxy();
     const running = bridge(tls.port, ['--connect-timeout-ms', '1500']);
-    expect(await running.exited).toBe(1);
+    expect(await running.exitedWithin(20_000)).toBe(1);
     const errors = running.logLines.filter((line) => line.includes('"level":"error"'));
     expect(errors).toHaveLength(1);
     expect(errors[0]).toContain(
@@ -142,7 +142,7 @@ describe.each(cases)('TLS to $broker', ({ broker, plainUrl, targetPort, tlsUrl }
       '--connect-timeout-ms',
       '500',
     ]);
-    expect(await running.exited).toBe(1);
+    expect(await running.exitedWithin(20_000)).toBe(1);
     expect(running.logLines.join('\n')).toContain(
       "--broker-tls-ca-file does not hold the CA that signed the broker's certificate",
     );
@@ -156,7 +156,7 @@ describe.each(cases)('TLS to $broker', ({ broker, plainUrl, targetPort, tlsUrl }
       '--connect-timeout-ms',
       '500',
     ]);
-    expect(await refused.exited).toBe(1);
+    expect(await refused.exitedWithin(20_000)).toBe(1);
     expect(refused.logLines.join('\n')).toContain(
       'the broker asks for a client certificate: pass --broker-tls-cert-file and --broker-tls-key-file',
     );
@@ -185,7 +185,7 @@ describe.each(cases)('TLS to $broker', ({ broker, plainUrl, targetPort, tlsUrl }
       [...ca, '--broker-tls-servername', 'wrong.example', '--connect-timeout-ms', '500'],
       '127.0.0.1',
     );
-    expect(await wrong.exited).toBe(1);
+    expect(await wrong.exitedWithin(20_000)).toBe(1);
     expect(wrong.logLines.join('\n')).toContain(
       `TLS handshake with 127.0.0.1:${tls.port} failed: Hostname/IP does not match certificate's ` +
         "altnames: Host: wrong.example. is not in the cert's altnames",

@@ -13,6 +13,8 @@ export interface BridgeProcess {
   waitForLog(pattern: RegExp, timeoutMs?: number): Promise<string>;
   /** SIGTERM; resolves with the exit code. */
   stop(): Promise<number | null>;
+  /** The exit code, or a rejection with the log when the bridge still runs after timeoutMs. */
+  exitedWithin(timeoutMs: number): Promise<number | null>;
   readonly exited: Promise<number | null>;
 }
 
@@ -82,6 +84,21 @@ export function startBridge(args: string[], env: Record<string, string>): Bridge
           },
         });
       });
+    },
+    exitedWithin(timeoutMs) {
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () =>
+            reject(
+              new Error(
+                `bridge still running after ${timeoutMs} ms, expected it to exit:\n${logLines.join('\n')}`,
+              ),
+            ),
+          timeoutMs,
+        );
+      });
+      return Promise.race([exited, late]).finally(() => clearTimeout(timer));
     },
     async stop() {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
