@@ -84,9 +84,15 @@ export class ProtobufSpanSerializer implements ISerializer<
     if (chunk.buf.length - chunk.pos < CHUNK_ROOM)
       chunk = this.chunk = new ProtoWriter(CHUNK_BYTES);
     const start = chunk.pos;
-    if (!this.guard.write(chunk, span)) return undefined;
+    const written = this.guard.write(chunk, span);
+    const buf = chunk.buf;
+    // A span that grew the chunk (ProtoWriter moved it to a larger buffer) keeps that buffer to
+    // itself, kept or left out for its size: the next spans start a chunk of the usual size, so a
+    // huge span pins its large buffer only while it is held, never every span after it.
+    if (buf.length > CHUNK_BYTES) this.chunk = new ProtoWriter(CHUNK_BYTES);
+    if (!written) return undefined;
     return {
-      buf: chunk.buf,
+      buf,
       start,
       end: chunk.pos,
       resource: span.resource,

@@ -311,7 +311,7 @@ export class SpanExportQueue<T = unknown> {
     const batch: Batch<T> = { spans, epochs: this.queueEpochs.splice(0, take) };
     this.inFlightSpans += take;
     // The promise exists before the exporter is called: an exporter may answer within `export`
-    // itself (stopped, or every span taken out), and `finish` must find it then.
+    // itself (stopped, or an answer of its own), and `finish` must find it then.
     let resolveDone: () => void = () => undefined;
     const done = new Promise<void>((resolve) => (resolveDone = resolve));
     this.inFlight.add(done);

@@ -17,9 +17,9 @@ const COMPONENT_TYPE = 'otlp_http_span_exporter';
  * The OTLP/HTTP protobuf span exporter, with the network on a worker thread.
  *
  * Spans are encoded here when the export queue takes them (`hold`; ProtobufSpanSerializer: the
- * SDK's bytes, faster), so they wait for their export as bytes, not as objects; a request is
- * assembled from them and its body moves to a worker thread without a copy, where the SDK's own OTLP/HTTP delegate sends it
- * (otlpSendThread.ts): the same headers, gzip, timeouts, retries and partial-success handling as
+ * SDK's bytes, faster), so they wait for their export as bytes, not as objects. A request is
+ * assembled from them, and its body moves to a worker thread without a copy, where the SDK's own
+ * OTLP/HTTP delegate sends it (otlpSendThread.ts): the same headers, gzip, timeouts, retries and partial-success handling as
  * `@opentelemetry/exporter-trace-otlp-proto`. Writing a batch to the socket, compressing it and
  * handling the response were a visible share of the profile under load (bench/README.md),
  * all on the thread that must keep reading the broker; now they run beside it.

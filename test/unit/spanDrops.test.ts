@@ -45,6 +45,20 @@ describe('spans the serializer cannot send', () => {
     );
   });
 
+  it('leave the large buffer they grew to themselves: the next span is encoded in a usual one', () => {
+    const good = goodSpans();
+    const serializer = new ProtobufSpanSerializer({ dropped: () => undefined });
+    const before = serializer.encode(good[0]!);
+    expect(serializer.encode(oversized(good[1]!))).toBeUndefined();
+    const after = serializer.encode(good[2]!);
+    expect(before?.buf.length).toBe(1024 * 1024);
+    expect(after?.buf.length).toBe(1024 * 1024);
+    expect(after?.buf).not.toBe(before?.buf);
+    expect(Buffer.from(serializer.serializeEncoded([before!, after!]))).toEqual(
+      Buffer.from(ProtobufTraceSerializer.serializeRequest([good[0]!, good[2]!]) ?? []),
+    );
+  });
+
   it('an oversized task name makes a span name of 255 characters, not a rejected request', () => {
     const run = assemble([
       { type: 'task-received', uuid: 'n1', timestamp: 10, name: 'n'.repeat(1 << 20) },
